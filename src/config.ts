@@ -1,0 +1,149 @@
+// Every setting of the contract, validated once. This is the only module that reads process.env:
+// everything else receives a Config, so tests build one from a plain object.
+import { hostname } from "node:os";
+import { resolve } from "node:path";
+import { z } from "zod";
+
+const port = z.coerce.number().int().min(0).max(65535);
+const positiveInt = z.coerce.number().int().positive();
+const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+)(:\d{1,5})?$/, "host[:port]");
+
+const schema = z.object({
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, "a postgres:// URL")
+    .optional(),
+  POSTERN_DATA_DIR: z.string().min(1).default("./data"),
+  POSTERN_HOSTNAME: z
+    .string()
+    .regex(/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/, "a host name")
+    .default(hostname()),
+  POSTERN_LISTEN: z.union([z.ipv4(), z.ipv6()], "an IPv4 or IPv6 address").default("0.0.0.0"),
+  POSTERN_SMTP_PORT: port.default(25),
+  POSTERN_SUBMISSION_PORT: port.default(587),
+  POSTERN_SUBMISSIONS_PORT: port.default(465),
+  POSTERN_HTTP_PORT: port.default(8025),
+  POSTERN_ADMIN_TOKEN: z.string().min(16, "at least 16 characters").optional(),
+  POSTERN_TLS_CERT: z.string().min(1).optional(),
+  POSTERN_TLS_KEY: z.string().min(1).optional(),
+  POSTERN_DNS_SERVERS: z
+    .string()
+    .optional()
+    .transform((s) =>
+      s
+        ?.split(",")
+        .map((x) => x.trim())
+        .filter(Boolean),
+    )
+    .pipe(z.array(hostPort).optional()),
+  POSTERN_OUTBOUND_PORT: port.default(25),
+  POSTERN_SMARTHOST: hostPort.optional(),
+  POSTERN_MAX_MESSAGE_BYTES: positiveInt.default(26214400),
+  POSTERN_MAX_RECIPIENTS: positiveInt.default(100),
+  POSTERN_RETRY_BASE_SECONDS: positiveInt.default(60),
+  POSTERN_RETRY_MAX_SECONDS: positiveInt.default(3600),
+  POSTERN_QUEUE_LIFETIME_SECONDS: positiveInt.default(432000),
+  POSTERN_DELAY_WARNING_SECONDS: positiveInt.default(14400),
+  POSTERN_DMARC_POLICY: z.enum(["enforce", "monitor"]).default("enforce"),
+  POSTERN_LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info"),
+});
+
+export type Settings = z.output<typeof schema>;
+
+export interface Config {
+  databaseUrl: string | undefined;
+  dataDir: string;
+  hostname: string;
+  listen: string;
+  smtpPort: number;
+  submissionPort: number;
+  submissionsPort: number;
+  httpPort: number;
+  adminToken: string | undefined;
+  tlsCert: string | undefined;
+  tlsKey: string | undefined;
+  dnsServers: string[] | undefined;
+  outboundPort: number;
+  smarthost: string | undefined;
+  maxMessageBytes: number;
+  maxRecipients: number;
+  retryBaseSeconds: number;
+  retryMaxSeconds: number;
+  queueLifetimeSeconds: number;
+  delayWarningSeconds: number;
+  dmarcPolicy: "enforce" | "monitor";
+  logLevel: "debug" | "info" | "warn" | "error";
+}
+
+export class ConfigError extends Error {}
+
+/** Validates a set of variables; the first problem becomes a one-line ConfigError. */
+export function parseConfig(env: Record<string, string | undefined>): Config {
+  // An empty variable means "unset", as in a shell `FOO= cmd`.
+  const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
+  const result = schema.safeParse(present);
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    const name = String(issue.path[0]);
+    throw new ConfigError(
+      `${name}=${JSON.stringify(present[name] ?? "")} is invalid: expected ${expected(issue)}`,
+    );
+  }
+  const s = result.data;
+  if ((s.POSTERN_TLS_CERT === undefined) !== (s.POSTERN_TLS_KEY === undefined)) {
+    throw new ConfigError("POSTERN_TLS_CERT and POSTERN_TLS_KEY must be set together");
+  }
+  if (s.POSTERN_RETRY_MAX_SECONDS < s.POSTERN_RETRY_BASE_SECONDS) {
+    throw new ConfigError(
+      `POSTERN_RETRY_MAX_SECONDS=${s.POSTERN_RETRY_MAX_SECONDS} is invalid: expected at least POSTERN_RETRY_BASE_SECONDS (${s.POSTERN_RETRY_BASE_SECONDS})`,
+    );
+  }
+  return {
+    databaseUrl: s.DATABASE_URL,
+    dataDir: resolve(s.POSTERN_DATA_DIR),
+    hostname: s.POSTERN_HOSTNAME,
+    listen: s.POSTERN_LISTEN,
+    smtpPort: s.POSTERN_SMTP_PORT,
+    submissionPort: s.POSTERN_SUBMISSION_PORT,
+    submissionsPort: s.POSTERN_SUBMISSIONS_PORT,
+    httpPort: s.POSTERN_HTTP_PORT,
+    adminToken: s.POSTERN_ADMIN_TOKEN,
+    tlsCert: s.POSTERN_TLS_CERT,
+    tlsKey: s.POSTERN_TLS_KEY,
+    dnsServers: s.POSTERN_DNS_SERVERS,
+    outboundPort: s.POSTERN_OUTBOUND_PORT,
+    smarthost: s.POSTERN_SMARTHOST,
+    maxMessageBytes: s.POSTERN_MAX_MESSAGE_BYTES,
+    maxRecipients: s.POSTERN_MAX_RECIPIENTS,
+    retryBaseSeconds: s.POSTERN_RETRY_BASE_SECONDS,
+    retryMaxSeconds: s.POSTERN_RETRY_MAX_SECONDS,
+    queueLifetimeSeconds: s.POSTERN_QUEUE_LIFETIME_SECONDS,
+    delayWarningSeconds: s.POSTERN_DELAY_WARNING_SECONDS,
+    dmarcPolicy: s.POSTERN_DMARC_POLICY,
+    logLevel: s.POSTERN_LOG_LEVEL,
+  };
+}
+
+function expected(issue: z.core.$ZodIssue): string {
+  switch (issue.code) {
+    case "invalid_value":
+      return `one of ${issue.values.map((v) => JSON.stringify(v)).join(", ")}`;
+    case "too_small":
+      return issue.origin === "string"
+        ? issue.message
+        : `a number ${issue.inclusive ? ">=" : ">"} ${issue.minimum}`;
+    case "too_big":
+      return `a number <= ${issue.maximum}`;
+    case "invalid_type":
+      return issue.expected === "number" || issue.expected === "int" ? "a whole number" : issue.expected;
+    case "invalid_format":
+      return issue.message.startsWith("Invalid") ? `a ${issue.format}` : issue.message;
+    default:
+      return issue.message;
+  }
+}
+
+/** The process environment (Bun has already merged `.env` into it). */
+export function loadConfig(): Config {
+  return parseConfig(process.env);
+}

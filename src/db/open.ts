@@ -1,0 +1,100 @@
+// Opens the database the settings name: PostgreSQL through postgres.js when DATABASE_URL is set,
+// otherwise PGlite in the data dir, held under an exclusive lock.
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { PGlite } from "@electric-sql/pglite";
+import initdbWasmPath from "@electric-sql/pglite/initdb.wasm" with { type: "file" };
+import fsBundlePath from "@electric-sql/pglite/pglite.data" with { type: "file" };
+import pgliteWasmPath from "@electric-sql/pglite/pglite.wasm" with { type: "file" };
+import { sql } from "drizzle-orm";
+import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
+import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
+import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
+import postgres from "postgres";
+import type { Config } from "../config.ts";
+import { acquireLock } from "./lock.ts";
+import * as schema from "./schema.ts";
+
+export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
+
+export interface Database {
+  db: Db;
+  kind: "postgres" | "pglite";
+  /** True when the database answers a trivial query. */
+  ping(): Promise<boolean>;
+  close(): Promise<void>;
+  /** Internal handle for the migrator, which is typed per driver. */
+  driver:
+    | { kind: "postgres"; db: ReturnType<typeof drizzlePostgres<typeof schema>> }
+    | {
+        kind: "pglite";
+        db: ReturnType<typeof drizzlePglite<typeof schema>>;
+      };
+}
+
+export function lockPath(dataDir: string): string {
+  return join(dataDir, "postern.lock");
+}
+
+export async function openDatabase(config: Pick<Config, "databaseUrl" | "dataDir">): Promise<Database> {
+  return config.databaseUrl ? openPostgres(config.databaseUrl) : openPglite(config.dataDir);
+}
+
+function openPostgres(url: string): Database {
+  const client = postgres(url, { max: 10, onnotice: () => {} });
+  const db = drizzlePostgres(client, { schema });
+  return {
+    db,
+    kind: "postgres",
+    driver: { kind: "postgres", db },
+    ping: () => ping(db),
+    close: () => client.end({ timeout: 5 }),
+  };
+}
+
+async function openPglite(dataDir: string): Promise<Database> {
+  mkdirSync(dataDir, { recursive: true });
+  const lock = acquireLock(lockPath(dataDir));
+  try {
+    // Handing PGlite its files explicitly is what lets `bun build --compile` embed them.
+    const [pgliteWasmModule, initdbWasmModule] = await Promise.all([
+      WebAssembly.compile(await Bun.file(pgliteWasmPath).arrayBuffer()),
+      WebAssembly.compile(await Bun.file(initdbWasmPath).arrayBuffer()),
+    ]);
+    const client = await PGlite.create({
+      dataDir: join(dataDir, "db"),
+      pgliteWasmModule,
+      initdbWasmModule,
+      fsBundle: Bun.file(fsBundlePath),
+    });
+    const db = drizzlePglite(client, { schema });
+    return {
+      db,
+      kind: "pglite",
+      driver: { kind: "pglite", db },
+      ping: () => ping(db),
+      async close() {
+        try {
+          await client.close();
+        } finally {
+          lock.release();
+        }
+      },
+    };
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
+}
+
+async function ping(db: Db): Promise<boolean> {
+  try {
+    await Promise.race([
+      db.execute(sql`select 1`),
+      Bun.sleep(2000).then(() => Promise.reject(new Error("timeout"))),
+    ]);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,113 @@
+import { sql } from "drizzle-orm";
+import {
+  bigint,
+  bigserial,
+  customType,
+  index,
+  integer,
+  jsonb,
+  pgTable,
+  text,
+  timestamp,
+} from "drizzle-orm/pg-core";
+
+const bytea = customType<{ data: Uint8Array; driverData: Uint8Array }>({
+  dataType: () => "bytea",
+});
+
+const at = (name: string) => timestamp(name, { withTimezone: true, mode: "date" });
+
+export const domains = pgTable("domains", {
+  name: text("name").primaryKey(),
+  dkimSelector: text("dkim_selector").notNull(),
+  dkimRsaKey: text("dkim_rsa_key").notNull(),
+  dkimEd25519Key: text("dkim_ed25519_key").notNull(),
+  createdAt: at("created_at").notNull().defaultNow(),
+});
+
+export const users = pgTable("users", {
+  address: text("address").primaryKey(),
+  passwordHash: text("password_hash").notNull(),
+  /** Sender patterns besides the login itself: `bob@example.com` or `*@example.com`. */
+  maySendAs: text("may_send_as").array().notNull().default(sql`'{}'::text[]`),
+  createdAt: at("created_at").notNull().defaultNow(),
+});
+
+export const routes = pgTable("routes", {
+  pattern: text("pattern").primaryKey(),
+  target: text("target").notNull(),
+  /** HMAC key for webhook targets. */
+  secret: text("secret"),
+  createdAt: at("created_at").notNull().defaultNow(),
+});
+
+export const messages = pgTable(
+  "messages",
+  {
+    id: text("id").primaryKey(),
+    receivedAt: at("received_at").notNull().defaultNow(),
+    /** `inbound` (port 25), `outbound` (authenticated submission, API, CLI), `dsn`. */
+    direction: text("direction").notNull(),
+    mailFrom: text("mail_from").notNull(),
+    helo: text("helo"),
+    clientIp: text("client_ip"),
+    authUser: text("auth_user"),
+    size: integer("size").notNull(),
+    raw: bytea("raw").notNull(),
+    authResults: jsonb("auth_results"),
+    messageIdHeader: text("message_id_header"),
+    subject: text("subject"),
+    /** DSN parameters of MAIL FROM (RFC 3461). */
+    envid: text("envid"),
+    ret: text("ret"),
+  },
+  (t) => [index("messages_received_at_idx").on(t.receivedAt)],
+);
+
+export const deliveries = pgTable(
+  "deliveries",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    messageId: text("message_id")
+      .notNull()
+      .references(() => messages.id, { onDelete: "cascade" }),
+    rcpt: text("rcpt").notNull(),
+    /** DSN parameters of RCPT TO (RFC 3461). */
+    orcpt: text("orcpt"),
+    notify: text("notify"),
+    /** `mx`, `mailbox`, `relay:HOST[:PORT]`, `webhook:URL`, `forward:ADDRESS`. */
+    target: text("target").notNull(),
+    /** `queued`, `deferred`, `delivered`, `bounced`. */
+    status: text("status").notNull().default("queued"),
+    attempts: integer("attempts").notNull().default(0),
+    nextAttemptAt: at("next_attempt_at").notNull().defaultNow(),
+    leaseOwner: text("lease_owner"),
+    leaseUntil: at("lease_until"),
+    lastReply: text("last_reply"),
+    deliveredAt: at("delivered_at"),
+    warnedAt: at("warned_at"),
+    createdAt: at("created_at").notNull().defaultNow(),
+  },
+  (t) => [
+    index("deliveries_due_idx").on(t.status, t.nextAttemptAt),
+    index("deliveries_message_idx").on(t.messageId),
+    index("deliveries_rcpt_idx").on(t.rcpt),
+  ],
+);
+
+export const attempts = pgTable(
+  "attempts",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    deliveryId: bigint("delivery_id", { mode: "number" })
+      .notNull()
+      .references(() => deliveries.id, { onDelete: "cascade" }),
+    at: at("at").notNull().defaultNow(),
+    durationMs: integer("duration_ms").notNull(),
+    host: text("host"),
+    reply: text("reply"),
+    /** `delivered`, `deferred`, `bounced`. */
+    outcome: text("outcome").notNull(),
+  },
+  (t) => [index("attempts_delivery_idx").on(t.deliveryId)],
+);

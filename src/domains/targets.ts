@@ -1,0 +1,60 @@
+// Route targets: where inbound mail for a local address goes.
+import { addressProblem, normalizeAddress } from "../mail/address.ts";
+
+export type Target =
+  | { kind: "mailbox" }
+  | { kind: "webhook"; url: string }
+  | { kind: "relay"; host: string; port: number }
+  | { kind: "forward"; address: string };
+
+/** Parses `mailbox`, `webhook:URL`, `relay:HOST[:PORT]` or `forward:ADDRESS`; throws a one-line reason. */
+export function parseTarget(raw: string): Target {
+  const colon = raw.indexOf(":");
+  const kind = colon < 0 ? raw : raw.slice(0, colon);
+  const rest = colon < 0 ? "" : raw.slice(colon + 1);
+  switch (kind) {
+    case "mailbox":
+      if (rest) throw new Error("mailbox takes no argument");
+      return { kind: "mailbox" };
+    case "webhook": {
+      let url: URL;
+      try {
+        url = new URL(rest);
+      } catch {
+        throw new Error(`webhook URL "${rest}" is not a URL`);
+      }
+      if (url.protocol !== "http:" && url.protocol !== "https:")
+        throw new Error("webhook URL must be http(s)");
+      return { kind: "webhook", url: url.href };
+    }
+    case "relay": {
+      const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?$/.exec(rest);
+      const port = m?.[2] === undefined ? 25 : Number(m[2]);
+      if (!m || port < 1 || port > 65535) throw new Error(`relay "${rest}" is not HOST[:PORT]`);
+      return { kind: "relay", host: m[1]!.replace(/^\[|\]$/g, ""), port };
+    }
+    case "forward": {
+      const address = normalizeAddress(rest);
+      const problem = addressProblem(address);
+      if (problem) throw new Error(`forward address "${rest}": ${problem}`);
+      return { kind: "forward", address };
+    }
+    default:
+      throw new Error(
+        `unknown target "${raw}": expected mailbox, webhook:URL, relay:HOST[:PORT] or forward:ADDRESS`,
+      );
+  }
+}
+
+export function formatTarget(t: Target): string {
+  switch (t.kind) {
+    case "mailbox":
+      return "mailbox";
+    case "webhook":
+      return `webhook:${t.url}`;
+    case "relay":
+      return `relay:${t.host.includes(":") ? `[${t.host}]` : t.host}:${t.port}`;
+    case "forward":
+      return `forward:${t.address}`;
+  }
+}

@@ -1,0 +1,13 @@
+// Files imported `with { type: "file" }` evaluate to their path (inside the binary once compiled).
+declare module "*.wasm" {
+  const path: string;
+  export default path;
+}
+declare module "*.data" {
+  const path: string;
+  export default path;
+}
+declare module "*/_journal.json" {
+  const path: string;
+  export default path;
+}

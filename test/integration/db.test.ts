@@ -1,0 +1,75 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import { sql } from "drizzle-orm";
+import { LockHeldError } from "../../src/db/lock.ts";
+import { migrate } from "../../src/db/migrate.ts";
+import { type Database, openDatabase } from "../../src/db/open.ts";
+import { deliveries, domains, messages } from "../../src/db/schema.ts";
+import { tempDir } from "../helpers/cli.ts";
+import { freshDatabaseUrl, havePostgres } from "../helpers/pg.ts";
+
+const opened: Database[] = [];
+afterAll(async () => {
+  for (const d of opened) await d.close();
+});
+
+const drivers: [string, () => Promise<Database>][] = [
+  ["pglite", () => openDatabase({ databaseUrl: undefined, dataDir: tempDir() })],
+];
+if (havePostgres) {
+  drivers.push([
+    "postgres",
+    async () => openDatabase({ databaseUrl: await freshDatabaseUrl(), dataDir: tempDir() }),
+  ]);
+}
+
+describe.each(drivers)("migrations on %s", (_name, open) => {
+  test("apply on an empty database, then again as a no-op, and the schema works", async () => {
+    const database = await open();
+    opened.push(database);
+    await migrate(database);
+    await migrate(database);
+    const applied = await database.db.execute(
+      sql`select count(*)::int as n from drizzle.__drizzle_migrations`,
+    );
+    const rows = (Array.isArray(applied) ? applied : applied.rows) as { n: number }[];
+    expect(rows[0]!.n).toBeGreaterThanOrEqual(1);
+
+    await database.db.insert(messages).values({
+      id: "m1",
+      direction: "inbound",
+      mailFrom: "a@example.test",
+      size: 3,
+      raw: new Uint8Array([0, 13, 10]),
+    });
+    await database.db
+      .insert(deliveries)
+      .values({ messageId: "m1", rcpt: "b@example.test", target: "mailbox" });
+    const [m] = await database.db.select().from(messages);
+    expect(Array.from(m!.raw)).toEqual([0, 13, 10]); // bytea keeps every octet, NUL included
+    const [d] = await database.db.select().from(deliveries);
+    expect(d!.status).toBe("queued");
+    expect(d!.nextAttemptAt).toBeInstanceOf(Date);
+    await database.db.delete(messages);
+    expect(await database.db.$count(deliveries)).toBe(0); // deliveries go with their message
+    expect(await database.ping()).toBe(true);
+  });
+});
+
+describe("the embedded database's lock", () => {
+  test("a second opener of the same data dir is refused with the holder's PID; the data survives", async () => {
+    const dataDir = tempDir();
+    const first = await openDatabase({ databaseUrl: undefined, dataDir });
+    await migrate(first);
+    await first.db
+      .insert(domains)
+      .values({ name: "kept.test", dkimSelector: "s", dkimRsaKey: "r", dkimEd25519Key: "e" });
+    const second = openDatabase({ databaseUrl: undefined, dataDir });
+    await expect(second).rejects.toBeInstanceOf(LockHeldError);
+    await expect(second).rejects.toThrow(`pid ${process.pid}`);
+    await first.close();
+
+    const again = await openDatabase({ databaseUrl: undefined, dataDir });
+    opened.push(again);
+    expect((await again.db.select().from(domains)).map((d) => d.name)).toEqual(["kept.test"]);
+  });
+});

@@ -1,0 +1,73 @@
+import { describe, expect, test } from "bun:test";
+import { ConfigError, parseConfig } from "../../src/config.ts";
+
+describe("parseConfig", () => {
+  test("defaults follow the contract", () => {
+    const c = parseConfig({});
+    expect(c.smtpPort).toBe(25);
+    expect(c.submissionPort).toBe(587);
+    expect(c.submissionsPort).toBe(465);
+    expect(c.httpPort).toBe(8025);
+    expect(c.maxMessageBytes).toBe(26214400);
+    expect(c.maxRecipients).toBe(100);
+    expect(c.queueLifetimeSeconds).toBe(432000);
+    expect(c.dmarcPolicy).toBe("enforce");
+    expect(c.databaseUrl).toBeUndefined();
+    expect(c.dataDir.endsWith("/data")).toBe(true);
+  });
+
+  test("values are read and converted", () => {
+    const c = parseConfig({
+      DATABASE_URL: "postgres://u@127.0.0.1:5432/db",
+      POSTERN_SMTP_PORT: "2525",
+      POSTERN_DNS_SERVERS: "127.0.0.1:5353, [::1]:53,10.0.0.1",
+      POSTERN_DMARC_POLICY: "monitor",
+      POSTERN_LISTEN: "::1",
+    });
+    expect(c.smtpPort).toBe(2525);
+    expect(c.dnsServers).toEqual(["127.0.0.1:5353", "[::1]:53", "10.0.0.1"]);
+    expect(c.dmarcPolicy).toBe("monitor");
+    expect(c.listen).toBe("::1");
+  });
+
+  test("an empty variable counts as unset", () => {
+    expect(parseConfig({ POSTERN_SMTP_PORT: "" }).smtpPort).toBe(25);
+  });
+
+  const bad: [Record<string, string>, string][] = [
+    [{ POSTERN_SMTP_PORT: "abc" }, 'POSTERN_SMTP_PORT="abc" is invalid: expected a whole number'],
+    [{ POSTERN_SMTP_PORT: "70000" }, 'POSTERN_SMTP_PORT="70000" is invalid: expected a number <= 65535'],
+    [{ POSTERN_MAX_RECIPIENTS: "0" }, 'POSTERN_MAX_RECIPIENTS="0" is invalid: expected a number > 0'],
+    [
+      { POSTERN_DMARC_POLICY: "strict" },
+      'POSTERN_DMARC_POLICY="strict" is invalid: expected one of "enforce", "monitor"',
+    ],
+    [{ DATABASE_URL: "mysql://x" }, 'DATABASE_URL="mysql://x" is invalid: expected a postgres:// URL'],
+    [
+      { POSTERN_LISTEN: "everywhere" },
+      'POSTERN_LISTEN="everywhere" is invalid: expected an IPv4 or IPv6 address',
+    ],
+    [
+      { POSTERN_DNS_SERVERS: "1.1.1.1:x" },
+      'POSTERN_DNS_SERVERS="1.1.1.1:x" is invalid: expected host[:port]',
+    ],
+    [
+      { POSTERN_ADMIN_TOKEN: "short" },
+      'POSTERN_ADMIN_TOKEN="short" is invalid: expected at least 16 characters',
+    ],
+    [{ POSTERN_TLS_CERT: "/c.pem" }, "POSTERN_TLS_CERT and POSTERN_TLS_KEY must be set together"],
+    [
+      { POSTERN_RETRY_BASE_SECONDS: "600", POSTERN_RETRY_MAX_SECONDS: "60" },
+      "POSTERN_RETRY_MAX_SECONDS=60 is invalid: expected at least POSTERN_RETRY_BASE_SECONDS (600)",
+    ],
+  ];
+  test.each(bad)("%o is refused with one line", (env, message) => {
+    expect(() => parseConfig(env)).toThrow(ConfigError);
+    expect(() => parseConfig(env)).toThrow(message);
+    try {
+      parseConfig(env);
+    } catch (err) {
+      expect((err as Error).message).not.toContain("\n");
+    }
+  });
+});

@@ -40,6 +40,8 @@ const schema = z.object({
   POSTERN_SMARTHOST: hostPort.optional(),
   POSTERN_MAX_MESSAGE_BYTES: positiveInt.default(26214400),
   POSTERN_MAX_RECIPIENTS: positiveInt.default(100),
+  POSTERN_MAX_CONNECTIONS: positiveInt.default(1000),
+  POSTERN_MAX_CONNECTIONS_PER_IP: positiveInt.default(50),
   POSTERN_RETRY_BASE_SECONDS: positiveInt.default(60),
   POSTERN_RETRY_MAX_SECONDS: positiveInt.default(3600),
   POSTERN_QUEUE_LIFETIME_SECONDS: positiveInt.default(432000),
@@ -67,6 +69,8 @@ export interface Config {
   smarthost: string | undefined;
   maxMessageBytes: number;
   maxRecipients: number;
+  maxConnections: number;
+  maxConnectionsPerIp: number;
   retryBaseSeconds: number;
   retryMaxSeconds: number;
   queueLifetimeSeconds: number;
@@ -115,6 +119,8 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     smarthost: s.POSTERN_SMARTHOST,
     maxMessageBytes: s.POSTERN_MAX_MESSAGE_BYTES,
     maxRecipients: s.POSTERN_MAX_RECIPIENTS,
+    maxConnections: s.POSTERN_MAX_CONNECTIONS,
+    maxConnectionsPerIp: s.POSTERN_MAX_CONNECTIONS_PER_IP,
     retryBaseSeconds: s.POSTERN_RETRY_BASE_SECONDS,
     retryMaxSeconds: s.POSTERN_RETRY_MAX_SECONDS,
     queueLifetimeSeconds: s.POSTERN_QUEUE_LIFETIME_SECONDS,

@@ -1,17 +1,30 @@
 // The composition root: settings -> database -> services -> listeners, and the orderly stop.
-
 import { runVerb } from "./commands/dispatch.ts";
 import type { Config } from "./config.ts";
 import { controlSocketPath, serveControlSocket } from "./control/socket.ts";
 import { migrate } from "./db/migrate.ts";
 import { openDatabase } from "./db/open.ts";
+import { Directory } from "./domains/directory.ts";
 import { createHttpHandler } from "./http/app.ts";
 import { createLogger, errorMessage } from "./log.ts";
+import { loadTlsMaterial } from "./net/tls.ts";
+import { Enqueuer } from "./queue/enqueue.ts";
+import { newMessageId } from "./queue/ids.ts";
+import { createSessionBackend } from "./smtp/backend.ts";
+import { ConnectionCounter, listenSmtp, type SmtpListener } from "./smtp/listener.ts";
+import type { PortKind, SessionClock } from "./smtp/session.ts";
 
 export interface RunningServer {
   httpPort: number;
+  smtpPorts: Record<PortKind, number>;
   stop(): Promise<void>;
 }
+
+const clock: SessionClock = {
+  now: () => Date.now(),
+  sleep: (ms) => Bun.sleep(ms),
+  newId: () => newMessageId(),
+};
 
 export async function startServer(config: Config): Promise<RunningServer> {
   const log = createLogger(config.logLevel);
@@ -23,6 +36,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     throw err;
   }
   log.info("database ready", { kind: database.kind });
+  const directory = new Directory(database.db);
 
   const control =
     database.kind === "pglite"
@@ -38,10 +52,58 @@ export async function startServer(config: Config): Promise<RunningServer> {
             },
             stdin: async () => stdin,
           });
+          directory.invalidate();
           log.info("control command", { argv: argv.slice(0, 2), code });
           return { code, stdout, stderr };
         })
       : undefined;
+
+  const tls = await loadTlsMaterial(config);
+  const backend = createSessionBackend({
+    db: database.db,
+    directory,
+    enqueuer: new Enqueuer(database.db, log),
+  });
+  const counter = new ConnectionCounter({ total: config.maxConnections, perIp: config.maxConnectionsPerIp });
+  const ports: [PortKind, number][] = [
+    ["smtp", config.smtpPort],
+    ["submission", config.submissionPort],
+    ["submissions", config.submissionsPort],
+  ];
+  const listeners: SmtpListener[] = [];
+  const smtpPorts = {} as Record<PortKind, number>;
+  try {
+    for (const [kind, port] of ports) {
+      const listener = listenSmtp({
+        hostname: config.listen,
+        port,
+        kind,
+        tls,
+        counter,
+        backend,
+        clock,
+        log,
+        policy: {
+          port: kind,
+          hostname: config.hostname,
+          maxMessageBytes: config.maxMessageBytes,
+          maxRecipients: config.maxRecipients,
+          tlsAvailable: true,
+          maxErrors: 10,
+          maxAuthFailures: 3,
+          authFailureDelayMs: (n) => 1000 * n,
+        },
+      });
+      listeners.push(listener);
+      smtpPorts[kind] = listener.port;
+      log.info("smtp listening", { kind, address: config.listen, port: listener.port });
+    }
+  } catch (err) {
+    for (const l of listeners) l.stop();
+    control?.stop();
+    await database.close();
+    throw new Error(`cannot listen for SMTP: ${errorMessage(err)}`);
+  }
 
   const http = Bun.serve({
     hostname: config.listen,
@@ -56,7 +118,9 @@ export async function startServer(config: Config): Promise<RunningServer> {
 
   return {
     httpPort: http.port!,
+    smtpPorts,
     async stop() {
+      for (const l of listeners) l.stop();
       control?.stop();
       await http.stop(true);
       await database.close();

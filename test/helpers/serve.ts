@@ -4,6 +4,10 @@ import { CLI } from "./cli.ts";
 export interface ServeProcess {
   proc: Bun.Subprocess<"ignore", "pipe", "pipe">;
   httpPort: number;
+  /** Inbound MX, submission (STARTTLS) and submissions (implicit TLS) ports. */
+  smtpPort: number;
+  submissionPort: number;
+  submissionsPort: number;
   /** SIGTERM, then the exit status. */
   stop(): Promise<number>;
 }
@@ -15,10 +19,22 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
+/** Starts serve on free loopback ports (those `env` does not fix). */
 export async function startServe(env: Record<string, string>, timeoutMs = 20000): Promise<ServeProcess> {
-  const httpPort = Number(env.POSTERN_HTTP_PORT ?? (await freePort()));
+  const port = async (name: string) => Number(env[name] ?? (await freePort()));
+  const httpPort = await port("POSTERN_HTTP_PORT");
+  const smtpPort = await port("POSTERN_SMTP_PORT");
+  const submissionPort = await port("POSTERN_SUBMISSION_PORT");
+  const submissionsPort = await port("POSTERN_SUBMISSIONS_PORT");
   const proc = Bun.spawn([process.execPath, CLI, "serve"], {
-    env: { POSTERN_LISTEN: "127.0.0.1", ...env, POSTERN_HTTP_PORT: String(httpPort) },
+    env: {
+      POSTERN_LISTEN: "127.0.0.1",
+      ...env,
+      POSTERN_HTTP_PORT: String(httpPort),
+      POSTERN_SMTP_PORT: String(smtpPort),
+      POSTERN_SUBMISSION_PORT: String(submissionPort),
+      POSTERN_SUBMISSIONS_PORT: String(submissionsPort),
+    },
     stdin: "ignore",
     stdout: "pipe",
     stderr: "pipe",
@@ -35,6 +51,9 @@ export async function startServe(env: Record<string, string>, timeoutMs = 20000)
       return {
         proc,
         httpPort,
+        smtpPort,
+        submissionPort,
+        submissionsPort,
         async stop() {
           proc.kill("SIGTERM");
           return proc.exited;

@@ -1,0 +1,75 @@
+// Who is local and where their mail goes. Domains and routes are small tables read on every RCPT,
+// so they are held in memory and reloaded after a short time; several instances on one database
+// see each other's changes within that time.
+import { eq } from "drizzle-orm";
+import type { Db } from "../db/open.ts";
+import { domains, routes, users } from "../db/schema.ts";
+import { domainOf } from "../mail/address.ts";
+
+export interface Route {
+  pattern: string;
+  target: string;
+  secret: string | null;
+}
+
+interface Snapshot {
+  loadedAt: number;
+  domains: Set<string>;
+  routes: Map<string, Route>;
+}
+
+export class Directory {
+  private current: Snapshot | undefined;
+  private loading: Promise<Snapshot> | undefined;
+
+  constructor(
+    private readonly db: Db,
+    private readonly maxAgeMs = 2000,
+  ) {}
+
+  private async snapshot(): Promise<Snapshot> {
+    if (this.current && Date.now() - this.current.loadedAt < this.maxAgeMs) return this.current;
+    this.loading ??= this.load().finally(() => {
+      this.loading = undefined;
+    });
+    return this.loading;
+  }
+
+  private async load(): Promise<Snapshot> {
+    const [d, r] = await Promise.all([
+      this.db.select({ name: domains.name }).from(domains),
+      this.db.select().from(routes),
+    ]);
+    this.current = {
+      loadedAt: Date.now(),
+      domains: new Set(d.map((x) => x.name)),
+      routes: new Map(r.map((x) => [x.pattern, { pattern: x.pattern, target: x.target, secret: x.secret }])),
+    };
+    return this.current;
+  }
+
+  /** Forget the cache, e.g. after this process changed the tables. */
+  invalidate(): void {
+    this.current = undefined;
+  }
+
+  async isLocalDomain(domain: string): Promise<boolean> {
+    return (await this.snapshot()).domains.has(domain.toLowerCase());
+  }
+
+  /**
+   * The route for a local address: its own, else its domain's `*@` route, else `mailbox` when it
+   * is a login (users can read their mail), else undefined: no such user.
+   */
+  async routeFor(address: string): Promise<Route | undefined> {
+    const addr = address.toLowerCase();
+    const snap = await this.snapshot();
+    const route = snap.routes.get(addr) ?? snap.routes.get(`*@${domainOf(addr)}`);
+    if (route) return route;
+    const [user] = await this.db
+      .select({ address: users.address })
+      .from(users)
+      .where(eq(users.address, addr));
+    return user ? { pattern: addr, target: "mailbox", secret: null } : undefined;
+  }
+}

@@ -1,0 +1,33 @@
+// Reads a few header fields from a raw message without parsing the MIME tree.
+
+/** The header block, up to the first empty line. */
+function headerBlock(raw: Uint8Array): string {
+  const limit = Math.min(raw.length, 256 * 1024);
+  let end = limit;
+  for (let i = 0; i + 3 < limit; i++) {
+    if (raw[i] === 13 && raw[i + 1] === 10 && raw[i + 2] === 13 && raw[i + 3] === 10) {
+      end = i;
+      break;
+    }
+  }
+  return Buffer.from(raw.subarray(0, end)).toString("utf8");
+}
+
+/** Unfolded header fields in order, names lower-cased. */
+export function readHeaders(raw: Uint8Array): [string, string][] {
+  const out: [string, string][] = [];
+  for (const line of headerBlock(raw).split("\r\n")) {
+    if ((line.startsWith(" ") || line.startsWith("\t")) && out.length > 0) {
+      out[out.length - 1]![1] += ` ${line.trim()}`;
+      continue;
+    }
+    const colon = line.indexOf(":");
+    if (colon > 0) out.push([line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim()]);
+  }
+  return out;
+}
+
+export function headerValue(headers: [string, string][], name: string): string | undefined {
+  // Control characters (NUL above all) cannot be stored in a text column and mean nothing here.
+  return headers.find(([n]) => n === name)?.[1].replace(/\p{Cc}/gu, " ");
+}

@@ -1,0 +1,132 @@
+// Writes accepted messages: the message and one delivery row per recipient in one transaction.
+// Messages that arrive while a transaction is committing wait and go together in the next one
+// (group commit): one WAL flush then serves many sessions, and each caller still learns only
+// after the commit that holds its own message.
+import type { Db } from "../db/open.ts";
+import { deliveries, messages } from "../db/schema.ts";
+import type { Logger } from "../log.ts";
+
+export interface NewDelivery {
+  rcpt: string;
+  target: string;
+  orcpt?: string | undefined;
+  notify?: string | undefined;
+}
+
+export interface NewMessage {
+  id: string;
+  direction: "inbound" | "outbound" | "dsn";
+  mailFrom: string;
+  helo?: string | undefined;
+  clientIp?: string | undefined;
+  authUser?: string | undefined;
+  raw: Uint8Array;
+  authResults?: unknown;
+  messageIdHeader?: string | undefined;
+  subject?: string | undefined;
+  envid?: string | undefined;
+  ret?: string | undefined;
+  deliveries: NewDelivery[];
+}
+
+interface Pending {
+  message: NewMessage;
+  resolve(): void;
+  reject(err: unknown): void;
+}
+
+/** Upper bound of one group commit, to keep the transaction and its statements small. */
+const MAX_BATCH = 64;
+
+export class Enqueuer {
+  private queue: Pending[] = [];
+  private flushing = false;
+
+  constructor(
+    private readonly db: Db,
+    private readonly log: Logger,
+    private readonly onCommitted: (ids: string[]) => void = () => {},
+  ) {}
+
+  enqueue(message: NewMessage): Promise<void> {
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    this.queue.push({ message, resolve, reject });
+    if (!this.flushing) void this.flush();
+    return promise;
+  }
+
+  private async flush(): Promise<void> {
+    this.flushing = true;
+    try {
+      while (this.queue.length > 0) {
+        const batch = this.queue.splice(0, MAX_BATCH);
+        try {
+          await this.write(batch.map((p) => p.message));
+          for (const p of batch) p.resolve();
+          this.onCommitted(batch.map((p) => p.message.id));
+        } catch (err) {
+          if (batch.length === 1) {
+            this.log.error("enqueue failed", { id: batch[0]!.message.id, error: String(err) });
+            batch[0]!.reject(err);
+            continue;
+          }
+          // One bad message must not fail its neighbours: write each on its own.
+          for (const p of batch) {
+            try {
+              await this.write([p.message]);
+              p.resolve();
+              this.onCommitted([p.message.id]);
+            } catch (e) {
+              this.log.error("enqueue failed", { id: p.message.id, error: String(e) });
+              p.reject(e);
+            }
+          }
+        }
+      }
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  private async write(batch: NewMessage[]): Promise<void> {
+    const now = new Date();
+    await this.db.transaction(async (tx) => {
+      await tx.insert(messages).values(
+        batch.map((m) => ({
+          id: m.id,
+          receivedAt: now,
+          direction: m.direction,
+          mailFrom: m.mailFrom,
+          helo: m.helo,
+          clientIp: m.clientIp,
+          authUser: m.authUser,
+          size: m.raw.length,
+          raw: m.raw,
+          authResults: m.authResults,
+          messageIdHeader: m.messageIdHeader,
+          subject: m.subject,
+          envid: m.envid,
+          ret: m.ret,
+        })),
+      );
+      await tx.insert(deliveries).values(
+        batch.flatMap((m) =>
+          m.deliveries.map((d) => {
+            // A mailbox delivery is done by being written: the mailbox is this table.
+            const kept = d.target === "mailbox";
+            return {
+              messageId: m.id,
+              rcpt: d.rcpt,
+              orcpt: d.orcpt,
+              notify: d.notify,
+              target: d.target,
+              status: kept ? "delivered" : "queued",
+              deliveredAt: kept ? now : null,
+              nextAttemptAt: now,
+            };
+          }),
+        ),
+      );
+    });
+  }
+}

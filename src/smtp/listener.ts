@@ -1,0 +1,217 @@
+// Bun.listen glue for one SMTP port: connection limits, TLS (STARTTLS and implicit),
+// timeouts, and partial writes. Every SMTP rule lives in the session.
+import type { Socket, SocketHandler, TCPSocketListener } from "bun";
+import type { Logger } from "../log.ts";
+import type { TlsMaterial } from "../net/tls.ts";
+import { SocketWriter } from "../net/writer.ts";
+import { formatReply, R } from "./reply.ts";
+import {
+  type PortKind,
+  type SessionBackend,
+  type SessionClock,
+  type SessionPolicy,
+  SmtpSession,
+} from "./session.ts";
+
+const HANDSHAKE_TIMEOUT_SECONDS = 60;
+
+export interface ConnectionLimits {
+  total: number;
+  perIp: number;
+}
+
+/** Shared by every port, so the limits count connections across them. */
+export class ConnectionCounter {
+  private total = 0;
+  private readonly byIp = new Map<string, number>();
+
+  constructor(private readonly limits: ConnectionLimits) {}
+
+  /** Counts the connection in, or says which limit it would break. */
+  admit(ip: string): "ok" | "total" | "perIp" {
+    if (this.total >= this.limits.total) return "total";
+    const n = this.byIp.get(ip) ?? 0;
+    if (n >= this.limits.perIp) return "perIp";
+    this.total++;
+    this.byIp.set(ip, n + 1);
+    return "ok";
+  }
+
+  release(ip: string): void {
+    this.total--;
+    const n = (this.byIp.get(ip) ?? 1) - 1;
+    if (n <= 0) this.byIp.delete(ip);
+    else this.byIp.set(ip, n);
+  }
+
+  get open(): number {
+    return this.total;
+  }
+}
+
+interface Connection {
+  session: SmtpSession | undefined;
+  writer: SocketWriter | undefined;
+  ip: string;
+  admitted: boolean;
+  released: boolean;
+  /** The plain socket after STARTTLS: it still sees the ciphertext, which is not ours to read. */
+  superseded: boolean;
+}
+
+export interface ListenerOptions {
+  hostname: string;
+  port: number;
+  kind: PortKind;
+  policy: SessionPolicy;
+  backend: SessionBackend;
+  clock: SessionClock;
+  tls: TlsMaterial | undefined;
+  counter: ConnectionCounter;
+  log: Logger;
+}
+
+export interface SmtpListener {
+  port: number;
+  /** Stops accepting; open sessions are told 421 and closed. */
+  stop(): void;
+}
+
+export function listenSmtp(opts: ListenerOptions): SmtpListener {
+  const implicitTls = opts.kind === "submissions";
+  if (implicitTls && !opts.tls) throw new Error("port 465 needs a TLS certificate");
+  const sessions = new Set<SmtpSession>();
+
+  const release = (conn: Connection) => {
+    if (conn.admitted && !conn.released) {
+      conn.released = true;
+      opts.counter.release(conn.ip);
+    }
+  };
+
+  const begin = (
+    socket: Socket<Connection>,
+    conn: Connection,
+    tlsInfo: { protocol: string; cipher: string } | undefined,
+  ) => {
+    const admission = opts.counter.admit(conn.ip);
+    if (admission !== "ok") {
+      socket.write(formatReply(admission === "total" ? R.tooManyConnections() : R.tooManyFromYou()));
+      socket.end();
+      return;
+    }
+    conn.admitted = true;
+    const writer = new SocketWriter(socket as Socket<unknown>);
+    conn.writer = writer;
+    const session = new SmtpSession(
+      opts.policy,
+      opts.backend,
+      {
+        send: (text) => writer.write(text),
+        close: () => writer.end(),
+        startTls: () => upgrade(socket, conn),
+      },
+      opts.clock,
+      conn.ip,
+      tlsInfo,
+    );
+    conn.session = session;
+    sessions.add(session);
+    socket.timeout(session.timeoutSeconds);
+    session.greet();
+  };
+
+  const upgrade = (socket: Socket<Connection>, conn: Connection) => {
+    conn.superseded = true;
+    const next: Connection = { ...conn, superseded: false };
+    try {
+      const [, tlsSocket] = socket.upgradeTLS<Connection>({
+        data: next,
+        tls: opts.tls!,
+        socket: tlsHandlers,
+      });
+      conn.writer!.retarget(tlsSocket as Socket<unknown>);
+      // The plain side no longer owns the connection's slot: the TLS side releases it.
+      conn.admitted = false;
+    } catch (err) {
+      opts.log.warn("starttls failed", { ip: conn.ip, error: String(err) });
+      socket.end();
+    }
+  };
+
+  const common: Pick<SocketHandler<Connection>, "data" | "drain" | "close" | "timeout" | "error"> = {
+    data(socket, chunk) {
+      const conn = socket.data;
+      if (conn.superseded || !conn.session) return;
+      conn.session.receive(chunk);
+      socket.timeout(conn.session.timeoutSeconds);
+    },
+    drain(socket) {
+      if (!socket.data.superseded) socket.data.writer?.drain();
+    },
+    close(socket) {
+      const conn = socket.data;
+      if (conn.superseded) return;
+      if (conn.session) sessions.delete(conn.session);
+      release(conn);
+    },
+    timeout(socket) {
+      const conn = socket.data;
+      if (conn.superseded) return;
+      if (conn.session) conn.session.timedOut();
+      else socket.end();
+    },
+    error(socket, err) {
+      opts.log.debug("smtp socket error", { ip: socket.data.ip, error: err.message });
+    },
+  };
+
+  const tlsHandlers: SocketHandler<Connection> = {
+    ...common,
+    handshake(socket, success, authorizationError) {
+      const conn = socket.data;
+      if (!success && authorizationError && !isClientCertError(authorizationError)) {
+        socket.end();
+        return;
+      }
+      const cipher = socket.getCipher();
+      const info = { protocol: socket.getTLSVersion(), cipher: cipher.name };
+      if (conn.session) conn.session.tlsStarted(info);
+      else begin(socket, conn, info);
+    },
+  };
+
+  const open = (socket: Socket<Connection>) => {
+    socket.data = {
+      session: undefined,
+      writer: undefined,
+      ip: socket.remoteAddress,
+      admitted: false,
+      released: false,
+      superseded: false,
+    };
+    // On 465 a write before the handshake is lost: the session begins in `handshake`.
+    if (implicitTls) socket.timeout(HANDSHAKE_TIMEOUT_SECONDS);
+    else begin(socket, socket.data, undefined);
+  };
+
+  const listener: TCPSocketListener<Connection> = Bun.listen<Connection>({
+    hostname: opts.hostname,
+    port: opts.port,
+    ...(implicitTls ? { tls: opts.tls } : {}),
+    socket: implicitTls ? { ...tlsHandlers, open } : { ...common, open },
+  });
+
+  return {
+    port: listener.port,
+    stop() {
+      listener.stop(false);
+      for (const s of sessions) s.shutdown();
+    },
+  };
+}
+
+/** We ask no client certificate, so a verification complaint about one is not a failure. */
+function isClientCertError(err: Error): boolean {
+  return /certificate/i.test(err.message);
+}

@@ -1,0 +1,514 @@
+// The SMTP server session: bytes in, replies out. It owns no socket and no database: the
+// listener feeds it bytes and carries out its output, and a backend answers the questions that
+// need the directory or the queue. So every rule here is tested without a network.
+import { decodeBase64, decodePlain, encodeBase64 } from "../auth/sasl.ts";
+import { receivedHeader } from "../mail/received.ts";
+import { type MailParams, parseCommand, type RcptParams } from "./command.ts";
+import { concat, type DecodedMessage, MessageDecoder } from "./data.ts";
+import { formatPlain, formatReply, R, type Reply } from "./reply.ts";
+
+export type PortKind = "smtp" | "submission" | "submissions";
+
+/** Longest command line, CRLF included (RFC 5321 4.5.3.1.4). */
+export const MAX_COMMAND_OCTETS = 512;
+/** Pipelined commands waiting behind a slow one; more is a client flooding us. */
+const MAX_PENDING_INPUT = 256 * 1024;
+
+export interface SessionPolicy {
+  port: PortKind;
+  hostname: string;
+  maxMessageBytes: number;
+  maxRecipients: number;
+  /** A certificate is there, so STARTTLS can be offered. */
+  tlsAvailable: boolean;
+  maxErrors: number;
+  maxAuthFailures: number;
+  /** Delay before answering the n-th failed AUTH (n from 1). */
+  authFailureDelayMs(failures: number): number;
+}
+
+export interface TlsInfo {
+  protocol: string;
+  cipher: string;
+}
+
+export interface Recipient {
+  address: string;
+  params: RcptParams;
+  target: string;
+}
+
+export interface Envelope {
+  mailFrom: string;
+  mailParams: MailParams;
+  recipients: Recipient[];
+  helo: string;
+  remoteIp: string;
+  authUser: string | undefined;
+  port: PortKind;
+  tls: TlsInfo | undefined;
+}
+
+export type RecipientDecision = { ok: true; target: string } | { ok: false; reply: Reply };
+
+export interface SessionBackend {
+  /** The canonical login on success, undefined on wrong credentials. */
+  authenticate(username: string, password: string): Promise<string | undefined>;
+  /** A reply refusing MAIL FROM, or undefined to accept it. */
+  checkSender(
+    address: string,
+    ctx: { authUser: string | undefined; port: PortKind },
+  ): Promise<Reply | undefined>;
+  checkRecipient(
+    address: string,
+    ctx: { authUser: string | undefined; port: PortKind },
+  ): Promise<RecipientDecision>;
+  /** Commits the message; resolves only once it is durable. */
+  accept(id: string, envelope: Envelope, content: Uint8Array): Promise<void>;
+}
+
+export interface SessionOutput {
+  send(text: string): void;
+  /** Begin the TLS handshake; the listener calls `tlsStarted` when it completes. */
+  startTls(): void;
+  close(): void;
+}
+
+export interface SessionClock {
+  now(): number;
+  sleep(ms: number): Promise<void>;
+  newId(): string;
+}
+
+/** RFC 5321 4.5.3.2 timeouts, seconds. */
+export const TIMEOUTS = { command: 300, dataBlock: 180, dataTotal: 600 } as const;
+
+type Mode =
+  | { kind: "command" }
+  | { kind: "skipLongLine" }
+  | { kind: "data"; decoder: MessageDecoder; startedAt: number }
+  | { kind: "bdat"; remaining: number; last: boolean; refusal: Reply | undefined }
+  | { kind: "auth"; mechanism: "PLAIN" | "LOGIN"; username: string | undefined }
+  | { kind: "tlsPending" }
+  | { kind: "closed" };
+
+interface Transaction {
+  mailFrom: string;
+  params: MailParams;
+  recipients: Recipient[];
+  /** BDAT chunks so far; the decoder lives across chunks. */
+  bdat: MessageDecoder | undefined;
+}
+
+const LF = 10;
+const textDecoder = new TextDecoder("utf-8");
+const NON_ASCII = /[^\p{ASCII}]/u;
+
+export class SmtpSession {
+  private input: Uint8Array = new Uint8Array(0);
+  private mode: Mode = { kind: "command" };
+  private running = false;
+  private helo: string | undefined;
+  private esmtp = false;
+  private tls: TlsInfo | undefined;
+  private authUser: string | undefined;
+  private tx: Transaction | undefined;
+  private errors = 0;
+  private authFailures = 0;
+
+  constructor(
+    private readonly policy: SessionPolicy,
+    private readonly backend: SessionBackend,
+    private readonly out: SessionOutput,
+    private readonly clock: SessionClock,
+    private readonly remoteIp: string,
+    implicitTls?: TlsInfo,
+  ) {
+    this.tls = implicitTls;
+  }
+
+  get closed(): boolean {
+    return this.mode.kind === "closed";
+  }
+
+  /** How long the listener waits for the next bytes before calling `timedOut`. */
+  get timeoutSeconds(): number {
+    return this.mode.kind === "data" || this.mode.kind === "bdat" ? TIMEOUTS.dataBlock : TIMEOUTS.command;
+  }
+
+  greet(): void {
+    this.out.send(formatPlain(220, [`${this.policy.hostname} ESMTP Postern`]));
+  }
+
+  timedOut(): void {
+    this.closeWith(R.timeout());
+  }
+
+  /** The server is stopping: end the session politely. */
+  shutdown(): void {
+    this.closeWith(R.shuttingDown());
+  }
+
+  tlsStarted(info: TlsInfo): void {
+    // RFC 3207 4.2: forget everything learnt before TLS; the client must EHLO again.
+    this.tls = info;
+    this.helo = undefined;
+    this.esmtp = false;
+    this.tx = undefined;
+    this.input = new Uint8Array(0);
+    this.mode = { kind: "command" };
+  }
+
+  receive(chunk: Uint8Array): void {
+    if (this.mode.kind === "closed" || this.mode.kind === "tlsPending") return; // nothing may ride in before TLS
+    this.input = this.input.length === 0 ? chunk : concat([this.input, chunk]);
+    if (this.mode.kind === "command" && this.input.length > MAX_PENDING_INPUT && this.running) {
+      this.closeWith(R.tooManyErrors());
+      return;
+    }
+    void this.pump();
+  }
+
+  private send(r: Reply): void {
+    this.out.send(formatReply(r));
+  }
+
+  private closeWith(r: Reply): void {
+    if (this.mode.kind === "closed") return;
+    this.send(r);
+    this.mode = { kind: "closed" };
+    this.input = new Uint8Array(0);
+    this.out.close();
+  }
+
+  /** Sends a reply to a command, counting failures towards the error limit. */
+  private answer(r: Reply): void {
+    if (r.code >= 400 && ++this.errors >= this.policy.maxErrors) {
+      this.send(r);
+      this.closeWith(R.tooManyErrors());
+      return;
+    }
+    this.send(r);
+  }
+
+  // One runner at a time keeps replies in the order of the commands (RFC 2920).
+  private async pump(): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    try {
+      while (this.input.length > 0) {
+        const mode = this.mode;
+        if (mode.kind === "closed" || mode.kind === "tlsPending") break;
+        if (mode.kind === "data") {
+          if (this.clock.now() - mode.startedAt > TIMEOUTS.dataTotal * 1000) {
+            this.closeWith(R.timeout());
+            break;
+          }
+          const end = mode.decoder.push(this.input);
+          if (end < 0) {
+            this.input = new Uint8Array(0);
+            break;
+          }
+          this.input = this.input.subarray(end);
+          this.mode = { kind: "command" };
+          await this.finishMessage(mode.decoder.result(), false);
+          continue;
+        }
+        if (mode.kind === "bdat") {
+          const n = Math.min(mode.remaining, this.input.length);
+          if (!mode.refusal) this.tx!.bdat!.push(this.input.subarray(0, n));
+          this.input = this.input.subarray(n);
+          mode.remaining -= n;
+          if (mode.remaining > 0) break;
+          this.mode = { kind: "command" };
+          await this.finishChunk(mode);
+          continue;
+        }
+        const lf = this.input.indexOf(LF);
+        if (mode.kind === "skipLongLine") {
+          if (lf < 0) {
+            this.input = new Uint8Array(0);
+            break;
+          }
+          this.input = this.input.subarray(lf + 1);
+          this.mode = { kind: "command" };
+          continue;
+        }
+        if (lf < 0) {
+          if (this.input.length >= MAX_COMMAND_OCTETS) {
+            this.input = new Uint8Array(0);
+            this.mode = { kind: "skipLongLine" };
+            this.answer(R.lineTooLong());
+          }
+          break;
+        }
+        const raw = this.input.subarray(0, lf);
+        this.input = this.input.subarray(lf + 1);
+        if (lf + 1 > MAX_COMMAND_OCTETS) {
+          this.answer(R.lineTooLong());
+          continue;
+        }
+        const line = textDecoder.decode(raw.at(-1) === 13 ? raw.subarray(0, -1) : raw);
+        if (line.includes("\0")) {
+          this.answer(R.badSyntax("Error: NUL character in command"));
+          continue;
+        }
+        if (mode.kind === "auth") await this.authStep(mode, line);
+        else await this.command(line);
+      }
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private async command(line: string): Promise<void> {
+    const parsed = parseCommand(line);
+    if (!parsed.ok) {
+      // A BDAT we cannot parse has an unknown size: its data can't be skipped, so it can't be trusted.
+      if (/^bdat\b/i.test(line)) return this.closeWith(parsed.reply);
+      return this.answer(parsed.reply);
+    }
+    const c = parsed.command;
+    switch (c.verb) {
+      case "EHLO":
+      case "HELO":
+        return this.hello(c.verb, c.domain);
+      case "NOOP":
+        return this.send(R.ok());
+      case "HELP":
+        return this.send(R.help());
+      case "VRFY":
+        return this.send(R.vrfy());
+      case "RSET":
+        this.tx = undefined;
+        return this.send(R.ok());
+      case "QUIT":
+        return this.closeWith(R.bye());
+      case "STARTTLS":
+        return this.startTls();
+      case "AUTH":
+        return this.auth(c.mechanism, c.initialResponse);
+      case "MAIL":
+        return this.mail(c.address, c.params);
+      case "RCPT":
+        return this.rcpt(c.address, c.params);
+      case "DATA":
+        return this.data();
+      case "BDAT":
+        return this.bdat(c.size, c.last);
+    }
+  }
+
+  private extensions(): string[] {
+    const ext = [
+      this.policy.hostname,
+      "PIPELINING",
+      `SIZE ${this.policy.maxMessageBytes}`,
+      "8BITMIME",
+      "SMTPUTF8",
+      "ENHANCEDSTATUSCODES",
+      "CHUNKING",
+      "DSN",
+    ];
+    if (!this.tls && this.policy.tlsAvailable) ext.push("STARTTLS");
+    if (this.tls && !this.authUser) ext.push("AUTH PLAIN LOGIN");
+    return ext;
+  }
+
+  private hello(verb: "EHLO" | "HELO", domain: string): void {
+    this.helo = domain;
+    this.esmtp = verb === "EHLO";
+    this.tx = undefined;
+    if (verb === "HELO") return this.send(R.ok(this.policy.hostname));
+    this.out.send(formatPlain(250, this.extensions()));
+  }
+
+  private startTls(): void {
+    if (this.tls) return this.answer(R.badSequence("Error: TLS already active"));
+    if (!this.policy.tlsAvailable)
+      return this.answer({ code: 454, status: "4.7.0", lines: ["TLS not available"] });
+    this.send(R.readyTls());
+    // RFC 3207 4.2: anything the client pipelined behind STARTTLS is thrown away.
+    this.input = new Uint8Array(0);
+    this.mode = { kind: "tlsPending" };
+    this.out.startTls();
+  }
+
+  private needsAuth(): boolean {
+    return this.policy.port !== "smtp" && !this.authUser;
+  }
+
+  private auth(mechanism: string, initial: string | undefined): Promise<void> | void {
+    if (!this.helo) return this.answer(R.badSequence("Error: send EHLO first"));
+    if (!this.tls) {
+      return this.answer(
+        this.policy.port === "smtp" ? R.badSequence("Error: authentication not enabled") : R.tlsRequired(),
+      );
+    }
+    if (this.authUser) return this.answer(R.alreadyAuthenticated());
+    if (this.tx) return this.answer(R.badSequence("Error: MAIL transaction in progress"));
+    if (mechanism === "PLAIN") {
+      if (initial === undefined) {
+        this.mode = { kind: "auth", mechanism, username: undefined };
+        return this.out.send("334 \r\n");
+      }
+      return this.plain(initial);
+    }
+    if (mechanism === "LOGIN") {
+      if (initial === undefined) {
+        this.mode = { kind: "auth", mechanism, username: undefined };
+        return this.out.send(`334 ${encodeBase64("Username:")}\r\n`);
+      }
+      const username = decodeBase64(initial);
+      if (username === undefined) return this.answer(R.badSyntax("Error: invalid base64 data"));
+      this.mode = { kind: "auth", mechanism, username };
+      return this.out.send(`334 ${encodeBase64("Password:")}\r\n`);
+    }
+    return this.answer(R.authMechanism());
+  }
+
+  private async authStep(mode: Extract<Mode, { kind: "auth" }>, line: string): Promise<void> {
+    this.mode = { kind: "command" };
+    if (line === "*") return this.answer(R.authCancelled());
+    if (mode.mechanism === "PLAIN") return this.plain(line);
+    const text = decodeBase64(line);
+    if (text === undefined) return this.answer(R.badSyntax("Error: invalid base64 data"));
+    if (mode.username === undefined) {
+      this.mode = { kind: "auth", mechanism: "LOGIN", username: text };
+      return this.out.send(`334 ${encodeBase64("Password:")}\r\n`);
+    }
+    return this.verify(mode.username, text);
+  }
+
+  private plain(response: string): Promise<void> | void {
+    const creds = decodePlain(response === "=" ? "" : response);
+    if (creds === "malformed") return this.answer(R.badSyntax("Error: invalid PLAIN response"));
+    if (creds === "authzid") return this.failAuth();
+    return this.verify(creds.username, creds.password);
+  }
+
+  private async verify(username: string, password: string): Promise<void> {
+    const login = await this.backend.authenticate(username, password);
+    if (this.closed) return;
+    if (login === undefined) return this.failAuth();
+    this.authUser = login;
+    this.send(R.authOk());
+  }
+
+  private async failAuth(): Promise<void> {
+    this.authFailures++;
+    // The delay slows password guessing on this connection only; others go on meanwhile.
+    await this.clock.sleep(this.policy.authFailureDelayMs(this.authFailures));
+    if (this.closed) return;
+    if (this.authFailures >= this.policy.maxAuthFailures) {
+      this.send(R.authFailed());
+      return this.closeWith(R.tooManyAuthFailures());
+    }
+    this.answer(R.authFailed());
+  }
+
+  private async mail(address: string, params: MailParams): Promise<void> {
+    if (!this.helo) return this.answer(R.badSequence("Error: send HELO/EHLO first"));
+    if (this.tx) return this.answer(R.badSequence("Error: nested MAIL command"));
+    if (this.needsAuth()) return this.answer(R.authRequired());
+    if (params.size !== undefined && params.size > this.policy.maxMessageBytes)
+      return this.answer(R.tooBig());
+    if (!params.smtputf8 && NON_ASCII.test(address)) return this.answer(R.utf8Needed());
+    const refusal = await this.backend.checkSender(address, {
+      authUser: this.authUser,
+      port: this.policy.port,
+    });
+    if (this.closed) return;
+    if (refusal) return this.answer(refusal);
+    this.tx = { mailFrom: address, params, recipients: [], bdat: undefined };
+    this.send(R.senderOk());
+  }
+
+  private async rcpt(address: string, params: RcptParams): Promise<void> {
+    const tx = this.tx;
+    if (!tx) return this.answer(R.badSequence("Error: need MAIL command"));
+    if (tx.recipients.length >= this.policy.maxRecipients) return this.answer(R.tooManyRecipients());
+    if (!tx.params.smtputf8 && NON_ASCII.test(address)) return this.answer(R.utf8Needed());
+    const decision = await this.backend.checkRecipient(address, {
+      authUser: this.authUser,
+      port: this.policy.port,
+    });
+    if (this.closed) return;
+    if (!decision.ok) return this.answer(decision.reply);
+    tx.recipients.push({ address, params, target: decision.target });
+    this.send(R.recipientOk());
+  }
+
+  private data(): void {
+    if (!this.tx) return this.answer(R.badSequence("Error: need MAIL command"));
+    if (this.tx.bdat) return this.answer(R.badSequence("Error: DATA after BDAT"));
+    if (this.tx.recipients.length === 0) return this.answer(R.badSequence("Error: no valid recipients"));
+    this.mode = {
+      kind: "data",
+      decoder: new MessageDecoder(this.policy.maxMessageBytes, true),
+      startedAt: this.clock.now(),
+    };
+    this.send(R.startData());
+  }
+
+  private async bdat(size: number, last: boolean): Promise<void> {
+    // The chunk's octets follow whatever we answer: they are read (or skipped) before the reply.
+    let refusal: Reply | undefined;
+    if (!this.tx) refusal = R.badSequence("Error: need MAIL command");
+    else if (this.tx.recipients.length === 0) refusal = R.badSequence("Error: no valid recipients");
+    if (this.tx && !refusal) this.tx.bdat ??= new MessageDecoder(this.policy.maxMessageBytes, false);
+    this.mode = { kind: "bdat", remaining: size, last, refusal };
+    if (size === 0) {
+      this.mode = { kind: "command" };
+      await this.finishChunk({ kind: "bdat", remaining: 0, last, refusal });
+    }
+  }
+
+  private async finishChunk(chunk: Extract<Mode, { kind: "bdat" }>): Promise<void> {
+    if (chunk.refusal) {
+      this.tx = undefined;
+      return this.answer(chunk.refusal);
+    }
+    const decoder = this.tx!.bdat!;
+    if (!chunk.last) return this.send(R.ok(`${decoder.result().size} octets received`));
+    await this.finishMessage(decoder.result(), true);
+  }
+
+  private async finishMessage(m: DecodedMessage, chunked: boolean): Promise<void> {
+    const tx = this.tx!;
+    this.tx = undefined;
+    if (m.tooBig) return this.answer(R.tooBig());
+    if (m.bareLf || m.bareCr) return this.answer(R.bareLineEnd(m.bareLf ? "LF" : "CR"));
+    if (m.longLine) return this.answer(R.textLineTooLong());
+    const id = this.clock.newId();
+    const envelope: Envelope = {
+      mailFrom: tx.mailFrom,
+      mailParams: tx.params,
+      recipients: tx.recipients,
+      helo: this.helo!,
+      remoteIp: this.remoteIp,
+      authUser: this.authUser,
+      port: this.policy.port,
+      tls: this.tls,
+    };
+    const header = receivedHeader({
+      helo: this.helo!,
+      remoteIp: this.remoteIp,
+      hostname: this.policy.hostname,
+      id,
+      esmtp: this.esmtp || chunked,
+      tls: this.tls,
+      authUser: this.authUser,
+      recipients: tx.recipients.map((r) => r.address),
+      date: new Date(this.clock.now()),
+    });
+    const content = concat([new TextEncoder().encode(header), ...m.chunks]);
+    try {
+      await this.backend.accept(id, envelope, content);
+    } catch {
+      if (!this.closed) this.answer(R.localError());
+      return;
+    }
+    if (!this.closed) this.send(R.queued(id));
+  }
+}

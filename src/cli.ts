@@ -12,7 +12,7 @@ import { errorMessage } from "./log.ts";
 import { startServer } from "./serve.ts";
 
 const USAGE = `usage: postern <verb>
-  serve                               run the gateway
+  serve [--unprivileged-ports]        run the gateway (SMTP on 2525/2587/2465 unless set)
   migrate                             apply pending database migrations
   domain add DOMAIN [--selector S]    make DOMAIN local, print its DNS records
   domain ls | rm DOMAIN | dns DOMAIN
@@ -75,7 +75,11 @@ async function main(argv: string[]): Promise<void> {
     process.stdout.write(`${USAGE}\n`);
     process.exit(verb === undefined ? 2 : 0);
   }
-  if (verb !== "serve" && verb !== "migrate") {
+  if (verb === "serve" || verb === "migrate") {
+    const allowed = verb === "serve" ? ["--unprivileged-ports"] : [];
+    const extra = argv.slice(1).find((a) => !allowed.includes(a));
+    if (extra !== undefined) fail(`${verb}: unexpected argument "${extra}"`, 2);
+  } else {
     try {
       checkVerb(argv);
     } catch (err) {
@@ -84,7 +88,7 @@ async function main(argv: string[]): Promise<void> {
   }
   let config: Config;
   try {
-    config = loadConfig();
+    config = loadConfig({ unprivilegedPorts: verb === "serve" && argv.includes("--unprivileged-ports") });
   } catch (err) {
     if (err instanceof ConfigError) fail(err.message, 1);
     throw err;

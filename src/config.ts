@@ -149,7 +149,24 @@ function expected(issue: z.core.$ZodIssue): string {
   }
 }
 
-/** The process environment (Bun has already merged `.env` into it). */
-export function loadConfig(): Config {
-  return parseConfig(process.env);
+/** SMTP ports a non-root user can bind, for `npm start` (`serve --unprivileged-ports`). */
+export const UNPRIVILEGED_PORTS = {
+  POSTERN_SMTP_PORT: "2525",
+  POSTERN_SUBMISSION_PORT: "2587",
+  POSTERN_SUBMISSIONS_PORT: "2465",
+} as const;
+
+/**
+ * The process environment (Bun has already merged `.env` into it). With `unprivilegedPorts`,
+ * SMTP ports that neither sets default to 2525/2587/2465 instead of 25/587/465.
+ */
+export function loadConfig(options: { unprivilegedPorts?: boolean } = {}): Config {
+  const env = options.unprivilegedPorts
+    ? { ...UNPRIVILEGED_PORTS, ...definedOnly(process.env) }
+    : process.env;
+  return parseConfig(env);
+}
+
+function definedOnly(env: Record<string, string | undefined>): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => Boolean(e[1])));
 }

@@ -108,7 +108,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const http = Bun.serve({
     hostname: config.listen,
     port: config.httpPort,
-    fetch: createHttpHandler({ database }),
+    fetch: createHttpHandler({ database, adminToken: config.adminToken }),
     error(err) {
       log.error("http handler failed", { error: errorMessage(err) });
       return Response.json({ error: "internal error" }, { status: 500 });

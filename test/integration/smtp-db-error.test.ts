@@ -1,0 +1,61 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import postgres from "postgres";
+import { parseConfig } from "../../src/config.ts";
+import { type RunningServer, startServer } from "../../src/serve.ts";
+import { cliEnv, runCli, tempDir } from "../helpers/cli.ts";
+import { freshDatabaseUrl, havePostgres } from "../helpers/pg.ts";
+
+async function swaks(port: number): Promise<string> {
+  const proc = Bun.spawn(
+    ["swaks", "--server", `127.0.0.1:${port}`, "--from", "s@remote.test", "--to", "a@example.test"],
+    { stdout: "pipe", stderr: "pipe" },
+  );
+  const out = await new Response(proc.stdout).text();
+  await proc.exited;
+  return out;
+}
+
+describe.skipIf(!havePostgres)("a database failure at end of data", () => {
+  let server: RunningServer;
+  let sql: postgres.Sql;
+
+  beforeAll(async () => {
+    const url = await freshDatabaseUrl();
+    const env = cliEnv({ DATABASE_URL: url });
+    expect((await runCli(["domain", "add", "example.test"], env)).code).toBe(0);
+    expect((await runCli(["route", "add", "*@example.test", "mailbox"], env)).code).toBe(0);
+    sql = postgres(url, { max: 1, onnotice: () => {} });
+    server = await startServer(
+      parseConfig({
+        DATABASE_URL: url,
+        POSTERN_DATA_DIR: tempDir(),
+        POSTERN_LISTEN: "127.0.0.1",
+        POSTERN_SMTP_PORT: "0",
+        POSTERN_SUBMISSION_PORT: "0",
+        POSTERN_SUBMISSIONS_PORT: "0",
+        POSTERN_HTTP_PORT: "0",
+        POSTERN_LOG_LEVEL: "error",
+      }),
+    );
+  });
+  afterAll(async () => {
+    await server?.stop();
+    await sql?.end();
+  });
+
+  test("gives 451 4.3.0, never 250; the server goes on once the database is back", async () => {
+    await sql`alter table deliveries rename to deliveries_away`;
+    try {
+      const refused = await swaks(server.smtpPorts.smtp);
+      expect(refused).toContain("451 4.3.0");
+      expect(refused).not.toContain("queued as");
+    } finally {
+      await sql`alter table deliveries_away rename to deliveries`;
+    }
+    // The failed transaction left nothing half-written.
+    expect((await sql`select count(*)::int as n from messages`)[0]!.n).toBe(0);
+    const accepted = await swaks(server.smtpPorts.smtp);
+    expect(accepted).toContain("250 2.0.0 Ok: queued as");
+    expect((await sql`select count(*)::int as n from messages`)[0]!.n).toBe(1);
+  });
+});

@@ -63,6 +63,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     db: database.db,
     directory,
     enqueuer: new Enqueuer(database.db, log),
+    hostname: config.hostname,
   });
   const counter = new ConnectionCounter({ total: config.maxConnections, perIp: config.maxConnectionsPerIp });
   const ports: [PortKind, number][] = [

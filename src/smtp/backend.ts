@@ -6,16 +6,18 @@ import { users } from "../db/schema.ts";
 import type { Directory } from "../domains/directory.ts";
 import { domainOf, patternMatches } from "../mail/address.ts";
 import { headerValue, readHeaders } from "../mail/headers.ts";
+import { fixUpSubmission } from "../mail/submission.ts";
 import type { Enqueuer } from "../queue/enqueue.ts";
 import { R } from "./reply.ts";
-import type { SessionBackend } from "./session.ts";
+import { MessageRefused, type SessionBackend } from "./session.ts";
 
 export function createSessionBackend(deps: {
   db: Db;
   directory: Directory;
   enqueuer: Enqueuer;
+  hostname: string;
 }): SessionBackend {
-  const { db, directory, enqueuer } = deps;
+  const { db, directory, enqueuer, hostname } = deps;
   // Unknown logins are checked against this hash too, so their answer takes as long as a wrong password.
   let decoy: Promise<string> | undefined;
 
@@ -49,7 +51,23 @@ export function createSessionBackend(deps: {
       return ctx.authUser ? { ok: true, target: "mx" } : { ok: false, reply: R.relayDenied() };
     },
 
-    async accept(id, envelope, content) {
+    async accept(id, envelope, received) {
+      let content = received;
+      if (envelope.authUser) {
+        const user = await findUser(envelope.authUser);
+        const fixed = fixUpSubmission(
+          content,
+          user ? [user.address, ...user.maySendAs] : [],
+          hostname,
+          new Date(),
+        );
+        if (!fixed.ok) {
+          throw new MessageRefused(
+            fixed.problem === "no-from" ? R.noFromHeader() : R.senderNotOwned(fixed.address),
+          );
+        }
+        content = fixed.content;
+      }
       const headers = readHeaders(content);
       await enqueuer.enqueue({
         id,

@@ -59,6 +59,7 @@ export const R = {
   authCancelled: () => reply(501, "5.7.0", "Error: authentication cancelled"),
   authMechanism: () => reply(504, "5.5.4", "Error: unrecognized authentication type"),
   alreadyAuthenticated: () => reply(503, "5.5.1", "Error: already authenticated"),
+  noFromHeader: () => reply(550, "5.6.0", "Error: message has no From header (RFC 5322 3.6)"),
   utf8Needed: () => reply(553, "5.6.7", "Error: non-ASCII address needs SMTPUTF8"),
   localError: () => reply(451, "4.3.0", "Error: queue file write error, try again later"),
   tooManyErrors: () => reply(421, "4.7.0", "Error: too many errors, closing connection"),

@@ -67,6 +67,13 @@ export interface SessionBackend {
   accept(id: string, envelope: Envelope, content: Uint8Array): Promise<void>;
 }
 
+/** Thrown by `SessionBackend.accept` to refuse a message with a reply of its own. */
+export class MessageRefused extends Error {
+  constructor(readonly reply: Reply) {
+    super(reply.lines.join(" "));
+  }
+}
+
 export interface SessionOutput {
   send(text: string): void;
   /** Begin the TLS handshake; the listener calls `tlsStarted` when it completes. */
@@ -505,8 +512,8 @@ export class SmtpSession {
     const content = concat([new TextEncoder().encode(header), ...m.chunks]);
     try {
       await this.backend.accept(id, envelope, content);
-    } catch {
-      if (!this.closed) this.answer(R.localError());
+    } catch (err) {
+      if (!this.closed) this.answer(err instanceof MessageRefused ? err.reply : R.localError());
       return;
     }
     if (!this.closed) this.send(R.queued(id));

@@ -1,0 +1,65 @@
+// What an MSA does to a submitted message (RFC 6409 §8): it needs a From the user may use,
+// and gets the Date and Message-ID it lacks.
+import { randomBytes } from "node:crypto";
+import { patternMatches } from "./address.ts";
+import { readHeaders } from "./headers.ts";
+import { rfc5322Date } from "./received.ts";
+
+export type SubmissionCheck =
+  | { ok: true; content: Uint8Array }
+  | { ok: false; problem: "no-from" }
+  | { ok: false; problem: "from-not-owned"; address: string };
+
+/** Addresses in a From field: `Name <a@b>, c@d` → [a@b, c@d]. */
+export function fromAddresses(value: string): string[] {
+  const angle = [...value.matchAll(/<([^<>\s]+@[^<>\s]+)>/g)].map((m) => m[1]!);
+  if (angle.length > 0) return angle.map((a) => a.toLowerCase());
+  return [...value.matchAll(/[^\s,;:"<>()]+@[^\s,;:"<>()]+/g)].map((m) => m[0].toLowerCase());
+}
+
+/**
+ * Checks the header From against the patterns the user may send as, and adds Date and
+ * Message-ID where missing, just below the trace headers.
+ */
+export function fixUpSubmission(
+  content: Uint8Array,
+  maySendAs: string[],
+  hostname: string,
+  now: Date,
+): SubmissionCheck {
+  const headers = readHeaders(content);
+  const from = headers.find(([n]) => n === "from");
+  const addresses = from ? fromAddresses(from[1]) : [];
+  if (addresses.length === 0) return { ok: false, problem: "no-from" };
+  const foreign = addresses.find((a) => !maySendAs.some((p) => patternMatches(p, a)));
+  if (foreign) return { ok: false, problem: "from-not-owned", address: foreign };
+  const added: string[] = [];
+  if (!headers.some(([n]) => n === "date")) added.push(`Date: ${rfc5322Date(now)}\r\n`);
+  if (!headers.some(([n]) => n === "message-id")) {
+    added.push(
+      `Message-ID: <${now.getTime().toString(36)}.${randomBytes(8).toString("hex")}@${hostname}>\r\n`,
+    );
+  }
+  if (added.length === 0) return { ok: true, content };
+  // Trace fields (Received) stay on top, as RFC 5321 4.4 wants them first.
+  const text = Buffer.from(content);
+  let offset = 0;
+  const lineEnd = (from: number) => {
+    const end = text.indexOf("\r\n", from);
+    return end < 0 ? text.length : end + 2;
+  };
+  while (
+    offset < text.length &&
+    text
+      .subarray(offset, offset + 9)
+      .toString("latin1")
+      .toLowerCase() === "received:"
+  ) {
+    offset = lineEnd(offset);
+    while (offset < text.length && (text[offset] === 32 || text[offset] === 9)) offset = lineEnd(offset);
+  }
+  return {
+    ok: true,
+    content: Buffer.concat([text.subarray(0, offset), Buffer.from(added.join("")), text.subarray(offset)]),
+  };
+}

@@ -29,8 +29,10 @@ export type Parsed = { ok: true; command: Command } | { ok: false; reply: Reply 
 const fail = (reply: Reply): Parsed => ({ ok: false, reply });
 const ok = (command: Command): Parsed => ({ ok: true, command });
 
-// RFC 5321 4.1.2 Domain / address-literal, leniently sized.
-const DOMAIN = /^([A-Za-z0-9\u0080-\uffff]([A-Za-z0-9\u0080-\uffff-]*[A-Za-z0-9\u0080-\uffff])?\.?)+$/;
+// RFC 5321 4.1.2 Domain / address-literal, leniently sized. Labels are joined by required dots
+// (one optional at the end): with optional inner dots a bad name backtracks exponentially.
+const LABEL = "[A-Za-z0-9\\u0080-\\uffff](?:[A-Za-z0-9\\u0080-\\uffff-]*[A-Za-z0-9\\u0080-\\uffff])?";
+const DOMAIN = new RegExp(`^${LABEL}(?:\\.${LABEL})*\\.?$`);
 const ADDRESS_LITERAL = /^\[(IPv6:[0-9A-Fa-f:.]+|[0-9.]+)\]$/;
 const DOT_ATOM_LOCAL =
   /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\uffff-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\uffff-]+)*$/;
@@ -53,11 +55,23 @@ export function parseMailbox(text: string): string | undefined {
   return text;
 }
 
+/** Index of the `>` ending the path; one inside a quoted local part does not count. */
+function closingBracket(text: string): number {
+  let quoted = false;
+  for (let i = 1; i < text.length; i++) {
+    const c = text[i];
+    if (quoted && c === "\\") i++;
+    else if (c === '"') quoted = !quoted;
+    else if (c === ">" && !quoted) return i;
+  }
+  return -1;
+}
+
 /** Splits `<path> params` after `FROM:` / `TO:`; source routes (`<@a,@b:x@y>`) are dropped (RFC 5321 C). */
 function parsePath(rest: string, allowNull: boolean): { address: string; params: string[] } | Reply {
   const text = rest.trimStart();
   if (!text.startsWith("<")) return R.badSyntax("Syntax: angle brackets required around the address");
-  const close = text.indexOf(">");
+  const close = closingBracket(text);
   if (close < 0) return R.badSyntax("Syntax: missing '>'");
   let inner = text.slice(1, close);
   const after = text.slice(close + 1);

@@ -11,6 +11,7 @@ export type PortKind = "smtp" | "submission" | "submissions";
 
 /** Longest command line, CRLF included (RFC 5321 4.5.3.1.4). */
 export const MAX_COMMAND_OCTETS = 512;
+const MAX_AUTH_LINE_OCTETS = 12288;
 /** Pipelined commands waiting behind a slow one; more is a client flooding us. */
 const MAX_PENDING_INPUT = 256 * 1024;
 
@@ -168,7 +169,8 @@ export class SmtpSession {
 
   receive(chunk: Uint8Array): void {
     if (this.mode.kind === "closed" || this.mode.kind === "tlsPending") return; // nothing may ride in before TLS
-    this.input = this.input.length === 0 ? chunk : concat([this.input, chunk]);
+    // Our own copy: the bytes may wait behind a slow commit, and the caller's buffer may be reused.
+    this.input = this.input.length === 0 ? chunk.slice() : concat([this.input, chunk]);
     if (this.mode.kind === "command" && this.input.length > MAX_PENDING_INPUT && this.running) {
       this.closeWith(R.tooManyErrors());
       return;
@@ -241,22 +243,27 @@ export class SmtpSession {
           this.mode = { kind: "command" };
           continue;
         }
+        // RFC 4954 4: an AUTH response line may be up to 12288 octets, a command 512.
+        const maxLine = mode.kind === "auth" ? MAX_AUTH_LINE_OCTETS : MAX_COMMAND_OCTETS;
         if (lf < 0) {
-          if (this.input.length >= MAX_COMMAND_OCTETS) {
+          if (this.input.length >= maxLine) {
             this.input = new Uint8Array(0);
-            this.mode = { kind: "skipLongLine" };
+            this.mode = { kind: "skipLongLine" }; // also ends an AUTH exchange
             this.answer(R.lineTooLong());
           }
           break;
         }
         const raw = this.input.subarray(0, lf);
         this.input = this.input.subarray(lf + 1);
-        if (lf + 1 > MAX_COMMAND_OCTETS) {
+        if (lf + 1 > maxLine) {
+          this.mode = { kind: "command" };
           this.answer(R.lineTooLong());
           continue;
         }
         const line = textDecoder.decode(raw.at(-1) === 13 ? raw.subarray(0, -1) : raw);
         if (line.includes("\0")) {
+          // Never leave an AUTH exchange waiting: the next line would be read as credentials.
+          this.mode = { kind: "command" };
           this.answer(R.badSyntax("Error: NUL character in command"));
           continue;
         }
@@ -318,7 +325,8 @@ export class SmtpSession {
       "DSN",
     ];
     if (!this.tls && this.policy.tlsAvailable) ext.push("STARTTLS");
-    if (this.tls && !this.authUser) ext.push("AUTH PLAIN LOGIN");
+    // AUTH is for the submission ports only, and only under TLS (the contract).
+    if (this.tls && !this.authUser && this.policy.port !== "smtp") ext.push("AUTH PLAIN LOGIN");
     return ext;
   }
 
@@ -347,11 +355,8 @@ export class SmtpSession {
 
   private auth(mechanism: string, initial: string | undefined): Promise<void> | void {
     if (!this.helo) return this.answer(R.badSequence("Error: send EHLO first"));
-    if (!this.tls) {
-      return this.answer(
-        this.policy.port === "smtp" ? R.badSequence("Error: authentication not enabled") : R.tlsRequired(),
-      );
-    }
+    if (this.policy.port === "smtp") return this.answer(R.badSequence("Error: authentication not enabled"));
+    if (!this.tls) return this.answer(R.tlsRequired());
     if (this.authUser) return this.answer(R.alreadyAuthenticated());
     if (this.tx) return this.answer(R.badSequence("Error: MAIL transaction in progress"));
     if (mechanism === "PLAIN") {

@@ -4,7 +4,8 @@ import { fixUpSubmission, fromAddresses } from "../../src/mail/submission.ts";
 const enc = (s: string) => new TextEncoder().encode(s);
 const dec = (b: Uint8Array) => new TextDecoder().decode(b);
 const NOW = new Date(Date.UTC(2026, 10, 29, 8, 23, 1));
-const RECEIVED = "Received: from c ([127.0.0.1])\r\n\tby mx.example.test (Postern) with ESMTPSA id X\r\n\t; date\r\n";
+const RECEIVED =
+  "Received: from c ([127.0.0.1])\r\n\tby mx.example.test (Postern) with ESMTPSA id X\r\n\t; date\r\n";
 
 describe("fromAddresses", () => {
   test.each([
@@ -28,7 +29,9 @@ describe("fixUpSubmission", () => {
     const text = dec((r as { content: Uint8Array }).content);
     expect(text.startsWith(RECEIVED)).toBe(true);
     const added = text.slice(RECEIVED.length, text.length - body.length);
-    expect(added).toMatch(/^Date: Sun, 29 Nov 2026 08:23:01 \+0000\r\nMessage-ID: <[a-z0-9]+\.[0-9a-f]{16}@mx\.example\.test>\r\n$/);
+    expect(added).toMatch(
+      /^Date: Sun, 29 Nov 2026 08:23:01 \+0000\r\nMessage-ID: <[a-z0-9]+\.[0-9a-f]{16}@mx\.example\.test>\r\n$/,
+    );
     expect(text.endsWith(body)).toBe(true);
   });
 

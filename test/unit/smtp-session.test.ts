@@ -664,7 +664,12 @@ describe("input buffers", () => {
     h.backend.gate = new Promise((r) => {
       release = r;
     });
-    const buf = new Uint8Array(Buffer.from(`EHLO c\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<${ALICE}>\r\nDATA\r\n${BODY}.\r\n`, "latin1"));
+    const buf = new Uint8Array(
+      Buffer.from(
+        `EHLO c\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<${ALICE}>\r\nDATA\r\n${BODY}.\r\n`,
+        "latin1",
+      ),
+    );
     h.session.receive(buf);
     buf.fill(0x5a);
     await settle();
@@ -780,13 +785,16 @@ describe("submission and AUTH", () => {
   test.each([
     ["a NUL byte", "a\0b"],
     ["a line over 12288 octets", "x".repeat(12300)],
-  ])("%s in an AUTH response ends the exchange: the next line is a command again", async (_name, response) => {
-    const h = new Harness({ port: "submissions", implicitTls: true });
-    const rs = await h.lines("EHLO client.test", "AUTH LOGIN", response, "QUIT");
-    expect(codes(rs)).toEqual(["250", "334", code(rs[2]!), "221 2.0.0"]);
-    expect(rs[2]!.startsWith("5")).toBe(true);
-    expect(h.backend.calls).toEqual([]);
-  });
+  ])(
+    "%s in an AUTH response ends the exchange: the next line is a command again",
+    async (_name, response) => {
+      const h = new Harness({ port: "submissions", implicitTls: true });
+      const rs = await h.lines("EHLO client.test", "AUTH LOGIN", response, "QUIT");
+      expect(codes(rs)).toEqual(["250", "334", code(rs[2]!), "221 2.0.0"]);
+      expect(rs[2]!.startsWith("5")).toBe(true);
+      expect(h.backend.calls).toEqual([]);
+    },
+  );
 
   test("an AUTH response longer than a command line (RFC 4954: up to 12288 octets) is read whole", async () => {
     const h = new Harness({ port: "submissions", implicitTls: true });

@@ -7,6 +7,13 @@ import { z } from "zod";
 const port = z.coerce.number().int().min(0).max(65535);
 const positiveInt = z.coerce.number().int().positive();
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+)(:\d{1,5})?$/, "host[:port]");
+// A resolver is named by address: looking up the resolver's own name would need a resolver.
+const ipPort = z
+  .string()
+  .regex(
+    /^(\d{1,3}(\.\d{1,3}){3}(:\d{1,5})?|\[[0-9a-fA-F:.]+\](:\d{1,5})?|[0-9a-fA-F:]*:[0-9a-fA-F:.]*)$/,
+    "ip[:port]",
+  );
 
 const schema = z.object({
   DATABASE_URL: z
@@ -35,7 +42,7 @@ const schema = z.object({
         .map((x) => x.trim())
         .filter(Boolean),
     )
-    .pipe(z.array(hostPort).optional()),
+    .pipe(z.array(ipPort).optional()),
   POSTERN_OUTBOUND_PORT: port.default(25),
   POSTERN_SMARTHOST: hostPort.optional(),
   POSTERN_MAX_MESSAGE_BYTES: positiveInt.default(26214400),

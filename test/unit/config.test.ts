@@ -20,12 +20,12 @@ describe("parseConfig", () => {
     const c = parseConfig({
       DATABASE_URL: "postgres://u@127.0.0.1:5432/db",
       POSTERN_SMTP_PORT: "2525",
-      POSTERN_DNS_SERVERS: "127.0.0.1:5353, [::1]:53,10.0.0.1",
+      POSTERN_DNS_SERVERS: "127.0.0.1:5353, [::1]:53,10.0.0.1,::1",
       POSTERN_DMARC_POLICY: "monitor",
       POSTERN_LISTEN: "::1",
     });
     expect(c.smtpPort).toBe(2525);
-    expect(c.dnsServers).toEqual(["127.0.0.1:5353", "[::1]:53", "10.0.0.1"]);
+    expect(c.dnsServers).toEqual(["127.0.0.1:5353", "[::1]:53", "10.0.0.1", "::1"]);
     expect(c.dmarcPolicy).toBe("monitor");
     expect(c.listen).toBe("::1");
   });
@@ -47,9 +47,10 @@ describe("parseConfig", () => {
       { POSTERN_LISTEN: "everywhere" },
       'POSTERN_LISTEN="everywhere" is invalid: expected an IPv4 or IPv6 address',
     ],
+    [{ POSTERN_DNS_SERVERS: "1.1.1.1:x" }, 'POSTERN_DNS_SERVERS="1.1.1.1:x" is invalid: expected ip[:port]'],
     [
-      { POSTERN_DNS_SERVERS: "1.1.1.1:x" },
-      'POSTERN_DNS_SERVERS="1.1.1.1:x" is invalid: expected host[:port]',
+      { POSTERN_DNS_SERVERS: "ns.example.com" },
+      'POSTERN_DNS_SERVERS="ns.example.com" is invalid: expected ip[:port]',
     ],
     [
       { POSTERN_ADMIN_TOKEN: "short" },

@@ -54,6 +54,7 @@ const schema = z.object({
   POSTERN_QUEUE_LIFETIME_SECONDS: positiveInt.default(432000),
   POSTERN_DELAY_WARNING_SECONDS: positiveInt.default(14400),
   POSTERN_DMARC_POLICY: z.enum(["enforce", "monitor"]).default("enforce"),
+  POSTERN_DNS_CHECKS: z.enum(["on", "off"]).default("on"),
   POSTERN_LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info"),
 });
 
@@ -83,6 +84,8 @@ export interface Config {
   queueLifetimeSeconds: number;
   delayWarningSeconds: number;
   dmarcPolicy: "enforce" | "monitor";
+  /** Every check that asks DNS about a peer: sender and recipient domains, SPF/DKIM/DMARC/ARC. */
+  dnsChecks: boolean;
   logLevel: "debug" | "info" | "warn" | "error";
 }
 
@@ -133,6 +136,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     queueLifetimeSeconds: s.POSTERN_QUEUE_LIFETIME_SECONDS,
     delayWarningSeconds: s.POSTERN_DELAY_WARNING_SECONDS,
     dmarcPolicy: s.POSTERN_DMARC_POLICY,
+    dnsChecks: s.POSTERN_DNS_CHECKS === "on",
     logLevel: s.POSTERN_LOG_LEVEL,
   };
 }

@@ -4,6 +4,7 @@ import type { Config } from "./config.ts";
 import { controlSocketPath, serveControlSocket } from "./control/socket.ts";
 import { migrate } from "./db/migrate.ts";
 import { openDatabase } from "./db/open.ts";
+import { createResolver } from "./dns/resolver.ts";
 import { Directory } from "./domains/directory.ts";
 import { createHttpHandler } from "./http/app.ts";
 import { createLogger, errorMessage } from "./log.ts";
@@ -59,11 +60,14 @@ export async function startServer(config: Config): Promise<RunningServer> {
       : undefined;
 
   const tls = await loadTlsMaterial(config);
+  const resolver = await createResolver(config.dnsServers);
   const backend = createSessionBackend({
     db: database.db,
     directory,
     enqueuer: new Enqueuer(database.db, log),
     hostname: config.hostname,
+    resolver: config.dnsChecks ? resolver : undefined,
+    dmarcPolicy: config.dmarcPolicy,
   });
   const counter = new ConnectionCounter({ total: config.maxConnections, perIp: config.maxConnectionsPerIp });
   const ports: [PortKind, number][] = [

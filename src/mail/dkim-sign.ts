@@ -3,6 +3,7 @@
 // present, and we want From oversigned (listed once more than it occurs) so that nobody can add
 // a second From to a signed message: so signing is done here, in a few lines of RFC text.
 import { createHash, createPrivateKey, sign } from "node:crypto";
+import { type HeaderField, splitMessage } from "./headers.ts";
 
 /** Header fields signed when present (RFC 6376 5.4.1), From first. */
 const SIGNED_FIELDS = [
@@ -28,29 +29,6 @@ export interface DkimKey {
   selector: string;
   /** PKCS#8 PEM, RSA or Ed25519. */
   privateKey: string;
-}
-
-interface HeaderField {
-  name: string;
-  /** The whole field as on the wire, folding included, without the final CRLF. */
-  raw: string;
-}
-
-/** Splits a message (latin1, so bytes map 1:1) into its header fields and the body. */
-export function splitMessage(message: string): { fields: HeaderField[]; body: string } {
-  const end = message.indexOf("\r\n\r\n");
-  const head = end < 0 ? message : message.slice(0, end);
-  const body = end < 0 ? "" : message.slice(end + 4);
-  const fields: HeaderField[] = [];
-  for (const line of head.split("\r\n")) {
-    if ((line.startsWith(" ") || line.startsWith("\t")) && fields.length > 0) {
-      fields[fields.length - 1]!.raw += `\r\n${line}`;
-    } else {
-      const colon = line.indexOf(":");
-      if (colon > 0) fields.push({ name: line.slice(0, colon).trim().toLowerCase(), raw: line });
-    }
-  }
-  return { fields, body };
 }
 
 /** RFC 6376 3.4.2. */
@@ -103,18 +81,13 @@ export function dkimSign(message: Uint8Array, keys: DkimKey[], now = new Date())
     .map((key) => {
       const privateKey = createPrivateKey(key.privateKey);
       const ed25519 = privateKey.asymmetricKeyType === "ed25519";
-      const tags = [
-        "v=1",
-        `a=${ed25519 ? "ed25519-sha256" : "rsa-sha256"}`,
-        "c=relaxed/relaxed",
-        `d=${key.domain}`,
-        `s=${key.selector}`,
-        `t=${Math.floor(now.getTime() / 1000)}`,
-        `h=${names.join(":")}`,
-        `bh=${bodyHash}`,
+      // Folded (h=, bh= and b= on lines of their own) to stay well under 998 octets a line.
+      const unsigned = [
+        `DKIM-Signature: v=1; a=${ed25519 ? "ed25519-sha256" : "rsa-sha256"}; c=relaxed/relaxed; d=${key.domain}; s=${key.selector}; t=${Math.floor(now.getTime() / 1000)};`,
+        `h=${names.join(":")};`,
+        `bh=${bodyHash};`,
         "b=",
-      ];
-      const unsigned = `DKIM-Signature: ${tags.join(";\r\n\t")}`;
+      ].join("\r\n\t");
       const data = Buffer.from(signedText + relaxedHeader(unsigned), "latin1");
       const signature = ed25519
         ? sign(null, createHash("sha256").update(data).digest(), privateKey) // RFC 8463 3: sign the hash

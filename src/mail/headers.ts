@@ -31,3 +31,26 @@ export function headerValue(headers: [string, string][], name: string): string |
   // Control characters (NUL above all) cannot be stored in a text column and mean nothing here.
   return headers.find(([n]) => n === name)?.[1].replace(/\p{Cc}/gu, " ");
 }
+
+export interface HeaderField {
+  name: string;
+  /** The whole field as on the wire, folding included, without the final CRLF. */
+  raw: string;
+}
+
+/** Splits a message (latin1, so bytes map 1:1) into its header fields and the body. */
+export function splitMessage(message: string): { fields: HeaderField[]; body: string } {
+  const end = message.indexOf("\r\n\r\n");
+  const head = end < 0 ? message : message.slice(0, end);
+  const body = end < 0 ? "" : message.slice(end + 4);
+  const fields: HeaderField[] = [];
+  for (const line of head.split("\r\n")) {
+    if ((line.startsWith(" ") || line.startsWith("\t")) && fields.length > 0) {
+      fields[fields.length - 1]!.raw += `\r\n${line}`;
+    } else {
+      const colon = line.indexOf(":");
+      if (colon > 0) fields.push({ name: line.slice(0, colon).trim().toLowerCase(), raw: line });
+    }
+  }
+  return { fields, body };
+}

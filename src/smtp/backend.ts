@@ -3,21 +3,31 @@ import { eq } from "drizzle-orm";
 import { hashPassword, verifyPassword } from "../auth/passwords.ts";
 import type { Db } from "../db/open.ts";
 import { users } from "../db/schema.ts";
+import { mailauthResolver, type Resolver } from "../dns/resolver.ts";
 import type { Directory } from "../domains/directory.ts";
 import { domainOf, patternMatches } from "../mail/address.ts";
+import { type AuthVerdict, checkInbound, stripForgedAuthResults } from "../mail/authcheck.ts";
+import { type MailDomainStatus, mailDomainStatus } from "../mail/domain-checks.ts";
 import { headerValue, readHeaders } from "../mail/headers.ts";
+import { signIfLocal } from "../mail/signing.ts";
 import { fixUpSubmission } from "../mail/submission.ts";
 import type { Enqueuer } from "../queue/enqueue.ts";
-import { R } from "./reply.ts";
+import { R, type Reply } from "./reply.ts";
 import { MessageRefused, type SessionBackend } from "./session.ts";
 
-export function createSessionBackend(deps: {
+export interface BackendDeps {
   db: Db;
   directory: Directory;
   enqueuer: Enqueuer;
   hostname: string;
-}): SessionBackend {
-  const { db, directory, enqueuer, hostname } = deps;
+  /** Set when inbound checks are on: address checks and SPF/DKIM/DMARC/ARC go through it. */
+  resolver: Resolver | undefined;
+  dmarcPolicy: "enforce" | "monitor";
+}
+
+export function createSessionBackend(deps: BackendDeps): SessionBackend {
+  const { db, directory, enqueuer, hostname, resolver } = deps;
+  const authResolver = resolver && mailauthResolver(resolver);
   // Unknown logins are checked against this hash too, so their answer takes as long as a wrong password.
   let decoy: Promise<string> | undefined;
 
@@ -35,7 +45,12 @@ export function createSessionBackend(deps: {
     },
 
     async checkSender(address, ctx) {
-      if (!ctx.authUser || address === "") return undefined;
+      if (!ctx.authUser) {
+        if (ctx.port !== "smtp" || address === "" || !resolver) return undefined;
+        if (await directory.isLocalDomain(domainOf(address))) return undefined;
+        return senderDomainReply(await mailDomainStatus(resolver, domainOf(address)));
+      }
+      if (address === "") return undefined;
       const user = await findUser(ctx.authUser);
       const sender = address.toLowerCase();
       const allowed = user && [user.address, ...user.maySendAs].some((p) => patternMatches(p, sender));
@@ -48,25 +63,39 @@ export function createSessionBackend(deps: {
         return route ? { ok: true, target: route.target } : { ok: false, reply: R.unknownUser() };
       }
       // Never an open relay: only an authenticated session may send beyond our domains.
-      return ctx.authUser ? { ok: true, target: "mx" } : { ok: false, reply: R.relayDenied() };
+      if (!ctx.authUser) return { ok: false, reply: R.relayDenied() };
+      // A typo in the domain fails now, not as a bounce days later.
+      const refusal = resolver && recipientDomainReply(await mailDomainStatus(resolver, domainOf(address)));
+      return refusal ? { ok: false, reply: refusal } : { ok: true, target: "mx" };
     },
 
     async accept(id, envelope, received) {
       let content = received;
+      let authResults: (AuthVerdict & { quarantine: boolean }) | undefined;
       if (envelope.authUser) {
         const user = await findUser(envelope.authUser);
-        const fixed = fixUpSubmission(
-          content,
-          user ? [user.address, ...user.maySendAs] : [],
-          hostname,
-          new Date(),
-        );
+        const maySendAs = user ? [user.address, ...user.maySendAs] : [];
+        const fixed = fixUpSubmission(content, maySendAs, hostname, new Date());
         if (!fixed.ok) {
           throw new MessageRefused(
             fixed.problem === "no-from" ? R.noFromHeader() : R.senderNotOwned(fixed.address),
           );
         }
-        content = fixed.content;
+        content = await signIfLocal(db, fixed.content);
+      } else if (authResolver) {
+        content = stripForgedAuthResults(content, hostname);
+        const outcome = await checkInbound(content, {
+          ip: envelope.remoteIp,
+          helo: envelope.helo,
+          mailFrom: envelope.mailFrom,
+          hostname,
+          resolver: authResolver,
+        });
+        if (outcome.dmarcAction === "reject" && deps.dmarcPolicy === "enforce") {
+          throw new MessageRefused(R.dmarcReject(outcome.verdict.dmarc.domain ?? "the From domain"));
+        }
+        authResults = { ...outcome.verdict, quarantine: outcome.dmarcAction === "quarantine" };
+        content = Buffer.concat([Buffer.from(outcome.headers, "latin1"), content]);
       }
       const headers = readHeaders(content);
       await enqueuer.enqueue({
@@ -77,6 +106,7 @@ export function createSessionBackend(deps: {
         clientIp: envelope.remoteIp,
         authUser: envelope.authUser,
         raw: content,
+        authResults,
         messageIdHeader: headerValue(headers, "message-id"),
         subject: headerValue(headers, "subject"),
         envid: envelope.mailParams.envid,
@@ -90,4 +120,29 @@ export function createSessionBackend(deps: {
       });
     },
   };
+}
+
+function senderDomainReply(status: MailDomainStatus): Reply | undefined {
+  switch (status) {
+    case "exists":
+      return undefined;
+    case "temporary":
+      return R.senderDomainUnresolved();
+    case "null-mx":
+      return R.senderDomainNullMx();
+    case "no-domain":
+      return R.senderDomainUnknown();
+  }
+}
+
+function recipientDomainReply(status: MailDomainStatus): Reply | undefined {
+  switch (status) {
+    case "exists":
+      return undefined;
+    case "temporary":
+      return R.recipientDomainUnresolved();
+    case "null-mx":
+    case "no-domain":
+      return R.recipientDomainUnknown();
+  }
 }

@@ -60,6 +60,17 @@ export const R = {
   authMechanism: () => reply(504, "5.5.4", "Error: unrecognized authentication type"),
   alreadyAuthenticated: () => reply(503, "5.5.1", "Error: already authenticated"),
   noFromHeader: () => reply(550, "5.6.0", "Error: message has no From header (RFC 5322 3.6)"),
+  senderDomainUnknown: () => reply(550, "5.1.8", "Error: sender address rejected: domain not found"),
+  senderDomainNullMx: () =>
+    reply(550, "5.7.27", "Error: sender address rejected: domain accepts no mail (null MX)"),
+  senderDomainUnresolved: () =>
+    reply(451, "4.1.8", "Error: sender address rejected: domain lookup failed, try again"),
+  recipientDomainUnknown: () =>
+    reply(550, "5.1.2", "Error: recipient address rejected: domain has no mail server"),
+  recipientDomainUnresolved: () =>
+    reply(450, "4.1.2", "Error: recipient address rejected: domain lookup failed, try again"),
+  dmarcReject: (domain: string) =>
+    reply(550, "5.7.1", `Error: message rejected by the DMARC policy of ${domain} (p=reject)`),
   utf8Needed: () => reply(553, "5.6.7", "Error: non-ASCII address needs SMTPUTF8"),
   localError: () => reply(451, "4.3.0", "Error: queue file write error, try again later"),
   tooManyErrors: () => reply(421, "4.7.0", "Error: too many errors, closing connection"),

@@ -29,6 +29,9 @@ export async function startServe(env: Record<string, string>, timeoutMs = 20000)
   const proc = Bun.spawn([process.execPath, CLI, "serve"], {
     env: {
       POSTERN_LISTEN: "127.0.0.1",
+      // Tests speak DNS only to their own servers on loopback; checks are on where a test asks.
+      POSTERN_DNS_SERVERS: "127.0.0.1:9",
+      POSTERN_DNS_CHECKS: "off",
       ...env,
       POSTERN_HTTP_PORT: String(httpPort),
       POSTERN_SMTP_PORT: String(smtpPort),

@@ -51,6 +51,8 @@ describe.skipIf(!havePostgres)("HTTP API on PostgreSQL", () => {
         POSTERN_HTTP_PORT: "0",
         POSTERN_ADMIN_TOKEN: TOKEN,
         POSTERN_LOG_LEVEL: "error",
+        POSTERN_DNS_SERVERS: "127.0.0.1:9",
+        POSTERN_DNS_CHECKS: "off",
       }),
     );
     base = `http://127.0.0.1:${server.httpPort}`;

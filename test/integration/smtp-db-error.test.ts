@@ -35,6 +35,8 @@ describe.skipIf(!havePostgres)("a database failure at end of data", () => {
         POSTERN_SUBMISSIONS_PORT: "0",
         POSTERN_HTTP_PORT: "0",
         POSTERN_LOG_LEVEL: "error",
+        POSTERN_DNS_SERVERS: "127.0.0.1:9",
+        POSTERN_DNS_CHECKS: "off",
       }),
     );
   });

@@ -1,0 +1,91 @@
+// Inbound message authentication: SPF, DKIM, DMARC and ARC through mailauth, the headers that
+// record them, and what the DMARC policy asks of us.
+
+import type { DNSResolver } from "mailauth";
+import { authenticate } from "mailauth";
+import { splitMessage } from "./headers.ts";
+
+export interface AuthVerdict {
+  spf: string;
+  dkim: { domain: string; selector: string; result: string }[];
+  dmarc: { result: string; policy: string | null; domain: string | null };
+  arc: string;
+}
+
+export type DmarcAction = "accept" | "quarantine" | "reject";
+
+export interface AuthOutcome {
+  /** Received-SPF and Authentication-Results, to go on top of the message. */
+  headers: string;
+  verdict: AuthVerdict;
+  /** What the sender's DMARC policy asks for this message (before our own policy setting). */
+  dmarcAction: DmarcAction;
+}
+
+export interface AuthContext {
+  ip: string;
+  helo: string;
+  mailFrom: string;
+  /** Our authserv-id: POSTERN_HOSTNAME. */
+  hostname: string;
+  resolver: DNSResolver;
+}
+
+// mailauth's result objects are loosely typed; these are the fields we read.
+interface StatusRow {
+  status?: { result?: string };
+  signingDomain?: string;
+  selector?: string;
+}
+
+export async function checkInbound(message: Uint8Array, ctx: AuthContext): Promise<AuthOutcome> {
+  const res = await authenticate(Buffer.from(message), {
+    ip: ctx.ip,
+    helo: ctx.helo,
+    sender: ctx.mailFrom,
+    mta: ctx.hostname,
+    resolver: ctx.resolver,
+    disableBimi: true,
+  });
+  const dmarc = res.dmarc as (StatusRow & { policy?: string; domain?: string }) | false;
+  const dmarcResult = dmarc ? (dmarc.status?.result ?? "none") : "none";
+  const policy = dmarc ? (dmarc.policy ?? null) : null;
+  const verdict: AuthVerdict = {
+    spf: (res.spf ? (res.spf as StatusRow).status?.result : undefined) ?? "none",
+    dkim: ((res.dkim?.results ?? []) as StatusRow[]).map((r) => ({
+      domain: r.signingDomain ?? "",
+      selector: r.selector ?? "",
+      result: r.status?.result ?? "none",
+    })),
+    dmarc: { result: dmarcResult, policy, domain: dmarc ? (dmarc.domain ?? null) : null },
+    arc: (res.arc as StatusRow | undefined)?.status?.result ?? "none",
+  };
+  const dmarcAction: DmarcAction =
+    dmarcResult !== "fail"
+      ? "accept"
+      : policy === "reject"
+        ? "reject"
+        : policy === "quarantine"
+          ? "quarantine"
+          : "accept";
+  return { headers: res.headers, verdict, dmarcAction };
+}
+
+/**
+ * Removes Authentication-Results fields that claim our authserv-id (RFC 8601 §5): only we may
+ * speak for this host, and a sender could otherwise forge a "pass" from us.
+ */
+export function stripForgedAuthResults(message: Uint8Array, authservId: string): Uint8Array {
+  const text = Buffer.from(message).toString("latin1");
+  const { fields, body } = splitMessage(text);
+  const id = authservId.toLowerCase();
+  const kept = fields.filter((f) => {
+    if (f.name !== "authentication-results") return true;
+    // authserv-id is the first token of the value, after any comments (RFC 8601 2.2).
+    const value = f.raw.slice(f.raw.indexOf(":") + 1).replace(/\r\n/g, "");
+    const m = /^\s*(?:\([^)]*\)\s*)*([^\s;(]+)/.exec(value);
+    return m?.[1]?.toLowerCase() !== id;
+  });
+  if (kept.length === fields.length) return message;
+  return Buffer.from(`${kept.map((f) => f.raw).join("\r\n")}\r\n\r\n${body}`, "latin1");
+}

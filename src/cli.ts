@@ -15,7 +15,7 @@ const USAGE = `usage: postern <verb>
   serve [--unprivileged-ports]        run the gateway (SMTP on 2525/2587/2465 unless set)
   migrate                             apply pending database migrations
   domain add DOMAIN [--selector S]    make DOMAIN local, print its DNS records
-  domain ls | rm DOMAIN | dns DOMAIN
+  domain ls | rm DOMAIN | dns DOMAIN | check DOMAIN
   user add ADDRESS [--password-stdin] [--may-send-as PATTERN]...
   user ls | rm ADDRESS | passwd ADDRESS [--password-stdin]
   route add PATTERN TARGET            TARGET: mailbox | webhook:URL | relay:HOST[:PORT] | forward:ADDRESS

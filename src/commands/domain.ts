@@ -1,5 +1,7 @@
 import { asc, eq, like } from "drizzle-orm";
 import { domains, routes, users } from "../db/schema.ts";
+import { createResolver } from "../dns/resolver.ts";
+import { checkDomain, checksFailed, formatChecks } from "../domains/check.ts";
 import { domainRecords, toZoneFile } from "../domains/records.ts";
 import { domainProblem, normalizeDomain } from "../mail/address.ts";
 import { generateDkimKeys } from "../mail/dkim.ts";
@@ -21,7 +23,8 @@ async function findDomain(ctx: CommandContext, name: string) {
 }
 
 export const domainVerbs: VerbGroup = {
-  usage: "domain add DOMAIN [--selector S] | domain ls | domain rm DOMAIN | domain dns DOMAIN",
+  usage:
+    "domain add DOMAIN [--selector S] | domain ls | domain rm DOMAIN | domain dns DOMAIN | domain check DOMAIN",
   subverbs: {
     async add(ctx, args) {
       const { values, positionals } = parseVerbArgs(args, { selector: { type: "string" } }, 1);
@@ -65,6 +68,15 @@ export const domainVerbs: VerbGroup = {
         if (deleted.length === 0) throw new OperationError(`unknown domain ${name}`);
       });
       ctx.io.out(`domain ${name} removed\n`);
+    },
+    async check(ctx, args) {
+      const { positionals } = parseVerbArgs(args, {}, 1);
+      const row = await findDomain(ctx, domainArg(positionals[0]!));
+      const resolver = await createResolver(ctx.config.dnsServers);
+      const checks = await checkDomain(resolver, row, ctx.config.hostname);
+      ctx.io.out(`${formatChecks(checks)}\n`);
+      if (checksFailed(checks))
+        throw new OperationError(`domain ${row.name}: DNS records missing or wrong (see above)`);
     },
     async dns(ctx, args) {
       const { positionals } = parseVerbArgs(args, {}, 1);

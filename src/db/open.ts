@@ -16,12 +16,16 @@ import { acquireLock } from "./lock.ts";
 import * as schema from "./schema.ts";
 
 export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
+/** A transaction handle: everything a Db does, inside one transaction. */
+export type Tx = Parameters<Parameters<Db["transaction"]>[0]>[0];
 
 export interface Database {
   db: Db;
   kind: "postgres" | "pglite";
   /** True when the database answers a trivial query. */
   ping(): Promise<boolean>;
+  /** LISTEN on a channel; resolves to the function that stops listening. */
+  listen(channel: string, onNotify: () => void): Promise<() => Promise<void>>;
   close(): Promise<void>;
   /** Internal handle for the migrator, which is typed per driver. */
   driver:
@@ -48,6 +52,10 @@ function openPostgres(url: string): Database {
     kind: "postgres",
     driver: { kind: "postgres", db },
     ping: () => ping(db),
+    async listen(channel, onNotify) {
+      const sub = await client.listen(channel, onNotify);
+      return () => sub.unlisten();
+    },
     close: () => client.end({ timeout: 5 }),
   };
 }
@@ -73,6 +81,10 @@ async function openPglite(dataDir: string): Promise<Database> {
       kind: "pglite",
       driver: { kind: "pglite", db },
       ping: () => ping(db),
+      async listen(channel, onNotify) {
+        const unsubscribe = await client.listen(channel, onNotify);
+        return () => unsubscribe();
+      },
       async close() {
         try {
           await client.close();

@@ -2,7 +2,8 @@
 // Messages that arrive while a transaction is committing wait and go together in the next one
 // (group commit): one WAL flush then serves many sessions, and each caller still learns only
 // after the commit that holds its own message.
-import type { Db } from "../db/open.ts";
+import { sql } from "drizzle-orm";
+import type { Db, Tx } from "../db/open.ts";
 import { deliveries, messages } from "../db/schema.ts";
 import type { Logger } from "../log.ts";
 
@@ -34,6 +35,9 @@ interface Pending {
   resolve(): void;
   reject(err: unknown): void;
 }
+
+/** The NOTIFY channel that tells schedulers new deliveries are due. */
+export const QUEUE_CHANNEL = "postern_queue";
 
 /** Upper bound of one group commit, to keep the transaction and its statements small. */
 const MAX_BATCH = 64;
@@ -88,45 +92,50 @@ export class Enqueuer {
     }
   }
 
-  private async write(batch: NewMessage[]): Promise<void> {
-    const now = new Date();
-    await this.db.transaction(async (tx) => {
-      await tx.insert(messages).values(
-        batch.map((m) => ({
-          id: m.id,
-          receivedAt: now,
-          direction: m.direction,
-          mailFrom: m.mailFrom,
-          helo: m.helo,
-          clientIp: m.clientIp,
-          authUser: m.authUser,
-          size: m.raw.length,
-          raw: m.raw,
-          authResults: m.authResults,
-          messageIdHeader: m.messageIdHeader,
-          subject: m.subject,
-          envid: m.envid,
-          ret: m.ret,
-        })),
-      );
-      await tx.insert(deliveries).values(
-        batch.flatMap((m) =>
-          m.deliveries.map((d) => {
-            // A mailbox delivery is done by being written: the mailbox is this table.
-            const kept = d.target === "mailbox";
-            return {
-              messageId: m.id,
-              rcpt: d.rcpt,
-              orcpt: d.orcpt,
-              notify: d.notify,
-              target: d.target,
-              status: kept ? "delivered" : "queued",
-              deliveredAt: kept ? now : null,
-              nextAttemptAt: now,
-            };
-          }),
-        ),
-      );
-    });
+  private write(batch: NewMessage[]): Promise<void> {
+    return this.db.transaction((tx) => writeMessages(tx, batch));
   }
+}
+
+/** Inserts messages and their deliveries inside the caller's transaction. */
+export async function writeMessages(tx: Tx, batch: NewMessage[]): Promise<void> {
+  const now = new Date();
+  await tx.insert(messages).values(
+    batch.map((m) => ({
+      id: m.id,
+      receivedAt: now,
+      direction: m.direction,
+      mailFrom: m.mailFrom,
+      helo: m.helo,
+      clientIp: m.clientIp,
+      authUser: m.authUser,
+      size: m.raw.length,
+      raw: m.raw,
+      authResults: m.authResults,
+      messageIdHeader: m.messageIdHeader,
+      subject: m.subject,
+      envid: m.envid,
+      ret: m.ret,
+    })),
+  );
+  const rows = batch.flatMap((m) =>
+    m.deliveries.map((d) => {
+      // A mailbox delivery is done by being written: the mailbox is this table.
+      const kept = d.target === "mailbox";
+      return {
+        messageId: m.id,
+        rcpt: d.rcpt,
+        orcpt: d.orcpt,
+        notify: d.notify,
+        target: d.target,
+        status: kept ? "delivered" : "queued",
+        deliveredAt: kept ? now : null,
+        nextAttemptAt: now,
+      };
+    }),
+  );
+  if (rows.length === 0) return;
+  await tx.insert(deliveries).values(rows);
+  // Wakes every scheduler on this database, once the transaction commits.
+  if (rows.some((r) => r.status === "queued")) await tx.execute(sql`select pg_notify(${QUEUE_CHANNEL}, '')`);
 }

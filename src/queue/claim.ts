@@ -1,0 +1,96 @@
+// Taking due deliveries for this process: FOR UPDATE SKIP LOCKED so that instances sharing the
+// database take disjoint rows, and a lease so that a dead instance's rows come back when it ends.
+import { and, asc, eq, inArray, isNull, lt, lte, or, sql } from "drizzle-orm";
+import type { Db } from "../db/open.ts";
+import { deliveries, messages } from "../db/schema.ts";
+
+export interface ClaimedDelivery {
+  id: number;
+  messageId: string;
+  rcpt: string;
+  orcpt: string | null;
+  notify: string | null;
+  target: string;
+  attempts: number;
+  createdAt: Date;
+  warnedAt: Date | null;
+}
+
+export interface QueuedMessage {
+  id: string;
+  mailFrom: string;
+  raw: Uint8Array;
+  envid: string | null;
+  ret: string | null;
+  receivedAt: Date;
+  direction: string;
+  subject: string | null;
+  authResults: unknown;
+}
+
+const PENDING = ["queued", "deferred"];
+
+/** Leases up to `limit` due deliveries for `owner`, oldest due first. */
+export async function claimDue(
+  db: Db,
+  owner: string,
+  limit: number,
+  leaseSeconds: number,
+): Promise<ClaimedDelivery[]> {
+  const due = db
+    .select({ id: deliveries.id })
+    .from(deliveries)
+    .where(
+      and(
+        inArray(deliveries.status, PENDING),
+        lte(deliveries.nextAttemptAt, sql`now()`),
+        or(isNull(deliveries.leaseUntil), lt(deliveries.leaseUntil, sql`now()`)),
+      ),
+    )
+    .orderBy(asc(deliveries.nextAttemptAt))
+    .limit(limit)
+    .for("update", { skipLocked: true });
+  return db
+    .update(deliveries)
+    .set({ leaseOwner: owner, leaseUntil: sql`now() + make_interval(secs => ${leaseSeconds})` })
+    .where(inArray(deliveries.id, due))
+    .returning({
+      id: deliveries.id,
+      messageId: deliveries.messageId,
+      rcpt: deliveries.rcpt,
+      orcpt: deliveries.orcpt,
+      notify: deliveries.notify,
+      target: deliveries.target,
+      attempts: deliveries.attempts,
+      createdAt: deliveries.createdAt,
+      warnedAt: deliveries.warnedAt,
+    });
+}
+
+export async function loadMessages(db: Db, ids: string[]): Promise<Map<string, QueuedMessage>> {
+  if (ids.length === 0) return new Map();
+  const rows = await db
+    .select({
+      id: messages.id,
+      mailFrom: messages.mailFrom,
+      raw: messages.raw,
+      envid: messages.envid,
+      ret: messages.ret,
+      receivedAt: messages.receivedAt,
+      direction: messages.direction,
+      subject: messages.subject,
+      authResults: messages.authResults,
+    })
+    .from(messages)
+    .where(inArray(messages.id, ids));
+  return new Map(rows.map((r) => [r.id, r]));
+}
+
+/** Gives leased deliveries back at once (on a graceful stop) instead of waiting for the lease. */
+export async function releaseLeases(db: Db, owner: string, ids: number[]): Promise<void> {
+  if (ids.length === 0) return;
+  await db
+    .update(deliveries)
+    .set({ leaseOwner: null, leaseUntil: null })
+    .where(and(eq(deliveries.leaseOwner, owner), inArray(deliveries.id, ids)));
+}

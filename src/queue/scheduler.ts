@@ -1,0 +1,196 @@
+// The delivery loop of one `serve` process. It claims due deliveries, groups them by destination,
+// hands each group to its courier within a global and a per-destination concurrency limit, and
+// settles what comes back. New mail wakes it at once (LISTEN/NOTIFY on the queue channel);
+// polling is only the fallback, and the way deferred deliveries come due.
+
+import type { Db } from "../db/open.ts";
+import { type Courier, destinationOf, type Job } from "../delivery/courier.ts";
+import { errorMessage, type Logger } from "../log.ts";
+import { claimDue, loadMessages, releaseLeases } from "./claim.ts";
+import { type DsnWriter, type SettlePolicy, settle } from "./settle.ts";
+
+export interface SchedulerOptions {
+  db: Db;
+  /** Names this process in lease_owner. */
+  owner: string;
+  courierFor(target: string): Courier;
+  policy: SettlePolicy;
+  dsns: DsnWriter;
+  log: Logger;
+  /** Groups in flight at once, all destinations. */
+  concurrency: number;
+  /** Groups in flight per destination, reached by slow start (Postfix: 20, starting at 5). */
+  perDestination: number;
+  initialPerDestination: number;
+  /** Jobs handed to one courier call (one connection). */
+  jobsPerGroup: number;
+  leaseSeconds: number;
+  pollMs: number;
+  /** How long `stop` waits for groups in flight. */
+  stopGraceMs: number;
+  /** Subscribes to the queue channel; resolves to the unsubscribe function. */
+  listen?(onNotify: () => void): Promise<() => Promise<void>>;
+}
+
+interface Destination {
+  waiting: Job[];
+  running: number;
+  limit: number;
+}
+
+export class Scheduler {
+  private running = false;
+  private readonly destinations = new Map<string, Destination>();
+  private inFlight = 0;
+  private readonly groups = new Set<Promise<void>>();
+  private wakeUp: (() => void) | undefined;
+  private woken = false;
+  private unlisten: (() => Promise<void>) | undefined;
+  private loopDone: Promise<void> | undefined;
+
+  constructor(private readonly o: SchedulerOptions) {}
+
+  async start(): Promise<void> {
+    this.running = true;
+    this.unlisten = await this.o.listen?.(() => this.wake());
+    this.loopDone = this.loop();
+  }
+
+  /** New mail is due: claim now instead of at the next poll. */
+  wake(): void {
+    this.woken = true;
+    this.wakeUp?.();
+  }
+
+  /** Stops claiming, lets groups in flight finish (bounded), gives unstarted leases back. */
+  async stop(): Promise<void> {
+    if (!this.running) return;
+    this.running = false;
+    this.wake();
+    await this.unlisten?.();
+    await this.loopDone;
+    const finished = Promise.all(this.groups);
+    await Promise.race([finished, Bun.sleep(this.o.stopGraceMs)]);
+    const unstarted = [...this.destinations.values()].flatMap((d) => d.waiting.map((j) => j.delivery.id));
+    this.destinations.clear();
+    await releaseLeases(this.o.db, this.o.owner, unstarted).catch((err) =>
+      this.o.log.warn("releasing leases failed", { error: errorMessage(err) }),
+    );
+  }
+
+  private get waitingCount(): number {
+    let n = 0;
+    for (const d of this.destinations.values()) n += d.waiting.length;
+    return n;
+  }
+
+  private async loop(): Promise<void> {
+    while (this.running) {
+      this.woken = false;
+      try {
+        const room = this.o.concurrency * this.o.jobsPerGroup - this.waitingCount;
+        if (room > 0) await this.claim(room);
+      } catch (err) {
+        this.o.log.error("claiming deliveries failed", { error: errorMessage(err) });
+      }
+      this.dispatch();
+      if (!this.woken && this.running) await this.sleep(this.o.pollMs);
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wakeUp = done;
+    }).finally(() => {
+      this.wakeUp = undefined;
+    });
+  }
+
+  private async claim(limit: number): Promise<void> {
+    const claimed = await claimDue(this.o.db, this.o.owner, limit, this.o.leaseSeconds);
+    if (claimed.length === 0) return;
+    const messages = await loadMessages(this.o.db, [...new Set(claimed.map((c) => c.messageId))]);
+    for (const delivery of claimed) {
+      const message = messages.get(delivery.messageId);
+      if (!message) continue; // removed meanwhile (queue rm): nothing to deliver
+      const key = destinationOf(delivery.target, delivery.rcpt);
+      let dest = this.destinations.get(key);
+      if (!dest) {
+        dest = { waiting: [], running: 0, limit: this.o.initialPerDestination };
+        this.destinations.set(key, dest);
+      }
+      dest.waiting.push({ delivery, message });
+    }
+  }
+
+  private dispatch(): void {
+    for (const [key, dest] of this.destinations) {
+      while (dest.waiting.length > 0 && dest.running < dest.limit && this.inFlight < this.o.concurrency) {
+        const jobs = dest.waiting.splice(0, this.o.jobsPerGroup); // oldest first: claimed in due order
+        dest.running++;
+        this.inFlight++;
+        const group = this.runGroup(key, dest, jobs).finally(() => {
+          dest.running--;
+          this.inFlight--;
+          this.groups.delete(group);
+          if (dest.running === 0 && dest.waiting.length === 0) this.destinations.delete(key);
+          if (this.running) this.dispatch();
+        });
+        this.groups.add(group);
+      }
+    }
+  }
+
+  private async runGroup(key: string, dest: Destination, jobs: Job[]): Promise<void> {
+    const courier = this.o.courierFor(jobs[0]!.delivery.target);
+    let reports: Awaited<ReturnType<Courier["deliver"]>>;
+    try {
+      reports = await courier.deliver(jobs);
+    } catch (err) {
+      // A courier should report, not throw; if it does, nothing is lost: every job is deferred.
+      this.o.log.error("courier failed", { destination: key, error: errorMessage(err) });
+      reports = jobs.map((j) => ({
+        deliveryId: j.delivery.id,
+        outcome: "deferred" as const,
+        reply: `local error: ${errorMessage(err)}`,
+        status: "4.3.0",
+        remoteMta: null,
+        durationMs: 0,
+      }));
+    }
+    // Slow start: each good round opens one more parallel connection; a round that reached no
+    // one halves the limit again.
+    if (reports.some((r) => r.outcome !== "deferred"))
+      dest.limit = Math.min(dest.limit + 1, this.o.perDestination);
+    else dest.limit = Math.max(1, Math.floor(dest.limit / 2));
+    const byId = new Map(reports.map((r) => [r.deliveryId, r]));
+    try {
+      const settled = await settle(
+        this.o.db,
+        jobs.map((j) => ({ ...j, report: byId.get(j.delivery.id)! })),
+        this.o.policy,
+        this.o.dsns,
+      );
+      for (const s of settled) {
+        this.o.log.info("delivery attempt", {
+          id: s.message.id,
+          rcpt: s.delivery.rcpt,
+          host: s.report.remoteMta,
+          outcome: s.report.outcome,
+          reply: s.report.reply,
+          durationMs: Math.round(s.report.durationMs),
+        });
+      }
+      // Settled mail may have produced DSNs: look for work again.
+      this.wake();
+    } catch (err) {
+      // The lease runs out and another round (here or elsewhere) tries again: at least once.
+      this.o.log.error("settling deliveries failed", { destination: key, error: errorMessage(err) });
+    }
+  }
+}

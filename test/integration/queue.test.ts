@@ -1,0 +1,243 @@
+// The queue against real PostgreSQL: claims, leases, settling and the scheduler loop, with a
+// courier written for the test (the couriers' own wire work is tested on their own).
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { asc, eq } from "drizzle-orm";
+import { migrate } from "../../src/db/migrate.ts";
+import { type Database, openDatabase } from "../../src/db/open.ts";
+import { attempts, deliveries } from "../../src/db/schema.ts";
+import type { Courier, Job } from "../../src/delivery/courier.ts";
+import { createLogger } from "../../src/log.ts";
+import { claimDue } from "../../src/queue/claim.ts";
+import { Enqueuer } from "../../src/queue/enqueue.ts";
+import { newMessageId } from "../../src/queue/ids.ts";
+import { Scheduler, type SchedulerOptions } from "../../src/queue/scheduler.ts";
+import type { AttemptReport } from "../../src/queue/settle.ts";
+import { tempDir } from "../helpers/cli.ts";
+import { freshDatabaseUrl, havePostgres } from "../helpers/pg.ts";
+
+const log = createLogger("error");
+
+/** A courier whose answer per recipient the test decides; it records every job it gets. */
+class ScriptedCourier implements Courier {
+  readonly seen: Job[] = [];
+  constructor(
+    private readonly answer: (job: Job, nth: number) => Pick<AttemptReport, "outcome" | "reply" | "status">,
+  ) {}
+  async deliver(jobs: Job[]): Promise<AttemptReport[]> {
+    return jobs.map((job) => {
+      this.seen.push(job);
+      const nth = this.seen.filter((j) => j.delivery.id === job.delivery.id).length;
+      return { deliveryId: job.delivery.id, remoteMta: "sink.test", durationMs: 1, ...this.answer(job, nth) };
+    });
+  }
+}
+
+function schedulerOptions(database: Database, courier: Courier, owner: string): SchedulerOptions {
+  return {
+    db: database.db,
+    owner,
+    courierFor: () => courier,
+    policy: { baseSeconds: 0.2, maxSeconds: 1, lifetimeSeconds: 3600, delayWarningSeconds: 3600 },
+    dsns: async () => [],
+    log,
+    concurrency: 10,
+    perDestination: 5,
+    initialPerDestination: 2,
+    jobsPerGroup: 20,
+    leaseSeconds: 2,
+    pollMs: 100,
+    stopGraceMs: 2000,
+    listen: (fn) => database.listen("postern_queue", fn),
+  };
+}
+
+async function enqueue(database: Database, count: number, target = "relay:sink.test:25"): Promise<string[]> {
+  const enqueuer = new Enqueuer(database.db, log);
+  const ids = Array.from({ length: count }, () => newMessageId());
+  await Promise.all(
+    ids.map((id, i) =>
+      enqueuer.enqueue({
+        id,
+        direction: "inbound",
+        mailFrom: "s@remote.test",
+        raw: new TextEncoder().encode(`Subject: ${i}\r\n\r\nbody\r\n`),
+        deliveries: [{ rcpt: `r${i}@example.test`, target }],
+      }),
+    ),
+  );
+  return ids;
+}
+
+async function waitFor(check: () => Promise<boolean>, timeoutMs = 20000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await Bun.sleep(50);
+  }
+  throw new Error("condition not met in time");
+}
+
+const drivers: [string, () => Promise<Database>][] = [
+  ["pglite", () => openDatabase({ databaseUrl: undefined, dataDir: tempDir() })],
+];
+if (havePostgres) {
+  drivers.push([
+    "postgres",
+    async () => openDatabase({ databaseUrl: await freshDatabaseUrl(), dataDir: tempDir() }),
+  ]);
+}
+
+describe.each(drivers)("the queue on %s", (_name, open) => {
+  let database: Database;
+  beforeAll(async () => {
+    database = await open();
+    await migrate(database);
+  });
+  afterAll(async () => {
+    await database?.close();
+  });
+
+  test("new mail wakes the scheduler and each delivery is made once", async () => {
+    const courier = new ScriptedCourier(() => ({
+      outcome: "delivered",
+      reply: "250 2.0.0 ok",
+      status: "2.0.0",
+    }));
+    const scheduler = new Scheduler({ ...schedulerOptions(database, courier, "a"), pollMs: 60_000 });
+    await scheduler.start();
+    try {
+      const ids = await enqueue(database, 30);
+      await waitFor(async () => courier.seen.length >= 30);
+      await Bun.sleep(200);
+      expect(courier.seen.map((j) => j.message.id).sort()).toEqual([...ids].sort());
+      const rows = await database.db.select().from(deliveries);
+      expect(rows.filter((r) => ids.includes(r.messageId)).every((r) => r.status === "delivered")).toBe(true);
+    } finally {
+      await scheduler.stop();
+    }
+  });
+
+  test("4xx three times, then delivered: four attempt rows with growing gaps", async () => {
+    const courier = new ScriptedCourier((_job, nth) =>
+      nth <= 3
+        ? { outcome: "deferred", reply: "451 4.3.0 try later", status: "4.3.0" }
+        : { outcome: "delivered", reply: "250 2.0.0 ok", status: "2.0.0" },
+    );
+    const scheduler = new Scheduler(schedulerOptions(database, courier, "b"));
+    await scheduler.start();
+    try {
+      const [id] = await enqueue(database, 1, "relay:retry.test:25");
+      const [d] = await database.db.select().from(deliveries).where(eq(deliveries.messageId, id!));
+      await waitFor(async () => {
+        const [row] = await database.db.select().from(deliveries).where(eq(deliveries.id, d!.id));
+        return row!.status === "delivered";
+      });
+      const tries = await database.db
+        .select()
+        .from(attempts)
+        .where(eq(attempts.deliveryId, d!.id))
+        .orderBy(asc(attempts.at));
+      expect(tries.map((t) => t.outcome)).toEqual(["deferred", "deferred", "deferred", "delivered"]);
+      expect(tries[0]!.reply).toBe("451 4.3.0 try later");
+      const gaps = tries.slice(1).map((t, i) => t.at.getTime() - tries[i]!.at.getTime());
+      // base 0.2 s doubling, ±20%: about 200, 400, 800 ms (plus polling slack)
+      expect(gaps[0]!).toBeGreaterThanOrEqual(150);
+      expect(gaps[1]!).toBeGreaterThan(gaps[0]! * 1.2);
+      expect(gaps[2]!).toBeGreaterThan(gaps[1]! * 1.2);
+      const [final] = await database.db.select().from(deliveries).where(eq(deliveries.id, d!.id));
+      expect(final).toMatchObject({
+        attempts: 4,
+        leaseOwner: null,
+        leaseUntil: null,
+        lastReply: "250 2.0.0 ok",
+      });
+    } finally {
+      await scheduler.stop();
+    }
+  });
+
+  test("a 5xx bounces at once", async () => {
+    const courier = new ScriptedCourier(() => ({
+      outcome: "bounced",
+      reply: "550 5.1.1 no such user",
+      status: "5.1.1",
+    }));
+    const scheduler = new Scheduler(schedulerOptions(database, courier, "c"));
+    await scheduler.start();
+    try {
+      const [id] = await enqueue(database, 1, "relay:bounce.test:25");
+      await waitFor(async () => {
+        const [row] = await database.db.select().from(deliveries).where(eq(deliveries.messageId, id!));
+        return row!.status === "bounced";
+      });
+      expect(courier.seen).toHaveLength(1);
+    } finally {
+      await scheduler.stop();
+    }
+  });
+
+  test("a lease held by a dead worker runs out and another worker delivers", async () => {
+    const [id] = await enqueue(database, 1, "relay:lease.test:25");
+    // "dead" claims the delivery and never settles it (a kill -9 right after the claim).
+    const claimed = await claimDue(database.db, "dead", 100, 1);
+    expect(claimed.map((c) => c.messageId)).toContain(id!);
+    const courier = new ScriptedCourier(() => ({ outcome: "delivered", reply: "250 ok", status: "2.0.0" }));
+    const scheduler = new Scheduler(schedulerOptions(database, courier, "heir"));
+    await scheduler.start();
+    try {
+      await Bun.sleep(500);
+      expect(courier.seen.filter((j) => j.message.id === id)).toHaveLength(0); // still leased
+      await waitFor(async () => courier.seen.some((j) => j.message.id === id));
+      const [row] = await database.db.select().from(deliveries).where(eq(deliveries.messageId, id!));
+      expect(row!.status).toBe("delivered");
+    } finally {
+      await scheduler.stop();
+    }
+  });
+});
+
+describe.skipIf(!havePostgres)("two schedulers on one PostgreSQL database", () => {
+  test("500 messages, each delivered exactly once", async () => {
+    const url = await freshDatabaseUrl();
+    const a = await openDatabase({ databaseUrl: url, dataDir: tempDir() });
+    const b = await openDatabase({ databaseUrl: url, dataDir: tempDir() });
+    await migrate(a);
+    const seen = new Map<number, string[]>();
+    const courierOf = (owner: string): Courier => ({
+      async deliver(jobs) {
+        await Bun.sleep(5);
+        return jobs.map((j) => {
+          seen.set(j.delivery.id, [...(seen.get(j.delivery.id) ?? []), owner]);
+          return {
+            deliveryId: j.delivery.id,
+            outcome: "delivered",
+            reply: "250 ok",
+            status: "2.0.0",
+            remoteMta: null,
+            durationMs: 5,
+          };
+        });
+      },
+    });
+    const sa = new Scheduler({ ...schedulerOptions(a, courierOf("a"), "a"), jobsPerGroup: 5 });
+    const sb = new Scheduler({ ...schedulerOptions(b, courierOf("b"), "b"), jobsPerGroup: 5 });
+    await sa.start();
+    await sb.start();
+    try {
+      const ids = await enqueue(a, 500, "relay:many.test:25");
+      await waitFor(async () => seen.size >= 500, 60000);
+      await Bun.sleep(300);
+      expect(seen.size).toBe(500);
+      expect([...seen.values()].every((owners) => owners.length === 1)).toBe(true);
+      const owners = new Set([...seen.values()].map((o) => o[0]));
+      expect(owners).toEqual(new Set(["a", "b"])); // both took a share
+      const rows = await a.db.select().from(deliveries);
+      expect(rows.filter((r) => ids.includes(r.messageId) && r.status === "delivered")).toHaveLength(500);
+    } finally {
+      await sa.stop();
+      await sb.stop();
+      await a.close();
+      await b.close();
+    }
+  }, 90000);
+});

@@ -72,4 +72,13 @@ export class Directory {
       .where(eq(users.address, addr));
     return user ? { pattern: addr, target: "mailbox", secret: null } : undefined;
   }
+
+  /** The secret of the route that sends `rcpt` to `target` (a webhook), or of any route to it. */
+  async secretFor(rcpt: string, target: string): Promise<string | undefined> {
+    const own = await this.routeFor(rcpt);
+    if (own?.target === target && own.secret) return own.secret;
+    for (const r of (await this.snapshot()).routes.values())
+      if (r.target === target && r.secret) return r.secret;
+    return undefined;
+  }
 }

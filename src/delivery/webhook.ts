@@ -1,0 +1,89 @@
+// `webhook:URL` targets: the message POSTed as JSON, signed with the route's secret.
+// 2xx is delivered; anything else, or no answer, is retried like a 4xx.
+import { createHmac } from "node:crypto";
+import PostalMime from "postal-mime";
+import type { AttemptReport } from "../queue/settle.ts";
+import { type Courier, type Job, reportAll } from "./courier.ts";
+
+export const SIGNATURE_HEADER = "X-Postern-Signature";
+
+export interface WebhookPayload {
+  id: string;
+  from: string;
+  to: string[];
+  subject: string | null;
+  headers: { key: string; value: string }[];
+  text: string | null;
+  html: string | null;
+  authResults: unknown;
+  raw: string;
+}
+
+/** Hex HMAC-SHA256 of the exact body with the route's secret: what receivers recompute. */
+export function signBody(body: string, secret: string): string {
+  return createHmac("sha256", secret).update(body).digest("hex");
+}
+
+export async function webhookPayload(job: Job): Promise<WebhookPayload> {
+  const parsed = await PostalMime.parse(job.message.raw);
+  return {
+    id: job.message.id,
+    from: job.message.mailFrom,
+    to: [job.delivery.rcpt],
+    subject: parsed.subject ?? null,
+    headers: parsed.headers.map((h) => ({ key: h.key, value: h.value })),
+    text: parsed.text ?? null,
+    html: parsed.html ?? null,
+    authResults: job.message.authResults ?? null,
+    raw: new TextDecoder().decode(job.message.raw),
+  };
+}
+
+export class WebhookCourier implements Courier {
+  constructor(
+    /** The secret of the route that sent this recipient to this URL. */
+    private readonly secretFor: (rcpt: string, target: string) => Promise<string | undefined>,
+    private readonly timeoutMs = 30_000,
+  ) {}
+
+  async deliver(jobs: Job[]): Promise<AttemptReport[]> {
+    const reports: AttemptReport[] = [];
+    for (const job of jobs) reports.push(...(await this.post(job)));
+    return reports;
+  }
+
+  private async post(job: Job): Promise<AttemptReport[]> {
+    const url = job.delivery.target.slice("webhook:".length);
+    const started = performance.now();
+    const host = new URL(url).host;
+    const body = JSON.stringify(await webhookPayload(job));
+    const secret = await this.secretFor(job.delivery.rcpt, job.delivery.target);
+    const headers: Record<string, string> = { "content-type": "application/json", "user-agent": "Postern" };
+    if (secret) headers[SIGNATURE_HEADER.toLowerCase()] = signBody(body, secret);
+    try {
+      const res = await fetch(url, {
+        method: "POST",
+        body,
+        headers,
+        signal: AbortSignal.timeout(this.timeoutMs),
+      });
+      await res.body?.cancel();
+      const ok = res.status >= 200 && res.status < 300;
+      return reportAll([job], {
+        outcome: ok ? "delivered" : "deferred",
+        reply: `HTTP ${res.status} ${res.statusText}`.trim(),
+        status: ok ? "2.0.0" : "4.4.0",
+        remoteMta: host,
+        durationMs: performance.now() - started,
+      });
+    } catch (err) {
+      return reportAll([job], {
+        outcome: "deferred",
+        reply: `webhook ${host}: ${(err as Error).name === "TimeoutError" ? "timed out" : (err as Error).message}`,
+        status: "4.4.1",
+        remoteMta: null,
+        durationMs: performance.now() - started,
+      });
+    }
+  }
+}

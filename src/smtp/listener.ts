@@ -69,6 +69,8 @@ export interface ListenerOptions {
   tls: TlsMaterial | undefined;
   counter: ConnectionCounter;
   log: Logger;
+  /** Time allowed for a TLS handshake (implicit or after STARTTLS); tests shorten it. */
+  handshakeTimeoutSeconds?: number;
 }
 
 export interface SmtpListener {
@@ -81,6 +83,7 @@ export function listenSmtp(opts: ListenerOptions): SmtpListener {
   const implicitTls = opts.kind === "submissions";
   if (implicitTls && !opts.tls) throw new Error("port 465 needs a TLS certificate");
   const sessions = new Set<SmtpSession>();
+  const handshakeTimeout = opts.handshakeTimeoutSeconds ?? HANDSHAKE_TIMEOUT_SECONDS;
 
   const release = (conn: Connection) => {
     if (conn.admitted && !conn.released) {
@@ -133,6 +136,9 @@ export function listenSmtp(opts: ListenerOptions): SmtpListener {
       conn.writer!.retarget(tlsSocket as Socket<unknown>);
       // The plain side no longer owns the connection's slot: the TLS side releases it.
       conn.admitted = false;
+      // The plain socket's timer does not carry over to the TLS one: without this, a client
+      // that sends STARTTLS and then nothing (or stops after the handshake) is never timed out.
+      tlsSocket.timeout(handshakeTimeout);
     } catch (err) {
       opts.log.warn("starttls failed", { ip: conn.ip, error: String(err) });
       socket.end();
@@ -158,8 +164,14 @@ export function listenSmtp(opts: ListenerOptions): SmtpListener {
     timeout(socket) {
       const conn = socket.data;
       if (conn.superseded) return;
-      if (conn.session) conn.session.timedOut();
-      else socket.end();
+      if (!conn.session) {
+        socket.end();
+        return;
+      }
+      conn.session.timedOut();
+      // A peer that left its replies unread for a whole timeout will not read the 421 either:
+      // waiting to flush it would keep the connection (and its slot) forever.
+      if ((conn.writer?.buffered ?? 0) > 0) socket.terminate();
     },
     error(socket, err) {
       opts.log.debug("smtp socket error", { ip: socket.data.ip, error: err.message });
@@ -176,8 +188,10 @@ export function listenSmtp(opts: ListenerOptions): SmtpListener {
       }
       const cipher = socket.getCipher();
       const info = { protocol: socket.getTLSVersion(), cipher: cipher.name };
-      if (conn.session) conn.session.tlsStarted(info);
-      else begin(socket, conn, info);
+      if (conn.session) {
+        conn.session.tlsStarted(info);
+        socket.timeout(conn.session.timeoutSeconds);
+      } else begin(socket, conn, info);
     },
   };
 
@@ -191,7 +205,7 @@ export function listenSmtp(opts: ListenerOptions): SmtpListener {
       superseded: false,
     };
     // On 465 a write before the handshake is lost: the session begins in `handshake`.
-    if (implicitTls) socket.timeout(HANDSHAKE_TIMEOUT_SECONDS);
+    if (implicitTls) socket.timeout(handshakeTimeout);
     else begin(socket, socket.data, undefined);
   };
 

@@ -1,0 +1,281 @@
+// Real SMTP clients (swaks, openssl s_client) against `postern serve`: what they send must be
+// accepted, and what is accepted must be in the database.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { type Gateway, PASSWORD, startGateway, swaks, USER } from "../helpers/gateway.ts";
+import { havePostgres } from "../helpers/pg.ts";
+
+const QUEUED = /250 2\.0\.0 Ok: queued as (\S+)/;
+
+function queuedIdIn(out: string): string {
+  const m = QUEUED.exec(out);
+  if (!m) throw new Error(`no "queued as" in swaks output:\n${out}`);
+  return m[1]!;
+}
+
+interface StoredMessage {
+  direction: string;
+  mail_from: string;
+  auth_user: string | null;
+  raw: Buffer;
+  deliveries: { rcpt: string; target: string; status: string }[];
+}
+
+async function stored(gw: Gateway, id: string): Promise<StoredMessage | undefined> {
+  const sql = gw.sql!;
+  const [m] = await sql`select direction, mail_from, auth_user, raw from messages where id = ${id}`;
+  if (!m) return undefined;
+  const deliveries =
+    await sql`select rcpt, target, status from deliveries where message_id = ${id} order by rcpt`;
+  return {
+    ...(m as Omit<StoredMessage, "deliveries">),
+    deliveries: [...deliveries] as StoredMessage["deliveries"],
+  };
+}
+
+/**
+ * One delivery to the MX hosts, not yet done: the scheduler may already have tried it (the
+ * test zone sends remote.test to 127.0.0.1, where nothing listens on POSTERN_OUTBOUND_PORT).
+ */
+function expectOutbound(m: StoredMessage, rcpt: string): void {
+  expect(m.deliveries).toHaveLength(1);
+  expect(m.deliveries[0]).toMatchObject({ rcpt, target: "mx" });
+  expect(["queued", "deferred"]).toContain(m.deliveries[0]!.status);
+}
+
+/** swaks options for an authenticated submission of USER. */
+const auth = (mech: string, password = PASSWORD) => [
+  "--auth",
+  mech,
+  "--auth-user",
+  USER,
+  "--auth-password",
+  password,
+];
+
+describe.skipIf(!havePostgres)("real SMTP clients on PostgreSQL", () => {
+  let gw: Gateway;
+  beforeAll(async () => {
+    gw = await startGateway({ postgres: true });
+  }, 40000);
+  afterAll(async () => {
+    await gw?.close();
+  });
+
+  test("swaks: plain delivery on the MX port, kept in the mailbox", async () => {
+    const r = await swaks([
+      "--server",
+      `127.0.0.1:${gw.server.smtpPort}`,
+      "--from",
+      "sender@remote.test",
+      "--to",
+      "alice@example.test",
+      "--header",
+      "Subject: swaks on the MX port",
+    ]);
+    expect(r.code).toBe(0);
+    for (const ext of [
+      "PIPELINING",
+      "SIZE 26214400",
+      "8BITMIME",
+      "SMTPUTF8",
+      "ENHANCEDSTATUSCODES",
+      "CHUNKING",
+      "DSN",
+      "STARTTLS",
+    ]) {
+      expect(r.out).toMatch(new RegExp(`<- {2}250[- ]${ext}\\r?\\n`));
+    }
+    expect(r.out).not.toContain("AUTH");
+    expect(r.out).toContain("<-  250 2.1.0 Ok");
+    expect(r.out).toContain("<-  250 2.1.5 Ok");
+    const m = await stored(gw, queuedIdIn(r.out));
+    expect(m).toMatchObject({ direction: "inbound", mail_from: "sender@remote.test", auth_user: null });
+    expect(m!.deliveries).toEqual([{ rcpt: "alice@example.test", target: "mailbox", status: "delivered" }]);
+    const raw = m!.raw.toString("utf8");
+    expect(raw).toMatch(/^Received: from /m);
+    expect(raw).toContain("Subject: swaks on the MX port\r\n");
+  }, 20000);
+
+  for (const mech of ["PLAIN", "LOGIN"]) {
+    test(`swaks: STARTTLS + AUTH ${mech} on the submission port to a remote recipient`, async () => {
+      const r = await swaks([
+        "--server",
+        `127.0.0.1:${gw.server.submissionPort}`,
+        "--tls",
+        ...auth(mech),
+        "--from",
+        USER,
+        "--to",
+        "friend@remote.test",
+        "--header",
+        `Subject: submitted with ${mech}`,
+      ]);
+      expect(r.code).toBe(0);
+      // AUTH only after TLS: "<-" is swaks' plain-text side, "<~" its TLS side.
+      expect(r.out).not.toMatch(/<- +250[- ]AUTH/);
+      expect(r.out).toMatch(/<~ +250[- ]AUTH PLAIN LOGIN/);
+      expect(r.out).not.toMatch(/<~ +250[- ]STARTTLS/);
+      expect(r.out).toContain("<~  235 2.7.0 Authentication successful");
+      const m = await stored(gw, queuedIdIn(r.out));
+      expect(m).toMatchObject({ direction: "outbound", mail_from: USER, auth_user: USER });
+      expectOutbound(m!, "friend@remote.test");
+      expect(m!.raw.toString("utf8")).toContain(`Subject: submitted with ${mech}\r\n`);
+    }, 20000);
+  }
+
+  test("swaks --pipeline: a pipelined transaction with two recipients", async () => {
+    const r = await swaks([
+      "--server",
+      `127.0.0.1:${gw.server.smtpPort}`,
+      "--pipeline",
+      "--from",
+      "pipe@remote.test",
+      "--to",
+      "a@example.test,b@example.test",
+    ]);
+    expect(r.code).toBe(0);
+    // swaks sends MAIL, both RCPTs and DATA in one go and reads the replies after.
+    expect(r.out).toMatch(/-> MAIL FROM:<pipe@remote\.test>\r?\n -> RCPT TO:<a@example\.test>/);
+    const m = await stored(gw, queuedIdIn(r.out));
+    expect(m!.deliveries.map((d) => [d.rcpt, d.target])).toEqual([
+      ["a@example.test", "mailbox"],
+      ["b@example.test", "mailbox"],
+    ]);
+  }, 20000);
+
+  test("swaks --tlsc: implicit TLS on the submissions port", async () => {
+    const r = await swaks([
+      "--server",
+      `127.0.0.1:${gw.server.submissionsPort}`,
+      "--tlsc",
+      ...auth("PLAIN"),
+      "--from",
+      "other-name@example.test",
+      "--to",
+      "friend@remote.test",
+    ]);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/<~ +220 mx\.example\.test ESMTP/);
+    expect(r.out).toMatch(/<~ +250[- ]AUTH PLAIN LOGIN/);
+    const m = await stored(gw, queuedIdIn(r.out));
+    expect(m).toMatchObject({ direction: "outbound", mail_from: "other-name@example.test", auth_user: USER });
+    expectOutbound(m!, "friend@remote.test");
+  }, 20000);
+
+  test("swaks: a wrong password gets 535 5.7.8 and nothing is queued", async () => {
+    const before: number = (await gw.sql!`select count(*)::int as n from messages`)[0]!.n;
+    const r = await swaks([
+      "--server",
+      `127.0.0.1:${gw.server.submissionPort}`,
+      "--tls",
+      ...auth("LOGIN", "not the password"),
+      "--from",
+      USER,
+      "--to",
+      "friend@remote.test",
+    ]);
+    expect(r.code).not.toBe(0);
+    expect(r.out).toMatch(/<~\* +535 5\.7\.8 /);
+    expect(r.out).not.toContain("queued as");
+    const after: number = (await gw.sql!`select count(*)::int as n from messages`)[0]!.n;
+    expect(after).toBe(before);
+  }, 20000);
+
+  test("openssl s_client -starttls smtp: EHLO again after TLS, a message accepted", async () => {
+    const script = [
+      "EHLO openssl.test",
+      "MAIL FROM:<tls@remote.test>",
+      "RCPT TO:<carol@example.test>",
+      "DATA",
+      "Subject: through openssl",
+      "",
+      "sent over STARTTLS by openssl",
+      ".",
+      "QUIT",
+      "",
+    ].join("\n");
+    const proc = Bun.spawn(
+      [
+        "openssl",
+        "s_client",
+        "-starttls",
+        "smtp",
+        "-connect",
+        `127.0.0.1:${gw.server.smtpPort}`,
+        "-quiet",
+        "-crlf",
+      ],
+      { stdin: new TextEncoder().encode(script), stdout: "pipe", stderr: "pipe" },
+    );
+    const timer = setTimeout(() => proc.kill("SIGKILL"), 15000);
+    const [out, err] = await Promise.all([
+      new Response(proc.stdout).text(),
+      new Response(proc.stderr).text(),
+    ]);
+    await proc.exited;
+    clearTimeout(timer);
+    // Only the TLS side of the dialogue is printed: first the answer to our EHLO.
+    expect(out).toStartWith("250-mx.example.test\r\n");
+    const ehlo = out.slice(0, out.indexOf("250 "));
+    expect(ehlo).toContain("250-PIPELINING");
+    expect(ehlo).not.toContain("STARTTLS");
+    expect(out).toContain("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 ");
+    expect(out).toContain("221 2.0.0 Bye");
+    const m = await stored(gw, queuedIdIn(out));
+    expect(m).toMatchObject({ direction: "inbound", mail_from: "tls@remote.test" });
+    expect(m!.deliveries).toEqual([{ rcpt: "carol@example.test", target: "mailbox", status: "delivered" }]);
+    const raw = m!.raw.toString("utf8");
+    expect(raw).toContain("sent over STARTTLS by openssl\r\n");
+    expect(raw).toMatch(/with ESMTPS/);
+    // The generated self-signed certificate, named for POSTERN_HOSTNAME.
+    expect(err).toContain("CN = mx.example.test");
+  }, 20000);
+});
+
+describe("real SMTP clients on the embedded database", () => {
+  let gw: Gateway;
+  beforeAll(async () => {
+    gw = await startGateway({ postgres: false });
+  }, 60000);
+  afterAll(async () => {
+    await gw?.close();
+  });
+
+  test("swaks: plain delivery on the MX port, read back from the mailbox API", async () => {
+    const r = await swaks([
+      "--server",
+      `127.0.0.1:${gw.server.smtpPort}`,
+      "--from",
+      "sender@remote.test",
+      "--to",
+      "dave@example.test",
+      "--header",
+      "Subject: embedded MX",
+    ]);
+    expect(r.code).toBe(0);
+    const id = queuedIdIn(r.out);
+    const box = await gw.mailbox("dave@example.test");
+    expect(box.map((m) => m.id)).toEqual([id]);
+    expect(box[0]).toMatchObject({ from: "sender@remote.test", subject: "embedded MX" });
+  }, 20000);
+
+  test("swaks: STARTTLS + AUTH PLAIN on the submission port", async () => {
+    const r = await swaks([
+      "--server",
+      `127.0.0.1:${gw.server.submissionPort}`,
+      "--tls",
+      ...auth("PLAIN"),
+      "--from",
+      USER,
+      "--to",
+      "erin@example.test",
+      "--header",
+      "Subject: embedded submission",
+    ]);
+    expect(r.code).toBe(0);
+    const id = queuedIdIn(r.out);
+    const box = await gw.mailbox("erin@example.test");
+    expect(box.map((m) => m.id)).toEqual([id]);
+    expect(box[0]!.raw).toContain("Subject: embedded submission\r\n");
+  }, 20000);
+});

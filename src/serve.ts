@@ -1,16 +1,20 @@
 // The composition root: settings -> database -> services -> listeners, and the orderly stop.
+import { randomBytes } from "node:crypto";
 import { runVerb } from "./commands/dispatch.ts";
 import type { Config } from "./config.ts";
 import { controlSocketPath, serveControlSocket } from "./control/socket.ts";
 import { migrate } from "./db/migrate.ts";
 import { openDatabase } from "./db/open.ts";
+import { courierRegistry } from "./delivery/couriers.ts";
 import { createResolver } from "./dns/resolver.ts";
 import { Directory } from "./domains/directory.ts";
 import { createHttpHandler } from "./http/app.ts";
 import { createLogger, errorMessage } from "./log.ts";
 import { loadTlsMaterial } from "./net/tls.ts";
-import { Enqueuer } from "./queue/enqueue.ts";
+import { Enqueuer, QUEUE_CHANNEL } from "./queue/enqueue.ts";
 import { newMessageId } from "./queue/ids.ts";
+import { dsnWriter } from "./queue/notices.ts";
+import { Scheduler } from "./queue/scheduler.ts";
 import { createSessionBackend } from "./smtp/backend.ts";
 import { ConnectionCounter, listenSmtp, type SmtpListener } from "./smtp/listener.ts";
 import type { PortKind, SessionClock } from "./smtp/session.ts";
@@ -20,6 +24,18 @@ export interface RunningServer {
   smtpPorts: Record<PortKind, number>;
   stop(): Promise<void>;
 }
+
+/** Postfix-like defaults: 20 connections per destination reached by slow start from 5. */
+const SCHEDULER_LIMITS = {
+  concurrency: 100,
+  perDestination: 20,
+  initialPerDestination: 5,
+  jobsPerGroup: 50,
+  // A claimed delivery not settled within this long is taken again (by this or another instance).
+  leaseSeconds: 600,
+  pollMs: 5000,
+  stopGraceMs: 20_000,
+};
 
 const clock: SessionClock = {
   now: () => Date.now(),
@@ -61,10 +77,30 @@ export async function startServer(config: Config): Promise<RunningServer> {
 
   const tls = await loadTlsMaterial(config);
   const resolver = await createResolver(config.dnsServers);
+  const scheduler = new Scheduler({
+    db: database.db,
+    owner: `${config.hostname}:${process.pid}:${randomBytes(4).toString("hex")}`,
+    courierFor: courierRegistry(config, resolver, directory),
+    policy: {
+      baseSeconds: config.retryBaseSeconds,
+      maxSeconds: config.retryMaxSeconds,
+      lifetimeSeconds: config.queueLifetimeSeconds,
+      delayWarningSeconds: config.delayWarningSeconds,
+    },
+    dsns: dsnWriter({
+      hostname: config.hostname,
+      lifetimeSeconds: config.queueLifetimeSeconds,
+      isLocalDomain: (d) => directory.isLocalDomain(d),
+      targetFor: async (address) => (await directory.routeFor(address))?.target,
+    }),
+    log,
+    ...SCHEDULER_LIMITS,
+    listen: (onNotify) => database.listen(QUEUE_CHANNEL, onNotify),
+  });
   const backend = createSessionBackend({
     db: database.db,
     directory,
-    enqueuer: new Enqueuer(database.db, log),
+    enqueuer: new Enqueuer(database.db, log, () => scheduler.wake()),
     hostname: config.hostname,
     resolver: config.dnsChecks ? resolver : undefined,
     dmarcPolicy: config.dmarcPolicy,
@@ -120,12 +156,14 @@ export async function startServer(config: Config): Promise<RunningServer> {
     },
   });
   log.info("http listening", { address: config.listen, port: http.port });
+  await scheduler.start();
 
   return {
     httpPort: http.port!,
     smtpPorts,
     async stop() {
       for (const l of listeners) l.stop();
+      await scheduler.stop();
       control?.stop();
       await http.stop(true);
       await database.close();

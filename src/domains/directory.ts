@@ -1,10 +1,12 @@
 // Who is local and where their mail goes. Domains and routes are small tables read on every RCPT,
 // so they are held in memory and reloaded after a short time; several instances on one database
 // see each other's changes within that time.
+import { createHash } from "node:crypto";
 import { eq } from "drizzle-orm";
 import type { Db } from "../db/open.ts";
 import { domains, routes, users } from "../db/schema.ts";
 import { domainOf } from "../mail/address.ts";
+import { dkimSelectors } from "../mail/dkim.ts";
 
 export interface Route {
   pattern: string;
@@ -80,5 +82,21 @@ export class Directory {
     for (const r of (await this.snapshot()).routes.values())
       if (r.target === target && r.secret) return r.secret;
     return undefined;
+  }
+
+  /** The ARC/SRS key material of a local domain: its RSA DKIM key (undefined when not local). */
+  async signingKey(
+    domain: string,
+  ): Promise<{ domain: string; selector: string; privateKey: string } | undefined> {
+    const [row] = await this.db.select().from(domains).where(eq(domains.name, domain.toLowerCase()));
+    return (
+      row && { domain: row.name, selector: dkimSelectors(row.dkimSelector).rsa, privateKey: row.dkimRsaKey }
+    );
+  }
+
+  /** The SRS secret of a local domain: derived from its private key, so every instance shares it. */
+  async srsSecret(domain: string): Promise<string | undefined> {
+    const key = await this.signingKey(domain);
+    return key && createHash("sha256").update(`srs:${key.privateKey}`).digest("hex");
   }
 }

@@ -29,6 +29,8 @@ export interface AuthContext {
   /** Our authserv-id: POSTERN_HOSTNAME. */
   hostname: string;
   resolver: DNSResolver;
+  /** ARC-seal with this key (for mail we forward): the seal records our verdicts for the next hop. */
+  seal?: { domain: string; selector: string; privateKey: string };
 }
 
 // mailauth's result objects are loosely typed; these are the fields we read.
@@ -46,6 +48,15 @@ export async function checkInbound(message: Uint8Array, ctx: AuthContext): Promi
     mta: ctx.hostname,
     resolver: ctx.resolver,
     disableBimi: true,
+    ...(ctx.seal
+      ? {
+          seal: {
+            signingDomain: ctx.seal.domain,
+            selector: ctx.seal.selector,
+            privateKey: ctx.seal.privateKey,
+          },
+        }
+      : {}),
   });
   const dmarc = res.dmarc as (StatusRow & { policy?: string; domain?: string }) | false;
   const dmarcResult = dmarc ? (dmarc.status?.result ?? "none") : "none";

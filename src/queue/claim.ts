@@ -67,6 +67,22 @@ export async function claimDue(
     });
 }
 
+/** When the next pending delivery not leased now comes due, if any is waiting. */
+export async function nextDueAt(db: Db): Promise<Date | undefined> {
+  const [row] = await db
+    .select({ at: deliveries.nextAttemptAt })
+    .from(deliveries)
+    .where(
+      and(
+        inArray(deliveries.status, PENDING),
+        or(isNull(deliveries.leaseUntil), lt(deliveries.leaseUntil, sql`now()`)),
+      ),
+    )
+    .orderBy(asc(deliveries.nextAttemptAt))
+    .limit(1);
+  return row?.at;
+}
+
 export async function loadMessages(db: Db, ids: string[]): Promise<Map<string, QueuedMessage>> {
   if (ids.length === 0) return new Map();
   const rows = await db

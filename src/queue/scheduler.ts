@@ -6,8 +6,11 @@
 import type { Db } from "../db/open.ts";
 import { type Courier, destinationOf, type Job } from "../delivery/courier.ts";
 import { errorMessage, type Logger } from "../log.ts";
-import { claimDue, loadMessages, releaseLeases } from "./claim.ts";
+import { claimDue, loadMessages, nextDueAt, releaseLeases } from "./claim.ts";
 import { type DsnWriter, type SettlePolicy, settle } from "./settle.ts";
+
+/** Wake a little after the next retry is due rather than before: early finds nothing. */
+const RETRY_SLACK_MS = 25;
 
 export interface SchedulerOptions {
   db: Db;
@@ -87,15 +90,28 @@ export class Scheduler {
   private async loop(): Promise<void> {
     while (this.running) {
       this.woken = false;
+      const room = this.o.concurrency * this.o.jobsPerGroup - this.waitingCount;
       try {
-        const room = this.o.concurrency * this.o.jobsPerGroup - this.waitingCount;
         if (room > 0) await this.claim(room);
       } catch (err) {
         this.o.log.error("claiming deliveries failed", { error: errorMessage(err) });
       }
       this.dispatch();
-      if (!this.woken && this.running) await this.sleep(this.o.pollMs);
+      if (this.woken || !this.running) continue;
+      // Full: a finishing group wakes us. Otherwise sleep until the next retry is due.
+      await this.sleep(room > 0 ? await this.untilNextDue() : this.o.pollMs);
     }
+  }
+
+  /** Until the next deferred delivery is due (any instance's), at most one poll interval. */
+  private async untilNextDue(): Promise<number> {
+    try {
+      const next = await nextDueAt(this.o.db);
+      if (next) return Math.min(this.o.pollMs, Math.max(0, next.getTime() - Date.now()) + RETRY_SLACK_MS);
+    } catch (err) {
+      this.o.log.warn("reading the next due time failed", { error: errorMessage(err) });
+    }
+    return this.o.pollMs;
   }
 
   private sleep(ms: number): Promise<void> {

@@ -10,6 +10,7 @@ import { type AuthVerdict, checkInbound, stripForgedAuthResults } from "../mail/
 import { type MailDomainStatus, mailDomainStatus } from "../mail/domain-checks.ts";
 import { headerValue, readHeaders } from "../mail/headers.ts";
 import { signIfLocal } from "../mail/signing.ts";
+import { srsReverse } from "../mail/srs.ts";
 import { fixUpSubmission } from "../mail/submission.ts";
 import type { Enqueuer } from "../queue/enqueue.ts";
 import { R, type Reply } from "./reply.ts";
@@ -59,6 +60,11 @@ export function createSessionBackend(deps: BackendDeps): SessionBackend {
 
     async checkRecipient(address, ctx) {
       if (await directory.isLocalDomain(domainOf(address))) {
+        // A bounce to an address our forwarding made up goes back to the original sender.
+        const secret =
+          address.toUpperCase().startsWith("SRS0=") && (await directory.srsSecret(domainOf(address)));
+        const original = secret ? srsReverse(address, secret) : undefined;
+        if (original) return { ok: true, target: `forward:${original}` };
         const route = await directory.routeFor(address);
         return route ? { ok: true, target: route.target } : { ok: false, reply: R.unknownUser() };
       }
@@ -84,12 +90,16 @@ export function createSessionBackend(deps: BackendDeps): SessionBackend {
         content = await signIfLocal(db, fixed.content);
       } else if (authResolver) {
         content = stripForgedAuthResults(content, hostname);
+        // Mail we forward carries our ARC seal, made with the key of the domain it was sent to.
+        const forwarded = envelope.recipients.find((r) => r.target.startsWith("forward:"));
+        const seal = forwarded && (await directory.signingKey(domainOf(forwarded.address)));
         const outcome = await checkInbound(content, {
           ip: envelope.remoteIp,
           helo: envelope.helo,
           mailFrom: envelope.mailFrom,
           hostname,
           resolver: authResolver,
+          seal,
         });
         if (outcome.dmarcAction === "reject" && deps.dmarcPolicy === "enforce") {
           throw new MessageRefused(R.dmarcReject(outcome.verdict.dmarc.domain ?? "the From domain"));

@@ -29,9 +29,10 @@ describe.skipIf(!havePostgres)("postern domain check", () => {
     );
     zone = {};
     for (const r of records) {
-      const entry = (zone[r.name] ??= {});
+      const entry = zone[r.name] ?? {};
+      zone[r.name] = entry;
       if (r.type === "MX") entry.MX = [{ exchange: "mx.example.test", priority: 10 }];
-      else (entry.TXT ??= []).push(r.value); // published split into 255-octet strings, as a zone would
+      else entry.TXT = [...(entry.TXT ?? []), r.value]; // split into 255-octet strings, as a zone would
     }
     zone["example.test"]!.TXT!.push("google-site-verification=unrelated");
     Object.assign(dns.zone, zone);

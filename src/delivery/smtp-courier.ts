@@ -1,0 +1,285 @@
+// Delivery by SMTP: to the recipients' MX hosts (`mx`), to a smarthost, or to an inner server
+// (`relay:HOST[:PORT]`). One connection carries every transaction of a group; the recipients of
+// one message share a transaction. Hosts are tried in order until one takes the connection.
+import { isIP } from "node:net";
+import { findMx } from "../dns/mx.ts";
+import type { Resolver } from "../dns/resolver.ts";
+import { domainOf } from "../mail/address.ts";
+import { outcomeOfReply } from "../queue/retry.ts";
+import type { AttemptReport } from "../queue/settle.ts";
+import {
+  type ClientOptions,
+  type OutboundEnvelope,
+  type Reply,
+  SmtpClientConnection,
+  SmtpClientError,
+} from "../smtp/client.ts";
+import { type Courier, type Job, reportAll } from "./courier.ts";
+
+export interface Host {
+  /** The name we were given (MX exchange, relay host), for logs and DSNs. */
+  name: string;
+  port: number;
+}
+
+/** Where a group goes: hosts to try in order, or a verdict for all of it without connecting. */
+export type Plan =
+  | { kind: "hosts"; hosts: Host[] }
+  | { kind: "verdict"; report: Omit<AttemptReport, "deliveryId"> };
+
+/** The envelope a job travels with, when it is not the one it arrived with (forwarding). */
+export type Rewrite = (job: Job) => Promise<{ mailFrom: string; rcpt: string }>;
+
+export interface SmtpCourierOptions {
+  helo: string;
+  resolver: Resolver;
+  plan(job: Job): Promise<Plan>;
+  rewrite?: Rewrite;
+  auth?: ClientOptions["auth"];
+  timeouts?: ClientOptions["timeouts"];
+}
+
+const verdict = (outcome: AttemptReport["outcome"], status: string, reply: string): Plan => ({
+  kind: "verdict",
+  report: { outcome, status, reply, remoteMta: null, durationMs: 0 },
+});
+
+/**
+ * MX routing (RFC 5321 5.1, RFC 7505): MX hosts by preference, implicit MX, null MX bounces.
+ * `recipientOf` names the address whose domain counts (the forward address for forwarding).
+ */
+export function mxPlan(
+  resolver: Resolver,
+  port: number,
+  recipientOf: (job: Job) => string = (job) => job.delivery.rcpt,
+): (job: Job) => Promise<Plan> {
+  return async (job) => {
+    const domain = domainOf(recipientOf(job));
+    const choice = await findMx(resolver, domain);
+    switch (choice.kind) {
+      case "hosts":
+        return { kind: "hosts", hosts: choice.hosts.map((h) => ({ name: h.host, port })) };
+      case "null-mx":
+        return verdict("bounced", "5.1.10", `556 5.1.10 ${domain} accepts no mail (null MX, RFC 7505)`);
+      case "no-domain":
+        return verdict("bounced", "5.1.2", `550 5.1.2 ${domain}: host or domain name not found`);
+      case "temporary":
+        return verdict("deferred", "4.4.3", `451 4.4.3 ${domain}: DNS look-up failed (${choice.code})`);
+    }
+  };
+}
+
+/** One fixed host: a relay target or the smarthost. */
+export function fixedPlan(host: Host): () => Promise<Plan> {
+  return async () => ({ kind: "hosts", hosts: [host] });
+}
+
+/** "host:port" or "[v6]:port" with a default port. */
+export function parseHostPort(text: string, defaultPort: number): Host {
+  const m = /^(?:\[([^\]]+)\]|([^:]+))(?::(\d+))?$/.exec(text);
+  if (!m) throw new Error(`not host[:port]: ${text}`);
+  return { name: (m[1] ?? m[2])!, port: m[3] ? Number(m[3]) : defaultPort };
+}
+
+function formatReply(r: Reply): string {
+  return `${r.code}${r.enhanced ? ` ${r.enhanced}` : ""} ${r.text}`.trim();
+}
+
+/** How long a connection waits for the next group to the same host (Postfix's cache: 2 s). */
+const IDLE_CONNECTION_MS = 2000;
+
+/** Connections left open after a group, so the next group to that host skips the handshakes. */
+class IdleConnections {
+  private readonly idle = new Map<
+    string,
+    { conn: SmtpClientConnection; timer: ReturnType<typeof setTimeout> }[]
+  >();
+
+  take(key: string): SmtpClientConnection | undefined {
+    const list = this.idle.get(key);
+    while (list && list.length > 0) {
+      const { conn, timer } = list.pop()!;
+      clearTimeout(timer);
+      if (conn.usable) return conn;
+      conn.close();
+    }
+    return undefined;
+  }
+
+  park(key: string, conn: SmtpClientConnection): void {
+    const list = this.idle.get(key) ?? [];
+    this.idle.set(key, list);
+    const entry = {
+      conn,
+      timer: setTimeout(() => {
+        list.splice(list.indexOf(entry), 1);
+        void conn.quit();
+      }, IDLE_CONNECTION_MS),
+    };
+    entry.timer.unref?.();
+    list.push(entry);
+  }
+}
+
+const hostKey = (h: Host) => `${h.name}:${h.port}`;
+
+export class SmtpCourier implements Courier {
+  private readonly idle = new IdleConnections();
+
+  constructor(private readonly o: SmtpCourierOptions) {}
+
+  async deliver(jobs: Job[]): Promise<AttemptReport[]> {
+    const started = performance.now();
+    const plan = await this.o.plan(jobs[0]!);
+    if (plan.kind === "verdict") return reportAll(jobs, plan.report);
+    const opened = await this.connect(plan.hosts);
+    if ("failure" in opened) {
+      return reportAll(jobs, { ...opened.failure, durationMs: performance.now() - started });
+    }
+    const { conn, host } = opened;
+    const reports: AttemptReport[] = [];
+    let broken: Omit<AttemptReport, "deliveryId" | "durationMs"> | undefined;
+    try {
+      for (const tx of transactions(jobs)) {
+        const t0 = performance.now();
+        if (broken) {
+          reports.push(...reportAll(tx, { ...broken, durationMs: 0 }));
+          continue;
+        }
+        try {
+          const result = await conn.send(await this.envelopeOf(tx));
+          result.recipients.forEach((r, i) => {
+            reports.push({
+              deliveryId: tx[i]!.delivery.id,
+              outcome: outcomeOfReply(r.reply.code),
+              reply: formatReply(r.reply),
+              status: r.reply.enhanced ?? `${String(r.reply.code)[0]}.0.0`,
+              remoteMta: host.name,
+              durationMs: performance.now() - t0,
+            });
+          });
+        } catch (err) {
+          // The connection failed mid-transaction: this one and the rest wait for another try.
+          broken = failureReport(host, err);
+          reports.push(...reportAll(tx, { ...broken, durationMs: performance.now() - t0 }));
+        }
+      }
+    } finally {
+      if (!broken && conn.usable) this.idle.park(hostKey(host), conn);
+      else await conn.quit().catch(() => conn.close());
+    }
+    return reports;
+  }
+
+  private async envelopeOf(tx: Job[]): Promise<OutboundEnvelope> {
+    const m = tx[0]!.message;
+    const rewritten = this.o.rewrite ? await Promise.all(tx.map((j) => this.o.rewrite!(j))) : undefined;
+    return {
+      mailFrom: rewritten?.[0]?.mailFrom ?? m.mailFrom,
+      recipients: tx.map((j, i) => ({
+        address: rewritten?.[i]?.rcpt ?? j.delivery.rcpt,
+        // A forwarded copy is a new delivery: the original DSN requests do not travel with it.
+        notify: rewritten ? undefined : (j.delivery.notify ?? undefined),
+        orcpt: rewritten ? undefined : (j.delivery.orcpt ?? undefined),
+      })),
+      envid: rewritten ? undefined : (m.envid ?? undefined),
+      ret: m.ret === "FULL" || m.ret === "HDRS" ? m.ret : undefined,
+      data: m.raw,
+    };
+  }
+
+  /** The first host (and address) that greets us and takes EHLO. */
+  private async connect(
+    hosts: Host[],
+  ): Promise<
+    { conn: SmtpClientConnection; host: Host } | { failure: Omit<AttemptReport, "deliveryId" | "durationMs"> }
+  > {
+    let failure: Omit<AttemptReport, "deliveryId" | "durationMs"> = {
+      outcome: "deferred",
+      status: "4.4.1",
+      reply: "no host to deliver to",
+      remoteMta: null,
+    };
+    for (const host of hosts) {
+      const cached = this.idle.take(hostKey(host));
+      if (cached) return { conn: cached, host };
+    }
+    for (const host of hosts) {
+      let addresses: string[];
+      try {
+        addresses = await this.addresses(host.name);
+      } catch (err) {
+        failure = {
+          outcome: "deferred",
+          status: "4.4.3",
+          reply: `${host.name}: ${(err as Error).message}`,
+          remoteMta: null,
+        };
+        continue;
+      }
+      for (const ip of addresses) {
+        // A TLS handshake that fails is tried once more in plain text, as Postfix does: the
+        // TLS is opportunistic, and a broken one must not stop the mail.
+        for (const tls of ["opportunistic", "none"] as const) {
+          try {
+            const conn = await SmtpClientConnection.connect({
+              host: host.name,
+              ip,
+              port: host.port,
+              helo: this.o.helo,
+              tls,
+              auth: this.o.auth,
+              timeouts: this.o.timeouts,
+            });
+            return { conn, host };
+          } catch (err) {
+            // Not reached, or a 4xx/5xx greeting: the next host may do better (RFC 5321 5.1).
+            failure = failureReport(host, err);
+            if (!(err instanceof SmtpClientError && err.kind === "tls")) break;
+          }
+        }
+      }
+    }
+    return { failure };
+  }
+
+  private async addresses(name: string): Promise<string[]> {
+    if (isIP(name)) return [name];
+    const [v4, v6] = await Promise.allSettled([
+      this.o.resolver.resolve(name, "A"),
+      this.o.resolver.resolve(name, "AAAA"),
+    ]);
+    const found = [
+      ...(v4.status === "fulfilled" ? v4.value : []),
+      ...(v6.status === "fulfilled" ? v6.value : []),
+    ];
+    if (found.length > 0) return found;
+    const reason = v4.status === "rejected" ? (v4.reason as { code?: string }).code : "no address";
+    throw new Error(`no address for the host (${reason})`);
+  }
+}
+
+/** Jobs of one message (and one envelope sender) go in one transaction, in the order they came. */
+function transactions(jobs: Job[]): Job[][] {
+  const byMessage = new Map<string, Job[]>();
+  for (const j of jobs) byMessage.set(j.message.id, [...(byMessage.get(j.message.id) ?? []), j]);
+  return [...byMessage.values()];
+}
+
+function failureReport(host: Host, err: unknown): Omit<AttemptReport, "deliveryId" | "durationMs"> {
+  if (err instanceof SmtpClientError && err.reply) {
+    // A greeting or command refused outright: still a host problem, so deferred, never bounced.
+    return {
+      outcome: "deferred",
+      status: err.reply.enhanced ?? "4.4.2",
+      reply: formatReply(err.reply),
+      remoteMta: host.name,
+    };
+  }
+  return {
+    outcome: "deferred",
+    status: err instanceof SmtpClientError && err.kind === "timeout" ? "4.4.2" : "4.4.1",
+    reply: `${host.name}: ${(err as Error).message}`,
+    remoteMta: null,
+  };
+}

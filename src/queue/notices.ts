@@ -1,0 +1,76 @@
+// Which settled deliveries the sender hears about, as DSN messages to queue: one DSN per message
+// per event, listing every recipient of that message that shares it (RFC 3464).
+import { domainOf } from "../mail/address.ts";
+import { buildDsn, type DsnAction, isNullSender, shouldNotify } from "../mail/dsn.ts";
+import { headerValue, readHeaders } from "../mail/headers.ts";
+import type { NewMessage } from "./enqueue.ts";
+import { newMessageId } from "./ids.ts";
+import type { DeliveryEvent, DsnWriter, SettledDelivery } from "./settle.ts";
+
+const ACTION: Record<DeliveryEvent, DsnAction> = {
+  failed: "failed",
+  delayed: "delayed",
+  delivered: "delivered",
+};
+
+export interface NoticeDeps {
+  hostname: string;
+  lifetimeSeconds: number;
+  /** Where mail to a local address goes (its route target), undefined for none; non-local: "mx". */
+  targetFor(address: string): Promise<string | undefined>;
+  isLocalDomain(domain: string): Promise<boolean>;
+}
+
+export function dsnWriter(deps: NoticeDeps): DsnWriter {
+  return async (settled) => {
+    const groups = new Map<string, SettledDelivery[]>();
+    for (const s of settled) {
+      if (!s.event || isNullSender(s.message.mailFrom)) continue; // never a DSN about a DSN or a bounce
+      if (!shouldNotify(s.delivery.notify, ACTION[s.event])) continue;
+      const key = `${s.message.id} ${s.event}`;
+      groups.set(key, [...(groups.get(key) ?? []), s]);
+    }
+    const notices: NewMessage[] = [];
+    const now = new Date();
+    for (const group of groups.values()) {
+      const { message, event } = group[0]!;
+      const sender = message.mailFrom;
+      const local = await deps.isLocalDomain(domainOf(sender));
+      const target = local ? await deps.targetFor(sender) : "mx";
+      if (!target) continue; // a local sender with nowhere to receive: nobody to tell
+      const id = newMessageId();
+      const dsn = buildDsn({
+        reportingMta: deps.hostname,
+        sender,
+        originalMessage: message.raw,
+        ret: message.ret === "HDRS" || message.ret === "FULL" ? message.ret : undefined,
+        envid: message.envid ?? undefined,
+        arrivalDate: message.receivedAt,
+        queueId: message.id,
+        now,
+        recipients: group.map((s) => ({
+          finalRecipient: s.delivery.rcpt,
+          originalRecipient: s.delivery.orcpt ?? undefined,
+          action: ACTION[event!],
+          status: s.report.status,
+          remoteMta: s.report.remoteMta ?? undefined,
+          diagnosticCode: s.report.remoteMta ? s.report.reply : undefined,
+          lastAttemptDate: now,
+          willRetryUntil:
+            event === "delayed"
+              ? new Date(s.delivery.createdAt.getTime() + deps.lifetimeSeconds * 1000)
+              : undefined,
+        })),
+      });
+      notices.push({
+        id,
+        direction: "dsn",
+        mailFrom: "",
+        raw: dsn.raw,
+        subject: headerValue(readHeaders(dsn.raw), "subject"),
+        deliveries: [{ rcpt: sender, target }],
+      });
+    }
+    return notices;
+  };
+}

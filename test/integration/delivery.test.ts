@@ -1,0 +1,312 @@
+// Delivery end to end: a real server (in-process) on PostgreSQL, mail submitted over SMTP, a DNS
+// server on loopback whose MX records point at the suite's SMTP sink, and DSNs read back.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import PostalMime from "postal-mime";
+import postgres from "postgres";
+import { parseConfig } from "../../src/config.ts";
+import { type RunningServer, startServer } from "../../src/serve.ts";
+import { cliEnv, runCli, tempDir } from "../helpers/cli.ts";
+import { type DnsTestServer, startDnsServer } from "../helpers/dns.ts";
+import { freshDatabaseUrl, havePostgres } from "../helpers/pg.ts";
+import { type SinkTransaction, SmtpSink } from "../helpers/sink.ts";
+import { SmtpClient } from "../helpers/smtp-client.ts";
+
+const USER = "u@example.test";
+const PASSWORD = "pw";
+
+async function waitFor<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 20000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const v = await check();
+    if (v !== undefined) return v;
+    await Bun.sleep(100);
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+describe.skipIf(!havePostgres)("delivery", () => {
+  let dns: DnsTestServer;
+  let sink: SmtpSink;
+  let server: RunningServer;
+  let sql: postgres.Sql;
+  /** Replies the sink gives per recipient local part, and how often it has seen each. */
+  const seen = new Map<string, number>();
+
+  beforeAll(async () => {
+    sink = await SmtpSink.start({
+      starttls: true,
+      rcptReply: (address) => {
+        const local = address.slice(0, address.indexOf("@"));
+        const n = (seen.get(local) ?? 0) + 1;
+        seen.set(local, n);
+        if (local.startsWith("reject")) return "550 5.1.1 no such user here";
+        if (local.startsWith("always-temp")) return "451 4.3.0 try again later";
+        if (local.startsWith("temp-once") && n === 1) return "451 4.3.0 try again later";
+        return undefined;
+      },
+    });
+    dns = await startDnsServer({
+      // mx1 is preferred but nothing listens on 127.0.0.2: delivery must fall back to mx2.
+      "remote.test": {
+        MX: [
+          { exchange: "mx1.remote.test", priority: 10 },
+          { exchange: "mx2.remote.test", priority: 20 },
+        ],
+      },
+      "mx1.remote.test": { A: ["127.0.0.2"] },
+      "mx2.remote.test": { A: ["127.0.0.1"] },
+      "implicit.test": { A: ["127.0.0.1"] },
+      "nullmx.test": { MX: [{ exchange: ".", priority: 0 }] },
+      "sender.test": { A: ["127.0.0.1"], TXT: ["v=spf1 ip4:127.0.0.1 -all"] },
+    });
+    const url = await freshDatabaseUrl();
+    const env = cliEnv({ DATABASE_URL: url, POSTERN_HOSTNAME: "mx.example.test" });
+    const run = async (...args: string[]) => expect((await runCli(args, env, `${PASSWORD}\n`)).code).toBe(0);
+    await run("domain", "add", "example.test");
+    await run("route", "add", "*@example.test", "mailbox");
+    await run("route", "add", "inner@example.test", `relay:127.0.0.1:${sink.port}`);
+    await run("route", "add", "fwd@example.test", "forward:friend@remote.test");
+    await run("route", "add", "fwd-null@example.test", "forward:x@nullmx.test");
+    await run("user", "add", USER, "--password-stdin");
+    sql = postgres(url, { max: 2, onnotice: () => {} });
+    server = await startServer(
+      parseConfig({
+        DATABASE_URL: url,
+        POSTERN_DATA_DIR: tempDir(),
+        POSTERN_HOSTNAME: "mx.example.test",
+        POSTERN_LISTEN: "127.0.0.1",
+        POSTERN_SMTP_PORT: "0",
+        POSTERN_SUBMISSION_PORT: "0",
+        POSTERN_SUBMISSIONS_PORT: "0",
+        POSTERN_HTTP_PORT: "0",
+        POSTERN_LOG_LEVEL: process.env.DBG ? "info" : "error",
+        POSTERN_DNS_SERVERS: dns.spec,
+        POSTERN_OUTBOUND_PORT: String(sink.port),
+        POSTERN_RETRY_BASE_SECONDS: "1",
+        POSTERN_RETRY_MAX_SECONDS: "1",
+        POSTERN_QUEUE_LIFETIME_SECONDS: "5",
+        POSTERN_DELAY_WARNING_SECONDS: "1",
+      }),
+    );
+  });
+  afterAll(async () => {
+    await server?.stop();
+    await sql?.end();
+    await sink?.stop();
+    await dns?.close();
+  });
+
+  /** Submits over implicit TLS with AUTH; recipients may carry RCPT parameters. Returns the queue id. */
+  async function submit(rcpts: string[], subject: string, mailParams = ""): Promise<string> {
+    const c = await SmtpClient.connect(server.smtpPorts.submissions, { tls: true });
+    try {
+      await c.readReply();
+      await c.command("EHLO client.test");
+      const auth = Buffer.from(`\0${USER}\0${PASSWORD}`).toString("base64");
+      expect((await c.command(`AUTH PLAIN ${auth}`)).code).toBe(235);
+      expect((await c.command(`MAIL FROM:<${USER}>${mailParams}`)).code).toBe(250);
+      for (const r of rcpts) expect((await c.command(`RCPT TO:${r}`)).code).toBe(250);
+      expect((await c.command("DATA")).code).toBe(354);
+      const done = await c.command(
+        `From: ${USER}\r\nTo: someone\r\nSubject: ${subject}\r\n\r\nbody of ${subject}\r\n.`,
+      );
+      const id = /queued as (\S+)/.exec(done.lines.join(" "))?.[1];
+      expect(id).toBeDefined();
+      return id!;
+    } finally {
+      await c.quit();
+    }
+  }
+
+  const sinkMessage = (subject: string) =>
+    sink.messages.find((m) => m.data && new TextDecoder().decode(m.data).includes(`Subject: ${subject}\r\n`));
+
+  /** DSNs kept in u@example.test's mailbox, about message `id`, parsed. */
+  async function dsnsAbout(id: string) {
+    const rows = await sql`
+      select m.raw from messages m join deliveries d on d.message_id = m.id
+      where m.direction = 'dsn' and d.rcpt = ${USER} order by m.received_at`;
+    const parsed = await Promise.all(rows.map((r) => PostalMime.parse(new Uint8Array(r.raw))));
+    return parsed.filter((p) => p.attachments.some((a) => contentText(a.content).includes(id)));
+  }
+
+  function contentText(content: string | ArrayBuffer | Uint8Array): string {
+    return typeof content === "string" ? content : new TextDecoder().decode(content);
+  }
+
+  function deliveryStatus(dsn: Awaited<ReturnType<typeof PostalMime.parse>>): string {
+    const part = dsn.attachments.find((a) => a.mimeType === "message/delivery-status");
+    expect(part).toBeDefined();
+    return contentText(part!.content);
+  }
+
+  test("delivered once, to the MX that answers, over STARTTLS; the attempt names the host", async () => {
+    const id = await submit(["<a@remote.test>"], "to remote");
+    const m = await waitFor("the message at the sink", async () => sinkMessage("to remote"));
+    expect(m.recipients).toEqual(["a@remote.test"]);
+    expect(m.mailFrom).toBe(USER);
+    expect(m.tls).toBe(true);
+    const text = new TextDecoder().decode(m.data!);
+    expect(text).toContain("DKIM-Signature: v=1; a=rsa-sha256;");
+    const [attempt] = await waitFor("the attempt row", async () => {
+      const rows =
+        await sql`select a.host, a.outcome, a.reply from attempts a join deliveries d on d.id = a.delivery_id where d.message_id = ${id}`;
+      return rows.length > 0 ? rows : undefined;
+    });
+    expect(attempt).toMatchObject({ host: "mx2.remote.test", outcome: "delivered" });
+    await Bun.sleep(300);
+    expect(
+      sink.messages.filter(
+        (x) => x === m || (x.data && new TextDecoder().decode(x.data).includes("Subject: to remote\r\n")),
+      ),
+    ).toHaveLength(1);
+  });
+
+  test("no MX: the domain's own address (implicit MX)", async () => {
+    await submit(["<b@implicit.test>"], "implicit mx");
+    const m = await waitFor("implicit MX delivery", async () => sinkMessage("implicit mx"));
+    expect(m.recipients).toEqual(["b@implicit.test"]);
+  });
+
+  test("a 5xx bounces at once: a DSN to the sender, checked field by field", async () => {
+    const id = await submit(
+      ["<reject-me@remote.test> ORCPT=rfc822;Reject-Me+40remote.test", "<ok-too@remote.test>"],
+      "one bounces",
+      " RET=HDRS ENVID=env-123",
+    );
+    const [dsn] = await waitFor("the DSN", async () => {
+      const d = await dsnsAbout(id);
+      return d.length > 0 ? d : undefined;
+    });
+    expect(dsn!.from?.address).toBe("MAILER-DAEMON@mx.example.test");
+    expect(dsn!.headers.find((h) => h.key === "content-type")?.value).toContain(
+      "report-type=delivery-status",
+    );
+    const status = deliveryStatus(dsn!);
+    expect(status).toContain("Reporting-MTA: dns; mx.example.test");
+    expect(status).toContain("Original-Envelope-Id: env-123");
+    expect(status).toContain(`X-Postern-Queue-ID: ${id}`);
+    expect(status).toMatch(/Arrival-Date: \w{3}, /);
+    expect(status).toContain("Final-Recipient: rfc822; reject-me@remote.test");
+    expect(status).toContain("Original-Recipient: rfc822;Reject-Me@remote.test");
+    expect(status).toContain("Action: failed");
+    expect(status).toContain("Status: 5.1.1");
+    expect(status).toContain("Remote-MTA: dns; mx2.remote.test");
+    expect(status).toContain("Diagnostic-Code: smtp; 550 5.1.1 no such user here");
+    expect(status).not.toContain("ok-too@remote.test"); // delivered, so not in the failure DSN
+    // RET=HDRS: the headers of the original come back, not its body.
+    expect(dsn!.attachments.some((a) => a.mimeType === "text/rfc822-headers")).toBe(true);
+  }, 30000);
+
+  test("NOTIFY=NEVER: a bounce, and no DSN", async () => {
+    const id = await submit(["<reject-quiet@remote.test> NOTIFY=NEVER"], "quiet bounce");
+    await waitFor("the bounce", async () => {
+      const [d] = await sql`select status from deliveries where message_id = ${id}`;
+      return d?.status === "bounced" ? true : undefined;
+    });
+    await Bun.sleep(500);
+    expect(await dsnsAbout(id)).toHaveLength(0);
+  });
+
+  test("a 4xx is retried and then delivered; one that never clears gets a delay warning, then expires into a DSN", async () => {
+    const retried = await submit(["<temp-once@remote.test>"], "temp once");
+    const expiring = await submit(["<always-temp@remote.test>"], "never clears");
+    const row = await waitFor("the retried delivery", async () => {
+      const [r] = await sql`select status, attempts from deliveries where message_id = ${retried}`;
+      return r?.status === "delivered" ? r : undefined;
+    });
+    expect(row).toMatchObject({ status: "delivered", attempts: 2 });
+    expect(sinkMessage("temp once")).toBeDefined();
+
+    const dsns = await waitFor(
+      "delay and failure DSNs",
+      async () => {
+        const d = await dsnsAbout(expiring);
+        return d.some((x) => deliveryStatus(x).includes("Action: failed")) ? d : undefined;
+      },
+      15000,
+    );
+    const actions = dsns.map((d) => /Action: (\w+)/.exec(deliveryStatus(d))?.[1]);
+    expect(actions).toEqual(["delayed", "failed"]);
+    expect(deliveryStatus(dsns[1]!)).toContain("Status: 5.3.0"); // the 451 4.3.0, made final
+    const tries =
+      await sql`select count(*)::int as n from attempts a join deliveries d on d.id = a.delivery_id where d.message_id = ${expiring}`;
+    expect(tries[0]!.n).toBeGreaterThanOrEqual(2);
+  }, 30000);
+
+  test("messages for one destination share a connection", async () => {
+    await waitFor("a quiet queue", async () => {
+      const [r] =
+        await sql`select count(*)::int as n from deliveries where status in ('queued') and target = 'mx'`;
+      return r!.n === 0 ? true : undefined;
+    });
+    const before = sink.connections.length;
+    const c = await SmtpClient.connect(server.smtpPorts.submissions, { tls: true });
+    await c.readReply();
+    await c.command("EHLO client.test");
+    await c.command(`AUTH PLAIN ${Buffer.from(`\0${USER}\0${PASSWORD}`).toString("base64")}`);
+    // Ten messages committed in one burst; the scheduler wakes once or a few times.
+    for (let i = 0; i < 10; i++) {
+      await c.command(`MAIL FROM:<${USER}>`);
+      await c.command(`RCPT TO:<batch${i}@remote.test>`);
+      await c.command("DATA");
+      await c.command(`From: ${USER}\r\nSubject: batch ${i}\r\n\r\nx\r\n.`);
+    }
+    await c.quit();
+    await waitFor("ten batch messages", async () =>
+      sink.messages.filter((m) => m.recipients[0]?.startsWith("batch")).length === 10 ? true : undefined,
+    );
+    const used = sink.connections.length - before;
+    expect(used).toBeLessThan(10);
+  });
+
+  test("relay:HOST:PORT routes inbound mail to an inner server", async () => {
+    const c = await SmtpClient.connect(server.smtpPorts.smtp);
+    await c.readReply();
+    await c.command("EHLO sender.test");
+    expect((await c.command("MAIL FROM:<s@sender.test>")).code).toBe(250);
+    expect((await c.command("RCPT TO:<inner@example.test>")).code).toBe(250);
+    await c.command("DATA");
+    expect(
+      (await c.command("From: s@sender.test\r\nSubject: for the inner server\r\n\r\nhi\r\n.")).code,
+    ).toBe(250);
+    await c.quit();
+    const m = await waitFor("relayed message", async () => sinkMessage("for the inner server"));
+    expect(m.recipients).toEqual(["inner@example.test"]);
+    expect(m.mailFrom).toBe("s@sender.test");
+  });
+
+  test("forward:ADDRESS re-sends with an SRS sender and an ARC seal", async () => {
+    const c = await SmtpClient.connect(server.smtpPorts.smtp);
+    await c.readReply();
+    await c.command("EHLO sender.test");
+    expect((await c.command("MAIL FROM:<s@sender.test>")).code).toBe(250);
+    expect((await c.command("RCPT TO:<fwd@example.test>")).code).toBe(250);
+    await c.command("DATA");
+    expect((await c.command("From: s@sender.test\r\nSubject: forward me\r\n\r\nhi\r\n.")).code).toBe(250);
+    await c.quit();
+    const m: SinkTransaction = await waitFor("forwarded message", async () => sinkMessage("forward me"));
+    expect(m.recipients).toEqual(["friend@remote.test"]);
+    expect(m.mailFrom).toMatch(/^SRS0=[^=]{4}=[A-Z2-7]{2}=sender\.test=s@example\.test$/);
+    const text = new TextDecoder().decode(m.data!);
+    expect(text).toStartWith("ARC-Seal: i=1;");
+    expect(text).toContain("ARC-Message-Signature: i=1;");
+    expect(text).toContain("ARC-Authentication-Results: i=1; mx.example.test;");
+  });
+
+  test("a null MX bounces at once with 5.1.10, and the DSN goes back to the sender's MX", async () => {
+    const c = await SmtpClient.connect(server.smtpPorts.smtp);
+    await c.readReply();
+    await c.command("EHLO sender.test");
+    await c.command("MAIL FROM:<s@sender.test>");
+    expect((await c.command("RCPT TO:<fwd-null@example.test>")).code).toBe(250);
+    await c.command("DATA");
+    expect((await c.command("From: s@sender.test\r\nSubject: to a null mx\r\n\r\nhi\r\n.")).code).toBe(250);
+    await c.quit();
+    const dsn = await waitFor("the DSN at the sender's MX", async () =>
+      sink.messages.find((m) => m.mailFrom === "" && m.recipients[0] === "s@sender.test"),
+    );
+    const parsed = await PostalMime.parse(dsn.data!);
+    expect(deliveryStatus(parsed)).toContain("Status: 5.1.10");
+  });
+});

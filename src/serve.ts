@@ -97,10 +97,11 @@ export async function startServer(config: Config): Promise<RunningServer> {
     ...SCHEDULER_LIMITS,
     listen: (onNotify) => database.listen(QUEUE_CHANNEL, onNotify),
   });
+  const enqueuer = new Enqueuer(database.db, log, () => scheduler.wake());
   const backend = createSessionBackend({
     db: database.db,
     directory,
-    enqueuer: new Enqueuer(database.db, log, () => scheduler.wake()),
+    enqueuer,
     hostname: config.hostname,
     resolver: config.dnsChecks ? resolver : undefined,
     dmarcPolicy: config.dmarcPolicy,
@@ -149,7 +150,11 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const http = Bun.serve({
     hostname: config.listen,
     port: config.httpPort,
-    fetch: createHttpHandler({ database, adminToken: config.adminToken }),
+    fetch: createHttpHandler({
+      database,
+      adminToken: config.adminToken,
+      api: { database, directory, enqueuer, hostname: config.hostname },
+    }),
     error(err) {
       log.error("http handler failed", { error: errorMessage(err) });
       return Response.json({ error: "internal error" }, { status: 500 });

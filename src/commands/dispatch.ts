@@ -3,8 +3,9 @@
 import type { Config } from "../config.ts";
 import type { Db } from "../db/open.ts";
 import { errorMessage } from "../log.ts";
-import { type CommandIO, OperationError, UsageError, type VerbGroup } from "./context.ts";
+import { type CommandIO, OperationError, UsageError, type Verb, type VerbGroup } from "./context.ts";
 import { domainVerbs } from "./domain.ts";
+import { queueVerbs, send } from "./queue.ts";
 import { routeVerbs } from "./route.ts";
 import { userVerbs } from "./user.ts";
 
@@ -12,7 +13,11 @@ export const verbGroups: Record<string, VerbGroup> = {
   domain: domainVerbs,
   user: userVerbs,
   route: routeVerbs,
+  queue: queueVerbs,
 };
+
+/** Verbs without sub-verbs. */
+const singleVerbs: Record<string, Verb> = { send };
 
 /** True when the verb reads standard input, so a control-socket client must send it along. */
 export function readsStdin(argv: string[]): boolean {
@@ -22,6 +27,7 @@ export function readsStdin(argv: string[]): boolean {
 /** Throws UsageError unless argv names a known database verb. */
 export function checkVerb(argv: string[]): void {
   const [group, sub] = argv;
+  if (group !== undefined && Object.hasOwn(singleVerbs, group)) return;
   const verbs = group === undefined ? undefined : verbGroups[group];
   if (!verbs) throw new UsageError(`unknown command "${argv.join(" ")}"`);
   if (sub === undefined || !Object.hasOwn(verbs.subverbs, sub))
@@ -37,7 +43,9 @@ export async function runVerb(argv: string[], db: Db, config: Config, io: Comman
     }
     checkVerb(argv);
     const [group, sub, ...rest] = argv;
-    await verbGroups[group!]!.subverbs[sub!]!({ db, config, io }, rest);
+    const single = singleVerbs[group!];
+    if (single) await single({ db, config, io }, argv.slice(1));
+    else await verbGroups[group!]!.subverbs[sub!]!({ db, config, io }, rest);
     return 0;
   } catch (err) {
     io.err(`postern: ${oneLine(err)}\n`);

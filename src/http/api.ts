@@ -1,0 +1,181 @@
+// The admin API behind the bearer token: the queue, one message's story, retry and removal,
+// injection (/api/send), and the mailboxes. JSON in and out; errors as {error, field?}.
+import { z } from "zod";
+import type { Database } from "../db/open.ts";
+import type { Directory } from "../domains/directory.ts";
+import { addressProblem, domainOf, normalizeAddress } from "../mail/address.ts";
+import { ComposeError, composeMessage } from "../mail/compose.ts";
+import type { Enqueuer } from "../queue/enqueue.ts";
+import { isStatus, listQueue, removeMessage, retryNow, STATUSES, showMessage } from "../queue/inspect.ts";
+import { SubmitError, submitMessage } from "../queue/submit.ts";
+import { decodeCursor, mailboxMessages } from "./mailboxes.ts";
+
+export interface ApiDeps {
+  database: Database;
+  directory: Directory;
+  enqueuer: Enqueuer;
+  hostname: string;
+}
+
+const MAILBOX_PATH = /^\/api\/mailboxes\/([^/]+)\/messages$/;
+const MESSAGE_PATH = /^\/api\/messages\/([0-9A-Z]{8,40})(\/retry)?$/;
+
+const address = z.string().min(1).max(320);
+const sendRaw = z.strictObject({
+  from: address,
+  to: z.array(address).min(1).max(1000),
+  raw: z.string().min(1),
+});
+const sendComposed = z.strictObject({
+  from: address,
+  to: z.array(address).min(1).max(1000),
+  cc: z.array(address).max(1000).optional(),
+  subject: z.string().max(998),
+  text: z.string().optional(),
+  html: z.string().optional(),
+  headers: z.record(z.string(), z.string()).optional(),
+  attachments: z
+    .array(
+      z.strictObject({
+        filename: z.string().min(1),
+        contentType: z.string().optional(),
+        content: z.string(),
+      }),
+    )
+    .optional(),
+});
+
+export function json(status: number, body: unknown, headers: Record<string, string> = {}): Response {
+  return Response.json(body, { status, headers });
+}
+
+export function methodNotAllowed(allow: string): Response {
+  return json(405, { error: "method not allowed" }, { allow });
+}
+
+const badRequest = (field: string, reason: string) => json(400, { error: `${field}: ${reason}`, field });
+
+/** A whole number from 1 to max, or the 400 that says why not. */
+function limitParam(params: URLSearchParams, fallback: number, max: number): number | Response {
+  const text = params.get("limit") ?? String(fallback);
+  const n = Number(text);
+  return /^\d+$/.test(text) && n >= 1 && n <= max
+    ? n
+    : badRequest("limit", `expected a whole number from 1 to ${max}`);
+}
+
+/** Routes an authenticated /api/ request; undefined when no route matches. */
+export async function handleApi(req: Request, url: URL, deps: ApiDeps): Promise<Response | undefined> {
+  const mailbox = MAILBOX_PATH.exec(url.pathname);
+  if (mailbox) {
+    if (req.method !== "GET") return methodNotAllowed("GET");
+    return listMailbox(deps, decodeURIComponent(mailbox[1]!), url.searchParams);
+  }
+  if (url.pathname === "/api/queue") {
+    if (req.method !== "GET") return methodNotAllowed("GET");
+    return listQueueRoute(deps, url.searchParams);
+  }
+  if (url.pathname === "/api/send") {
+    if (req.method !== "POST") return methodNotAllowed("POST");
+    return send(deps, req);
+  }
+  const message = MESSAGE_PATH.exec(url.pathname);
+  if (!message) return undefined;
+  const id = message[1]!;
+  if (message[2]) {
+    if (req.method !== "POST") return methodNotAllowed("POST");
+    if (!(await showMessage(deps.database.db, id))) return json(404, { error: `no message ${id}` });
+    return json(200, { id, retried: await retryNow(deps.database.db, id) });
+  }
+  if (req.method === "GET") {
+    const detail = await showMessage(deps.database.db, id);
+    return detail ? json(200, detail) : json(404, { error: `no message ${id}` });
+  }
+  if (req.method === "DELETE") {
+    return (await removeMessage(deps.database.db, id))
+      ? json(200, { id, deleted: true })
+      : json(404, { error: `no message ${id}` });
+  }
+  return methodNotAllowed("GET, DELETE");
+}
+
+async function listQueueRoute(deps: ApiDeps, params: URLSearchParams): Promise<Response> {
+  const status = params.get("status") ?? undefined;
+  if (status !== undefined && !isStatus(status))
+    return badRequest("status", `expected one of ${STATUSES.join(", ")}`);
+  const limit = limitParam(params, 100, 1000);
+  if (limit instanceof Response) return limit;
+  const cursorText = params.get("cursor");
+  const cursor = cursorText === null ? undefined : Number(cursorText);
+  if (cursor !== undefined && !Number.isSafeInteger(cursor))
+    return badRequest("cursor", "not a cursor this API gave out");
+  const page = await listQueue(deps.database.db, { status, limit, cursor });
+  return json(
+    200,
+    page.entries,
+    page.nextCursor === undefined ? {} : { "x-next-cursor": String(page.nextCursor) },
+  );
+}
+
+async function send(deps: ApiDeps, req: Request): Promise<Response> {
+  let body: unknown;
+  try {
+    body = await req.json();
+  } catch {
+    return badRequest("body", "not JSON");
+  }
+  const isRaw = typeof body === "object" && body !== null && "raw" in body;
+  const parsed = (isRaw ? sendRaw : sendComposed).safeParse(body);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    return badRequest(issue.path.join(".") || "body", issue.message);
+  }
+  const mail = parsed.data;
+  for (const [field, value] of [["from", mail.from], ...mail.to.map((t, i) => [`to.${i}`, t])] as [
+    string,
+    string,
+  ][]) {
+    const problem = addressProblem(normalizeAddress(value));
+    if (problem) return badRequest(field, problem);
+  }
+  let raw: Uint8Array;
+  try {
+    raw =
+      "raw" in mail
+        ? new TextEncoder().encode(mail.raw.replace(/\r?\n/g, "\r\n"))
+        : await composeMessage({ ...mail, messageIdDomain: domainOf(mail.from), date: new Date() });
+  } catch (err) {
+    if (err instanceof ComposeError) return badRequest(err.field, err.message);
+    throw err;
+  }
+  try {
+    const id = await submitMessage(
+      { ...deps, db: deps.database.db },
+      { from: mail.from, to: [...mail.to, ...("cc" in mail ? (mail.cc ?? []) : [])], raw, via: "api" },
+    );
+    return json(202, { id });
+  } catch (err) {
+    if (err instanceof SubmitError) return badRequest(err.field, err.reason);
+    throw err;
+  }
+}
+
+async function listMailbox(deps: ApiDeps, rawAddress: string, params: URLSearchParams): Promise<Response> {
+  const address = normalizeAddress(rawAddress);
+  const problem = addressProblem(address);
+  if (problem) return badRequest("address", problem);
+  const limit = limitParam(params, 50, 500);
+  if (limit instanceof Response) return limit;
+  const cursorText = params.get("cursor");
+  const cursor = cursorText === null ? undefined : decodeCursor(cursorText);
+  if (cursorText !== null && !cursor) return badRequest("cursor", "not a cursor this API gave out");
+  const page = await mailboxMessages(deps.database.db, address, limit, cursor);
+  // The body is the array itself; the next page is named in headers (as GitHub's API does).
+  const headers: Record<string, string> = {};
+  if (page.nextCursor) {
+    const next = new URLSearchParams({ limit: String(limit), cursor: page.nextCursor });
+    headers["x-next-cursor"] = page.nextCursor;
+    headers.link = `</api/mailboxes/${encodeURIComponent(address)}/messages?${next}>; rel="next"`;
+  }
+  return json(200, page.messages, headers);
+}

@@ -1,0 +1,173 @@
+// The queue as an operator sees it: a line per recipient delivery, one message with its whole
+// history ("why is it stuck"), and the two actions on it: retry now, remove.
+import { and, asc, desc, eq, inArray, lt, sql } from "drizzle-orm";
+import type { Db } from "../db/open.ts";
+import { attempts, deliveries, messages } from "../db/schema.ts";
+import { readHeaders } from "../mail/headers.ts";
+
+export const STATUSES = ["queued", "deferred", "delivered", "bounced"] as const;
+export type Status = (typeof STATUSES)[number];
+
+export interface QueueEntry {
+  messageId: string;
+  deliveryId: number;
+  from: string;
+  rcpt: string;
+  target: string;
+  status: string;
+  attempts: number;
+  nextAttemptAt: string | null;
+  lastReply: string | null;
+  receivedAt: string;
+  subject: string | null;
+}
+
+export interface QueuePage {
+  entries: QueueEntry[];
+  /** The `cursor` for the next page (the last delivery id seen), absent on the last page. */
+  nextCursor?: number;
+}
+
+const PENDING = ["queued", "deferred"];
+
+/** Deliveries, newest first; `status` filters, `cursor` continues after a delivery id. */
+export async function listQueue(
+  db: Db,
+  o: { status?: Status; limit: number; cursor?: number },
+): Promise<QueuePage> {
+  const rows = await db
+    .select({
+      messageId: deliveries.messageId,
+      deliveryId: deliveries.id,
+      from: messages.mailFrom,
+      rcpt: deliveries.rcpt,
+      target: deliveries.target,
+      status: deliveries.status,
+      attempts: deliveries.attempts,
+      nextAttemptAt: deliveries.nextAttemptAt,
+      lastReply: deliveries.lastReply,
+      receivedAt: messages.receivedAt,
+      subject: messages.subject,
+    })
+    .from(deliveries)
+    .innerJoin(messages, eq(messages.id, deliveries.messageId))
+    .where(
+      and(
+        o.status ? eq(deliveries.status, o.status) : undefined,
+        o.cursor !== undefined ? lt(deliveries.id, o.cursor) : undefined,
+      ),
+    )
+    .orderBy(desc(deliveries.id))
+    .limit(o.limit + 1);
+  const page = rows.slice(0, o.limit).map((r) => ({
+    ...r,
+    nextAttemptAt: PENDING.includes(r.status) ? r.nextAttemptAt.toISOString() : null,
+    receivedAt: r.receivedAt.toISOString(),
+  }));
+  return rows.length > o.limit ? { entries: page, nextCursor: page.at(-1)!.deliveryId } : { entries: page };
+}
+
+export interface MessageDetail {
+  id: string;
+  receivedAt: string;
+  direction: string;
+  from: string;
+  helo: string | null;
+  clientIp: string | null;
+  authUser: string | null;
+  size: number;
+  subject: string | null;
+  messageId: string | null;
+  envid: string | null;
+  ret: string | null;
+  authResults: unknown;
+  headers: { name: string; value: string }[];
+  recipients: {
+    rcpt: string;
+    target: string;
+    status: string;
+    attempts: number;
+    nextAttemptAt: string | null;
+    lastReply: string | null;
+    deliveredAt: string | null;
+    history: { at: string; host: string | null; reply: string | null; durationMs: number; outcome: string }[];
+  }[];
+}
+
+export async function showMessage(db: Db, id: string): Promise<MessageDetail | undefined> {
+  const [m] = await db.select().from(messages).where(eq(messages.id, id));
+  if (!m) return undefined;
+  const ds = await db
+    .select()
+    .from(deliveries)
+    .where(eq(deliveries.messageId, id))
+    .orderBy(asc(deliveries.id));
+  const tries =
+    ds.length === 0
+      ? []
+      : await db
+          .select()
+          .from(attempts)
+          .where(
+            inArray(
+              attempts.deliveryId,
+              ds.map((d) => d.id),
+            ),
+          )
+          .orderBy(asc(attempts.at), asc(attempts.id));
+  return {
+    id: m.id,
+    receivedAt: m.receivedAt.toISOString(),
+    direction: m.direction,
+    from: m.mailFrom,
+    helo: m.helo,
+    clientIp: m.clientIp,
+    authUser: m.authUser,
+    size: m.size,
+    subject: m.subject,
+    messageId: m.messageIdHeader,
+    envid: m.envid,
+    ret: m.ret,
+    authResults: m.authResults ?? null,
+    headers: readHeaders(m.raw).map(([name, value]) => ({ name, value })),
+    recipients: ds.map((d) => ({
+      rcpt: d.rcpt,
+      target: d.target,
+      status: d.status,
+      attempts: d.attempts,
+      nextAttemptAt: PENDING.includes(d.status) ? d.nextAttemptAt.toISOString() : null,
+      lastReply: d.lastReply,
+      deliveredAt: d.deliveredAt?.toISOString() ?? null,
+      history: tries
+        .filter((t) => t.deliveryId === d.id)
+        .map((t) => ({
+          at: t.at.toISOString(),
+          host: t.host,
+          reply: t.reply,
+          durationMs: t.durationMs,
+          outcome: t.outcome,
+        })),
+    })),
+  };
+}
+
+/** Makes pending deliveries due now (one message, or all); returns how many. */
+export async function retryNow(db: Db, id: string | "all"): Promise<number> {
+  const pending = inArray(deliveries.status, PENDING);
+  const rows = await db
+    .update(deliveries)
+    .set({ nextAttemptAt: sql`now()` })
+    .where(id === "all" ? pending : and(pending, eq(deliveries.messageId, id)))
+    .returning({ id: deliveries.id });
+  return rows.length;
+}
+
+/** Drops a message with its deliveries and history; false when there was no such message. */
+export async function removeMessage(db: Db, id: string): Promise<boolean> {
+  const rows = await db.delete(messages).where(eq(messages.id, id)).returning({ id: messages.id });
+  return rows.length > 0;
+}
+
+export function isStatus(s: string): s is Status {
+  return (STATUSES as readonly string[]).includes(s);
+}

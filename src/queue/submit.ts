@@ -1,0 +1,91 @@
+// Mail injected by the operator (`POST /api/send`, `postern send`): checked and treated as a
+// submission would be, then queued.
+
+import type { Db } from "../db/open.ts";
+import type { Directory } from "../domains/directory.ts";
+import { addressProblem, domainOf, normalizeAddress } from "../mail/address.ts";
+import { headerValue, readHeaders } from "../mail/headers.ts";
+import { rfc5322Date } from "../mail/received.ts";
+import { signIfLocal } from "../mail/signing.ts";
+import { fixUpSubmission } from "../mail/submission.ts";
+import type { Enqueuer } from "./enqueue.ts";
+import { newMessageId } from "./ids.ts";
+
+export interface SubmitDeps {
+  db: Db;
+  directory: Directory;
+  enqueuer: Enqueuer;
+  hostname: string;
+}
+
+/** A refused injection, naming the field at fault (for a 400 or a one-line CLI error). */
+export class SubmitError extends Error {
+  constructor(
+    readonly field: string,
+    readonly reason: string,
+  ) {
+    super(`${field}: ${reason}`);
+  }
+}
+
+export interface Injection {
+  from: string;
+  to: string[];
+  raw: Uint8Array;
+  /** Who injected it, for the Received header and the message row: "api" or "cli". */
+  via: "api" | "cli";
+}
+
+export async function submitMessage(deps: SubmitDeps, mail: Injection): Promise<string> {
+  const from = normalizeAddress(mail.from);
+  const fromProblem = addressProblem(from);
+  if (fromProblem) throw new SubmitError("from", fromProblem);
+  // Like a user's `*@domain` right: any sender of a local domain, none outside them.
+  if (!(await deps.directory.isLocalDomain(domainOf(from)))) {
+    throw new SubmitError("from", `${domainOf(from)} is not a local domain`);
+  }
+  if (mail.to.length === 0) throw new SubmitError("to", "at least one recipient is needed");
+  const recipients = [];
+  for (const [i, raw] of mail.to.entries()) {
+    const rcpt = normalizeAddress(raw);
+    const problem = addressProblem(rcpt);
+    if (problem) throw new SubmitError(`to[${i}]`, problem);
+    let target = "mx";
+    if (await deps.directory.isLocalDomain(domainOf(rcpt))) {
+      const route = await deps.directory.routeFor(rcpt);
+      if (!route) throw new SubmitError(`to[${i}]`, `${rcpt}: no such local user`);
+      target = route.target;
+    }
+    recipients.push({ rcpt, target });
+  }
+  const id = newMessageId();
+  const now = new Date();
+  const received = `Received: by ${deps.hostname} (Postern, via ${mail.via}) id ${id};\r\n\t${rfc5322Date(now)}\r\n`;
+  const fixed = fixUpSubmission(
+    Buffer.concat([Buffer.from(received), mail.raw]),
+    [`*@${domainOf(from)}`],
+    deps.hostname,
+    now,
+  );
+  if (!fixed.ok) {
+    throw new SubmitError(
+      "from",
+      fixed.problem === "no-from"
+        ? "the message has no From header"
+        : `From ${fixed.address} is not ${domainOf(from)}'s`,
+    );
+  }
+  const content = await signIfLocal(deps.db, fixed.content, now);
+  const headers = readHeaders(content);
+  await deps.enqueuer.enqueue({
+    id,
+    direction: "outbound",
+    mailFrom: from,
+    authUser: mail.via,
+    raw: content,
+    messageIdHeader: headerValue(headers, "message-id"),
+    subject: headerValue(headers, "subject"),
+    deliveries: recipients,
+  });
+  return id;
+}

@@ -141,7 +141,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
       log.info("smtp listening", { kind, address: config.listen, port: listener.port });
     }
   } catch (err) {
-    for (const l of listeners) l.stop();
+    await Promise.all(listeners.map((l) => l.stop(0)));
     control?.stop();
     await database.close();
     throw new Error(`cannot listen for SMTP: ${errorMessage(err)}`);
@@ -167,7 +167,8 @@ export async function startServer(config: Config): Promise<RunningServer> {
     httpPort: http.port!,
     smtpPorts,
     async stop() {
-      for (const l of listeners) l.stop();
+      // Sessions first (a commit in progress is answered), then deliveries, then the database.
+      await Promise.all(listeners.map((l) => l.stop()));
       await scheduler.stop();
       control?.stop();
       await http.stop(true);

@@ -2,6 +2,7 @@
 // timeouts, and partial writes. Every SMTP rule lives in the session.
 import type { Socket, SocketHandler, TCPSocketListener } from "bun";
 import type { Logger } from "../log.ts";
+import type { ConnectionTrack, SmtpMetrics } from "../metrics/postern.ts";
 import type { TlsMaterial } from "../net/tls.ts";
 import { SocketWriter } from "../net/writer.ts";
 import { formatReply, R } from "./reply.ts";
@@ -57,6 +58,8 @@ interface Connection {
   released: boolean;
   /** The plain socket after STARTTLS: it still sees the ciphertext, which is not ours to read. */
   superseded: boolean;
+  /** Metrics of this connection; shared by its plain and TLS sockets. */
+  track: ConnectionTrack | undefined;
 }
 
 export interface ListenerOptions {
@@ -71,12 +74,17 @@ export interface ListenerOptions {
   log: Logger;
   /** Time allowed for a TLS handshake (implicit or after STARTTLS); tests shorten it. */
   handshakeTimeoutSeconds?: number;
+  /** Counts connections, sessions and their outcomes, AUTH failures. */
+  metrics?: SmtpMetrics;
 }
 
 export interface SmtpListener {
   port: number;
-  /** Stops accepting; open sessions are told 421 and closed. */
-  stop(): void;
+  /**
+   * Stops accepting; open sessions finish the command in progress, are told 421 and closed.
+   * Resolves when they are gone, or after `graceMs` with the stragglers cut off.
+   */
+  stop(graceMs?: number): Promise<void>;
 }
 
 export function listenSmtp(opts: ListenerOptions): SmtpListener {
@@ -99,6 +107,7 @@ export function listenSmtp(opts: ListenerOptions): SmtpListener {
   ) => {
     const admission = opts.counter.admit(conn.ip);
     if (admission !== "ok") {
+      conn.track?.mark("refused_limit");
       socket.write(formatReply(admission === "total" ? R.tooManyConnections() : R.tooManyFromYou()));
       socket.end();
       return;
@@ -110,7 +119,10 @@ export function listenSmtp(opts: ListenerOptions): SmtpListener {
       opts.policy,
       opts.backend,
       {
-        send: (text) => writer.write(text),
+        send: (text) => {
+          conn.track?.sent(text);
+          writer.write(text);
+        },
         close: () => writer.end(),
         startTls: () => upgrade(socket, conn),
       },
@@ -141,6 +153,9 @@ export function listenSmtp(opts: ListenerOptions): SmtpListener {
       tlsSocket.timeout(handshakeTimeout);
     } catch (err) {
       opts.log.warn("starttls failed", { ip: conn.ip, error: String(err) });
+      // Still ours: its close releases the slot.
+      conn.superseded = false;
+      conn.track?.mark("tls_failed");
       socket.end();
     }
   };
@@ -160,11 +175,13 @@ export function listenSmtp(opts: ListenerOptions): SmtpListener {
       if (conn.superseded) return;
       if (conn.session) sessions.delete(conn.session);
       release(conn);
+      conn.track?.ended();
     },
     timeout(socket) {
       const conn = socket.data;
       if (conn.superseded) return;
       if (!conn.session) {
+        conn.track?.mark("timeout");
         socket.end();
         return;
       }
@@ -183,6 +200,7 @@ export function listenSmtp(opts: ListenerOptions): SmtpListener {
     handshake(socket, success, authorizationError) {
       const conn = socket.data;
       if (!success && authorizationError && !isClientCertError(authorizationError)) {
+        conn.track?.mark("tls_failed");
         socket.end();
         return;
       }
@@ -203,6 +221,7 @@ export function listenSmtp(opts: ListenerOptions): SmtpListener {
       admitted: false,
       released: false,
       superseded: false,
+      track: opts.metrics?.connectionOpened(opts.kind),
     };
     // On 465 a write before the handshake is lost: the session begins in `handshake`.
     if (implicitTls) socket.timeout(handshakeTimeout);
@@ -218,9 +237,12 @@ export function listenSmtp(opts: ListenerOptions): SmtpListener {
 
   return {
     port: listener.port,
-    stop() {
+    async stop(graceMs = 10_000) {
       listener.stop(false);
       for (const s of sessions) s.shutdown();
+      const deadline = Date.now() + graceMs;
+      while (sessions.size > 0 && Date.now() < deadline) await Bun.sleep(20);
+      listener.stop(true);
     },
   };
 }

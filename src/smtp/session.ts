@@ -123,6 +123,8 @@ export class SmtpSession {
   private tx: Transaction | undefined;
   private errors = 0;
   private authFailures = 0;
+  /** The server is stopping: close once the command in progress is answered. */
+  private stopping = false;
 
   constructor(
     private readonly policy: SessionPolicy,
@@ -154,7 +156,9 @@ export class SmtpSession {
 
   /** The server is stopping: end the session politely. */
   shutdown(): void {
-    this.closeWith(R.shuttingDown());
+    // A command in progress (a commit above all) finishes and is answered first.
+    if (this.running) this.stopping = true;
+    else this.closeWith(R.shuttingDown());
   }
 
   tlsStarted(info: TlsInfo): void {
@@ -205,7 +209,7 @@ export class SmtpSession {
     if (this.running) return;
     this.running = true;
     try {
-      while (this.input.length > 0) {
+      while (this.input.length > 0 && !this.stopping) {
         const mode = this.mode;
         if (mode.kind === "closed" || mode.kind === "tlsPending") break;
         if (mode.kind === "data") {
@@ -272,6 +276,7 @@ export class SmtpSession {
       }
     } finally {
       this.running = false;
+      if (this.stopping) this.closeWith(R.shuttingDown());
     }
   }
 

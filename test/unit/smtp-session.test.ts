@@ -656,6 +656,41 @@ describe("a mail transaction", () => {
   });
 });
 
+describe("shutdown", () => {
+  test("an idle session is told 421 4.3.2 and closed", async () => {
+    const h = new Harness();
+    await h.lines("EHLO c");
+    h.session.shutdown();
+    expect(codes(h.all).at(-1)).toBe("421 4.3.2");
+    expect(h.closed).toBe(true);
+  });
+
+  test("a commit in progress is answered with its 250 first; pipelined commands behind it are not run", async () => {
+    const h = new Harness();
+    let release!: () => void;
+    h.backend.gate = new Promise((r) => {
+      release = r;
+    });
+    h.session.receive(
+      new Uint8Array(
+        Buffer.from(
+          `EHLO c\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<${ALICE}>\r\nDATA\r\n${BODY}.\r\nNOOP\r\n`,
+          "latin1",
+        ),
+      ),
+    );
+    await settle();
+    h.session.shutdown();
+    expect(h.closed).toBe(false);
+    release();
+    await settle();
+    expect(codes(h.all).slice(-2)).toEqual(["250 2.0.0", "421 4.3.2"]);
+    expect(h.all.at(-2)).toContain("queued as");
+    expect(h.backend.stored).toHaveLength(1);
+    expect(h.closed).toBe(true);
+  });
+});
+
 describe("input buffers", () => {
   test("a buffer the caller reuses after receive() does not change what is stored", async () => {
     const h = new Harness();

@@ -10,6 +10,7 @@ import { createResolver } from "./dns/resolver.ts";
 import { Directory } from "./domains/directory.ts";
 import { createHttpHandler } from "./http/app.ts";
 import { createLogger, errorMessage } from "./log.ts";
+import { PosternMetrics } from "./metrics/postern.ts";
 import { loadTlsMaterial } from "./net/tls.ts";
 import { Enqueuer, QUEUE_CHANNEL } from "./queue/enqueue.ts";
 import { newMessageId } from "./queue/ids.ts";
@@ -54,6 +55,11 @@ export async function startServer(config: Config): Promise<RunningServer> {
   }
   log.info("database ready", { kind: database.kind });
   const directory = new Directory(database.db);
+  const metrics = new PosternMetrics({
+    db: database.db,
+    onCollectError: (metric, err) =>
+      log.warn("metric collection failed", { metric, error: errorMessage(err) }),
+  });
 
   const control =
     database.kind === "pglite"
@@ -76,7 +82,9 @@ export async function startServer(config: Config): Promise<RunningServer> {
       : undefined;
 
   const tls = await loadTlsMaterial(config);
-  const resolver = await createResolver(config.dnsServers);
+  const resolver = await createResolver(config.dnsServers, {
+    onLookup: (type, seconds) => metrics.dnsLookup(type, seconds),
+  });
   const scheduler = new Scheduler({
     db: database.db,
     owner: `${config.hostname}:${process.pid}:${randomBytes(4).toString("hex")}`,
@@ -92,12 +100,17 @@ export async function startServer(config: Config): Promise<RunningServer> {
       lifetimeSeconds: config.queueLifetimeSeconds,
       isLocalDomain: (d) => directory.isLocalDomain(d),
       targetFor: async (address) => (await directory.routeFor(address))?.target,
+      onNotice: (action, target) => metrics.dsnWritten(action, target),
     }),
+    onSettled: (settled) => metrics.settled(settled),
     log,
     ...SCHEDULER_LIMITS,
     listen: (onNotify) => database.listen(QUEUE_CHANNEL, onNotify),
   });
-  const enqueuer = new Enqueuer(database.db, log, () => scheduler.wake());
+  const enqueuer = new Enqueuer(database.db, log, (_ids, written) => {
+    metrics.committed(written);
+    scheduler.wake();
+  });
   const backend = createSessionBackend({
     db: database.db,
     directory,
@@ -105,6 +118,8 @@ export async function startServer(config: Config): Promise<RunningServer> {
     hostname: config.hostname,
     resolver: config.dnsChecks ? resolver : undefined,
     dmarcPolicy: config.dmarcPolicy,
+    metrics,
+    log,
   });
   const counter = new ConnectionCounter({ total: config.maxConnections, perIp: config.maxConnectionsPerIp });
   const ports: [PortKind, number][] = [
@@ -125,6 +140,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
         backend,
         clock,
         log,
+        metrics,
         policy: {
           port: kind,
           hostname: config.hostname,
@@ -154,6 +170,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
       database,
       adminToken: config.adminToken,
       api: { database, directory, enqueuer, hostname: config.hostname },
+      metrics,
     }),
     error(err) {
       log.error("http handler failed", { error: errorMessage(err) });

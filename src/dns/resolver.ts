@@ -33,6 +33,8 @@ export interface ResolverOptions {
   deadlineMs?: number;
   /** Cached answers kept at most (default 10000); the oldest go first. */
   cacheEntries?: number;
+  /** Told how long each look-up sent to the servers took (cache hits are not), for metrics. */
+  onLookup?(type: RecordType, seconds: number): void;
 }
 
 // Timers fire with millisecond granularity, a little early or late: a query that could wait less
@@ -50,6 +52,7 @@ export class Resolver {
   private readonly deadlineMs: number;
   private readonly cache: TtlCache<Result>;
   private readonly inflight = new Map<string, Promise<Result>>();
+  private readonly onLookup: ResolverOptions["onLookup"];
 
   constructor(options: ResolverOptions) {
     if (options.servers.length === 0) throw new Error("a resolver needs at least one DNS server");
@@ -58,6 +61,7 @@ export class Resolver {
     this.attempts = options.attempts ?? 2;
     this.deadlineMs = options.deadlineMs ?? 10_000;
     this.cache = new TtlCache(options.cacheEntries ?? 10_000);
+    this.onLookup = options.onLookup;
   }
 
   /**
@@ -89,9 +93,11 @@ export class Resolver {
     if (cached !== undefined) return Promise.resolve(cached);
     let pending = this.inflight.get(key);
     if (pending === undefined) {
+      const started = performance.now();
       pending = this.query(name, type, deadline, 0)
         .catch((): Result => ({ ok: false, code: "EBADRESP", ttl: 0 }))
         .then((result) => {
+          this.onLookup?.(type, (performance.now() - started) / 1000);
           this.cache.set(key, result, result.ttl);
           return result;
         })

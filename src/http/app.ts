@@ -3,10 +3,15 @@ import type { Database } from "../db/open.ts";
 import { type ApiDeps, handleApi, json, methodNotAllowed } from "./api.ts";
 import { bearerMatches } from "./auth.ts";
 
+/** The Prometheus text exposition format 0.0.4. */
+const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
+
 export interface HttpDeps {
   database: Database;
   adminToken: string | undefined;
   api: ApiDeps;
+  /** Serves GET /metrics (no auth) when given. */
+  metrics?: { render(): Promise<string> };
 }
 
 export function createHttpHandler(deps: HttpDeps): (req: Request) => Promise<Response> {
@@ -16,6 +21,10 @@ export function createHttpHandler(deps: HttpDeps): (req: Request) => Promise<Res
       if (req.method !== "GET" && req.method !== "HEAD") return methodNotAllowed("GET");
       const ok = await deps.database.ping();
       return json(ok ? 200 : 503, { status: ok ? "ok" : "database unavailable" });
+    }
+    if (url.pathname === "/metrics" && deps.metrics) {
+      if (req.method !== "GET" && req.method !== "HEAD") return methodNotAllowed("GET");
+      return new Response(await deps.metrics.render(), { headers: { "content-type": METRICS_CONTENT_TYPE } });
     }
     if (url.pathname.startsWith("/api/")) {
       if (!deps.adminToken) return json(403, { error: "admin API disabled: set POSTERN_ADMIN_TOKEN" });

@@ -69,8 +69,8 @@ export interface ConnectionTrack {
   mark(outcome: SessionOutcome): void;
   /** Every reply text the session sends (AUTH failures and the closing reply are read from it). */
   sent(text: string): void;
-  /** The socket closed; counts the session once, however often it is called. */
-  ended(): void;
+  /** The socket closed; counts the session once, however often it is called, and says how it ended. */
+  ended(): SessionOutcome;
 }
 
 /** What the SMTP listener needs. */
@@ -82,7 +82,23 @@ const SECONDS_FAST = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1
 const SECONDS_SESSION = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800];
 // From instant (mailbox, a local relay) to the queue lifetime (days).
 const SECONDS_DELIVERY = [
-  0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 86400, 5 * 86400,
+  0.01,
+  0.05,
+  0.1,
+  0.25,
+  0.5,
+  1,
+  2.5,
+  5,
+  10,
+  30,
+  60,
+  300,
+  900,
+  3600,
+  4 * 3600,
+  86400,
+  5 * 86400,
 ];
 
 export interface PosternMetricsDeps {
@@ -237,7 +253,7 @@ export class PosternMetrics implements SmtpMetrics {
     const started = performance.now();
     let outcome: SessionOutcome | undefined;
     let lastReply = "";
-    let done = false;
+    let done: SessionOutcome | undefined;
     return {
       mark: (o) => {
         outcome ??= o;
@@ -247,12 +263,14 @@ export class PosternMetrics implements SmtpMetrics {
         if (text.startsWith(AUTH_FAILED)) this.authFailures.inc({ port });
       },
       ended: () => {
-        if (done) return;
-        done = true;
-        this.connectionsOpen.dec({ port });
+        if (done) return done;
         const how = outcome ?? closingOutcome(lastReply) ?? "closed";
+        done = how;
+        this.connectionsOpen.dec({ port });
         this.sessionsTotal.inc({ port, outcome: how });
-        if (how !== "refused_limit") this.sessionDuration.observe({ port }, (performance.now() - started) / 1000);
+        if (how !== "refused_limit")
+          this.sessionDuration.observe({ port }, (performance.now() - started) / 1000);
+        return how;
       },
     };
   }
@@ -274,14 +292,13 @@ export class PosternMetrics implements SmtpMetrics {
     this.deliveryDuration.observe({ target: "mailbox" }, 0);
   }
 
-  // DSNs are made inside the settling transaction; they count once it has committed (`settled`).
-  private readonly pendingNotices = new WeakMap<readonly SettledDelivery[], { action: DsnAction; target: string }[]>();
-
-  /** The DSN writer made a notice for this batch of settled deliveries (not committed yet). */
-  noticeWritten(batch: readonly SettledDelivery[], action: DsnAction, target: string): void {
-    const list = this.pendingNotices.get(batch) ?? [];
-    list.push({ action, target });
-    this.pendingNotices.set(batch, list);
+  /**
+   * The DSN writer made a notice. It is counted as it is made, inside the settling transaction:
+   * a transaction that then fails (logged) over-counts by its notices, which is rare and harmless.
+   */
+  dsnWritten(action: DsnAction, target: string): void {
+    if ((DSN_ACTIONS as readonly string[]).includes(action)) this.dsnsSent.inc({ action });
+    if (target === "mailbox") this.keptInMailbox();
   }
 
   /** A batch of attempts is settled and committed (the scheduler's hook). */
@@ -294,11 +311,6 @@ export class PosternMetrics implements SmtpMetrics {
       } else if (s.nextAttemptAt !== undefined) this.deferred.inc({ target });
       else this.bounced.inc({ target });
     }
-    for (const n of this.pendingNotices.get(batch) ?? []) {
-      if ((DSN_ACTIONS as readonly string[]).includes(n.action)) this.dsnsSent.inc({ action: n.action });
-      if (n.target === "mailbox") this.keptInMailbox();
-    }
-    this.pendingNotices.delete(batch);
   }
 
   // --- DNS ---

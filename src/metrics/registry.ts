@@ -197,7 +197,8 @@ export class Gauge<L extends string = never> extends Metric<L> {
     } else {
       samples = this.series.entries().map((e) => ({ values: e.values, value: e.state.value }));
     }
-    for (const s of samples) out += `${this.name}${labelText(this.labelNames, s.values)} ${formatValue(s.value)}\n`;
+    for (const s of samples)
+      out += `${this.name}${labelText(this.labelNames, s.values)} ${formatValue(s.value)}\n`;
     return out;
   }
 }
@@ -223,11 +224,18 @@ export class Histogram<L extends string = never> extends Metric<L> {
     super(o, maxSeries);
     if ((o.labelNames ?? []).includes("le" as L)) throw new Error(`${o.name}: "le" is the bucket label`);
     const buckets = o.buckets.filter((b) => b !== Number.POSITIVE_INFINITY);
-    if (buckets.length === 0 || buckets.some((b, i) => !Number.isFinite(b) || (i > 0 && b <= buckets[i - 1]!))) {
+    if (
+      buckets.length === 0 ||
+      buckets.some((b, i) => !Number.isFinite(b) || (i > 0 && b <= buckets[i - 1]!))
+    ) {
       throw new Error(`${o.name}: buckets must be finite and increasing`);
     }
     this.buckets = buckets;
-    this.series = new Series(maxSeries, () => ({ counts: new Array(buckets.length + 1).fill(0), sum: 0, count: 0 }));
+    this.series = new Series(maxSeries, () => ({
+      counts: new Array(buckets.length + 1).fill(0),
+      sum: 0,
+      count: 0,
+    }));
   }
 
   observe(labels: Labels<L> | undefined, value: number): void {

@@ -49,7 +49,8 @@ export class Enqueuer {
   constructor(
     private readonly db: Db,
     private readonly log: Logger,
-    private readonly onCommitted: (ids: string[]) => void = () => {},
+    /** Told after each commit, with the ids and the messages it held. */
+    private readonly onCommitted: (ids: string[], messages: NewMessage[]) => void = () => {},
   ) {}
 
   enqueue(message: NewMessage): Promise<void> {
@@ -67,7 +68,10 @@ export class Enqueuer {
         try {
           await this.write(batch.map((p) => p.message));
           for (const p of batch) p.resolve();
-          this.onCommitted(batch.map((p) => p.message.id));
+          this.onCommitted(
+            batch.map((p) => p.message.id),
+            batch.map((p) => p.message),
+          );
         } catch (err) {
           if (batch.length === 1) {
             this.log.error("enqueue failed", { id: batch[0]!.message.id, error: String(err) });
@@ -79,7 +83,7 @@ export class Enqueuer {
             try {
               await this.write([p.message]);
               p.resolve();
-              this.onCommitted([p.message.id]);
+              this.onCommitted([p.message.id], [p.message]);
             } catch (e) {
               this.log.error("enqueue failed", { id: p.message.id, error: String(e) });
               p.reject(e);

@@ -19,6 +19,8 @@ export interface NoticeDeps {
   /** Where mail to a local address goes (its route target), undefined for none; non-local: "mx". */
   targetFor(address: string): Promise<string | undefined>;
   isLocalDomain(domain: string): Promise<boolean>;
+  /** Told of each notice made, with the batch it was made for (written only if that commits). */
+  onNotice?(action: DsnAction, target: string): void;
 }
 
 export function dsnWriter(deps: NoticeDeps): DsnWriter {
@@ -70,6 +72,7 @@ export function dsnWriter(deps: NoticeDeps): DsnWriter {
         subject: headerValue(readHeaders(dsn.raw), "subject"),
         deliveries: [{ rcpt: sender, target }],
       });
+      deps.onNotice?.(ACTION[event!], target);
     }
     return notices;
   };

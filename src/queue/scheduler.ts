@@ -7,7 +7,7 @@ import type { Db } from "../db/open.ts";
 import { type Courier, destinationOf, type Job } from "../delivery/courier.ts";
 import { errorMessage, type Logger } from "../log.ts";
 import { claimDue, loadMessages, nextDueAt, releaseLeases } from "./claim.ts";
-import { type DsnWriter, type SettlePolicy, settle } from "./settle.ts";
+import { type DsnWriter, type SettledDelivery, type SettlePolicy, settle } from "./settle.ts";
 
 /** Wake a little after the next retry is due rather than before: early finds nothing. */
 const RETRY_SLACK_MS = 25;
@@ -33,6 +33,8 @@ export interface SchedulerOptions {
   stopGraceMs: number;
   /** Subscribes to the queue channel; resolves to the unsubscribe function. */
   listen?(onNotify: () => void): Promise<() => Promise<void>>;
+  /** Told of each batch of attempts once its settling transaction has committed (metrics). */
+  onSettled?(settled: SettledDelivery[]): void;
 }
 
 interface Destination {
@@ -192,6 +194,7 @@ export class Scheduler {
         this.o.policy,
         this.o.dsns,
       );
+      this.o.onSettled?.(settled);
       for (const s of settled) {
         this.o.log.info("delivery attempt", {
           id: s.message.id,

@@ -5,6 +5,7 @@ import type { Db } from "../db/open.ts";
 import { users } from "../db/schema.ts";
 import { mailauthResolver, type Resolver } from "../dns/resolver.ts";
 import type { Directory } from "../domains/directory.ts";
+import type { Logger } from "../log.ts";
 import { domainOf, patternMatches } from "../mail/address.ts";
 import { type AuthVerdict, checkInbound, stripForgedAuthResults } from "../mail/authcheck.ts";
 import { type MailDomainStatus, mailDomainStatus } from "../mail/domain-checks.ts";
@@ -14,7 +15,7 @@ import { srsReverse } from "../mail/srs.ts";
 import { fixUpSubmission } from "../mail/submission.ts";
 import type { Enqueuer } from "../queue/enqueue.ts";
 import { R, type Reply } from "./reply.ts";
-import { MessageRefused, type SessionBackend } from "./session.ts";
+import { MessageRefused, type PortKind, type SessionBackend } from "./session.ts";
 
 export interface BackendDeps {
   db: Db;
@@ -24,6 +25,10 @@ export interface BackendDeps {
   /** Set when inbound checks are on: address checks and SPF/DKIM/DMARC/ARC go through it. */
   resolver: Resolver | undefined;
   dmarcPolicy: "enforce" | "monitor";
+  /** Counts messages accepted, per port. */
+  metrics?: { messageReceived(port: PortKind): void };
+  /** A line per accepted message. */
+  log?: Logger;
 }
 
 export function createSessionBackend(deps: BackendDeps): SessionBackend {
@@ -127,6 +132,19 @@ export function createSessionBackend(deps: BackendDeps): SessionBackend {
           orcpt: r.params.orcpt,
           notify: r.params.notify?.join(","),
         })),
+      });
+      deps.metrics?.messageReceived(envelope.port);
+      deps.log?.info("message accepted", {
+        id,
+        from: envelope.mailFrom,
+        rcpts: envelope.recipients.length,
+        size: content.length,
+        port: envelope.port,
+        ip: envelope.remoteIp,
+        user: envelope.authUser,
+        spf: authResults?.spf,
+        dkim: authResults?.dkim.map((d) => `${d.domain}:${d.result}`).join(" "),
+        dmarc: authResults?.dmarc.result,
       });
     },
   };

@@ -60,6 +60,7 @@ interface Connection {
   superseded: boolean;
   /** Metrics of this connection; shared by its plain and TLS sockets. */
   track: ConnectionTrack | undefined;
+  openedAt: number;
 }
 
 export interface ListenerOptions {
@@ -175,7 +176,13 @@ export function listenSmtp(opts: ListenerOptions): SmtpListener {
       if (conn.superseded) return;
       if (conn.session) sessions.delete(conn.session);
       release(conn);
-      conn.track?.ended();
+      const outcome = conn.track?.ended();
+      opts.log.info("smtp session end", {
+        port: opts.kind,
+        ip: conn.ip,
+        outcome,
+        durationMs: Math.round(performance.now() - conn.openedAt),
+      });
     },
     timeout(socket) {
       const conn = socket.data;
@@ -222,6 +229,7 @@ export function listenSmtp(opts: ListenerOptions): SmtpListener {
       released: false,
       superseded: false,
       track: opts.metrics?.connectionOpened(opts.kind),
+      openedAt: performance.now(),
     };
     // On 465 a write before the handshake is lost: the session begins in `handshake`.
     if (implicitTls) socket.timeout(handshakeTimeout);

@@ -1,6 +1,6 @@
 // Which settled deliveries the sender hears about, as DSN messages to queue: one DSN per message
 // per event, listing every recipient of that message that shares it (RFC 3464).
-import { domainOf } from "../mail/address.ts";
+import { domainOf, normalizeAddress } from "../mail/address.ts";
 import { buildDsn, type DsnAction, isNullSender, shouldNotify } from "../mail/dsn.ts";
 import { headerValue, readHeaders } from "../mail/headers.ts";
 import type { NewMessage } from "./enqueue.ts";
@@ -32,7 +32,7 @@ export function dsnWriter(deps: NoticeDeps): DsnWriter {
       const key = `${s.message.id} ${s.event}`;
       groups.set(key, [...(groups.get(key) ?? []), s]);
     }
-    const notices: NewMessage[] = [];
+    const notices: { message: NewMessage; about: number[] }[] = [];
     const now = new Date();
     for (const group of groups.values()) {
       const { message, event } = group[0]!;
@@ -65,12 +65,15 @@ export function dsnWriter(deps: NoticeDeps): DsnWriter {
         })),
       });
       notices.push({
-        id,
-        direction: "dsn",
-        mailFrom: "",
-        raw: dsn.raw,
-        subject: headerValue(readHeaders(dsn.raw), "subject"),
-        deliveries: [{ rcpt: sender, target }],
+        about: group.map((s) => s.delivery.id),
+        message: {
+          id,
+          direction: "dsn",
+          mailFrom: "",
+          raw: dsn.raw,
+          subject: headerValue(readHeaders(dsn.raw), "subject"),
+          deliveries: [{ rcpt: normalizeAddress(sender), target }],
+        },
       });
       deps.onNotice?.(ACTION[event!], target);
     }

@@ -9,6 +9,9 @@ import { errorMessage, type Logger } from "../log.ts";
 import { claimDue, loadMessages, nextDueAt, releaseLeases } from "./claim.ts";
 import { type DsnWriter, type SettledDelivery, type SettlePolicy, settle } from "./settle.ts";
 
+/** Deliveries claimed in one round at most. */
+const MAX_CLAIM = 500;
+
 /** Wake a little after the next retry is due rather than before: early finds nothing. */
 const RETRY_SLACK_MS = 25;
 
@@ -92,7 +95,8 @@ export class Scheduler {
   private async loop(): Promise<void> {
     while (this.running) {
       this.woken = false;
-      const room = this.o.concurrency * this.o.jobsPerGroup - this.waitingCount;
+      // Claim about what can start soon: a claimed row waits in memory, and its lease is running.
+      const room = Math.min(MAX_CLAIM, this.o.concurrency * this.o.jobsPerGroup - this.waitingCount);
       try {
         if (room > 0) await this.claim(room);
       } catch (err) {
@@ -101,7 +105,8 @@ export class Scheduler {
       this.dispatch();
       if (this.woken || !this.running) continue;
       // Full: a finishing group wakes us. Otherwise sleep until the next retry is due.
-      await this.sleep(room > 0 ? await this.untilNextDue() : this.o.pollMs);
+      const ms = room > 0 ? await this.untilNextDue() : this.o.pollMs;
+      if (!this.woken && this.running) await this.sleep(ms);
     }
   }
 
@@ -190,6 +195,7 @@ export class Scheduler {
     try {
       const settled = await settle(
         this.o.db,
+        this.o.owner,
         jobs.map((j) => ({ ...j, report: byId.get(j.delivery.id)! })),
         this.o.policy,
         this.o.dsns,

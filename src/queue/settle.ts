@@ -1,8 +1,8 @@
 // Recording what an attempt did: one attempt row per try, the delivery's new state, and the
 // events a sender may be told about. One transaction per batch of results, and any DSNs the
 // events produce are written in that same transaction, so a crash never loses one half.
-import { inArray } from "drizzle-orm";
-import type { Db, Tx } from "../db/open.ts";
+import { and, eq, inArray } from "drizzle-orm";
+import type { Db } from "../db/open.ts";
 import { attempts, deliveries } from "../db/schema.ts";
 import type { ClaimedDelivery, QueuedMessage } from "./claim.ts";
 import { type NewMessage, writeMessages } from "./enqueue.ts";
@@ -34,11 +34,51 @@ export interface SettlePolicy extends RetryPolicy {
   delayWarningSeconds: number;
 }
 
-/** Turns settled deliveries into DSN messages to write with them (may be none). */
-export type DsnWriter = (settled: SettledDelivery[], tx: Tx) => Promise<NewMessage[]>;
+/**
+ * Turns settled deliveries into DSN messages (may be none), each with the deliveries it reports
+ * on. Called before the settling transaction opens: it may read the database (PGlite runs one
+ * transaction at a time, so a read from inside one would wait on itself).
+ */
+export type DsnWriter = (settled: SettledDelivery[]) => Promise<{ message: NewMessage; about: number[] }[]>;
 
+/** The state a delivery moves to after an attempt: pure, from the claim, the report and the clock. */
+export function decide(
+  delivery: ClaimedDelivery,
+  message: QueuedMessage,
+  report: AttemptReport,
+  policy: SettlePolicy,
+  now: Date,
+  random: () => number = Math.random,
+): SettledDelivery & { status: string; warn: boolean } {
+  const base = { delivery, message, report, warn: false };
+  if (report.outcome === "delivered")
+    return { ...base, status: "delivered", event: "delivered", nextAttemptAt: undefined };
+  if (report.outcome === "bounced")
+    return { ...base, status: "bounced", event: "failed", nextAttemptAt: undefined };
+  const next = nextAttempt(delivery.attempts + 1, delivery.createdAt, now, policy, random);
+  if (next.kind === "expired") {
+    const expired: AttemptReport = {
+      ...report,
+      reply: `${report.reply} (gave up: queue lifetime of ${policy.lifetimeSeconds} s ended)`,
+      status: report.status.startsWith("4") ? `5${report.status.slice(1)}` : "5.4.7",
+    };
+    return { ...base, report: expired, status: "bounced", event: "failed", nextAttemptAt: undefined };
+  }
+  // One delay warning per delivery, once it has waited long enough.
+  const warn =
+    delivery.warnedAt === null &&
+    now.getTime() - delivery.createdAt.getTime() >= policy.delayWarningSeconds * 1000;
+  return { ...base, warn, status: "deferred", event: warn ? "delayed" : undefined, nextAttemptAt: next.at };
+}
+
+/**
+ * Records a batch of attempts made under `owner`'s lease. A delivery whose lease was lost
+ * meanwhile (taken over after it ran out, or its message removed) is left as the new holder
+ * has it: neither its state, nor an attempt row, nor a DSN is written for it here.
+ */
 export async function settle(
   db: Db,
+  owner: string,
   jobs: { delivery: ClaimedDelivery; message: QueuedMessage; report: AttemptReport }[],
   policy: SettlePolicy,
   dsns: DsnWriter,
@@ -46,74 +86,48 @@ export async function settle(
   random: () => number = Math.random,
 ): Promise<SettledDelivery[]> {
   if (jobs.length === 0) return [];
+  const decided = jobs.map((j) => decide(j.delivery, j.message, j.report, policy, now, random));
+  const notices = await dsns(decided);
   return db.transaction(async (tx) => {
-    await tx.insert(attempts).values(
-      jobs.map((j) => ({
-        deliveryId: j.delivery.id,
-        at: now,
-        durationMs: Math.round(j.report.durationMs),
-        host: j.report.remoteMta,
-        reply: j.report.reply,
-        outcome: j.report.outcome,
-      })),
-    );
-    const settled: SettledDelivery[] = [];
-    for (const { delivery, message, report } of jobs) {
-      const s = await settleOne(tx, delivery, message, report, policy, now, random);
-      settled.push(s);
+    const kept: typeof decided = [];
+    for (const d of decided) {
+      const updated = await tx
+        .update(deliveries)
+        .set({
+          attempts: d.delivery.attempts + 1,
+          lastReply: d.report.reply,
+          leaseOwner: null,
+          leaseUntil: null,
+          status: d.status,
+          ...(d.status === "delivered" ? { deliveredAt: now } : {}),
+          ...(d.nextAttemptAt ? { nextAttemptAt: d.nextAttemptAt } : {}),
+          ...(d.warn ? { warnedAt: now } : {}),
+        })
+        .where(
+          and(
+            eq(deliveries.id, d.delivery.id),
+            eq(deliveries.leaseOwner, owner),
+            inArray(deliveries.status, ["queued", "deferred"]),
+          ),
+        )
+        .returning({ id: deliveries.id });
+      if (updated.length > 0) kept.push(d);
     }
-    const notices = await dsns(settled, tx);
-    if (notices.length > 0) await writeMessages(tx, notices);
-    return settled;
+    if (kept.length > 0) {
+      await tx.insert(attempts).values(
+        kept.map((d) => ({
+          deliveryId: d.delivery.id,
+          at: now,
+          durationMs: Math.round(d.report.durationMs),
+          host: d.report.remoteMta,
+          reply: d.report.reply,
+          outcome: d.report.outcome,
+        })),
+      );
+    }
+    const keptIds = new Set(kept.map((d) => d.delivery.id));
+    const written = notices.filter((n) => n.about.every((id) => keptIds.has(id))).map((n) => n.message);
+    if (written.length > 0) await writeMessages(tx, written);
+    return kept;
   });
-}
-
-async function settleOne(
-  tx: Tx,
-  delivery: ClaimedDelivery,
-  message: QueuedMessage,
-  report: AttemptReport,
-  policy: SettlePolicy,
-  now: Date,
-  random: () => number,
-): Promise<SettledDelivery> {
-  const attemptsMade = delivery.attempts + 1;
-  const common = { attempts: attemptsMade, lastReply: report.reply, leaseOwner: null, leaseUntil: null };
-  const where = inArray(deliveries.id, [delivery.id]);
-  if (report.outcome === "delivered") {
-    await tx
-      .update(deliveries)
-      .set({ ...common, status: "delivered", deliveredAt: now })
-      .where(where);
-    return { delivery, message, report, event: "delivered", nextAttemptAt: undefined };
-  }
-  if (report.outcome === "bounced") {
-    await tx
-      .update(deliveries)
-      .set({ ...common, status: "bounced" })
-      .where(where);
-    return { delivery, message, report, event: "failed", nextAttemptAt: undefined };
-  }
-  const next = nextAttempt(attemptsMade, delivery.createdAt, now, policy, random);
-  if (next.kind === "expired") {
-    const expired: AttemptReport = {
-      ...report,
-      reply: `${report.reply} (gave up: queue lifetime of ${policy.lifetimeSeconds} s ended)`,
-      status: report.status.startsWith("4") ? `5${report.status.slice(1)}` : "5.4.7",
-    };
-    await tx
-      .update(deliveries)
-      .set({ ...common, lastReply: expired.reply, status: "bounced" })
-      .where(where);
-    return { delivery, message, report: expired, event: "failed", nextAttemptAt: undefined };
-  }
-  // One delay warning per delivery, once it has waited long enough.
-  const warn =
-    delivery.warnedAt === null &&
-    now.getTime() - delivery.createdAt.getTime() >= policy.delayWarningSeconds * 1000;
-  await tx
-    .update(deliveries)
-    .set({ ...common, status: "deferred", nextAttemptAt: next.at, ...(warn ? { warnedAt: now } : {}) })
-    .where(where);
-  return { delivery, message, report, event: warn ? "delayed" : undefined, nextAttemptAt: next.at };
 }

@@ -4,14 +4,16 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { asc, eq } from "drizzle-orm";
 import { migrate } from "../../src/db/migrate.ts";
 import { type Database, openDatabase } from "../../src/db/open.ts";
-import { attempts, deliveries } from "../../src/db/schema.ts";
+import { attempts, deliveries, messages } from "../../src/db/schema.ts";
 import type { Courier, Job } from "../../src/delivery/courier.ts";
+import { Directory } from "../../src/domains/directory.ts";
 import { createLogger } from "../../src/log.ts";
-import { claimDue } from "../../src/queue/claim.ts";
+import { claimDue, loadMessages } from "../../src/queue/claim.ts";
 import { Enqueuer } from "../../src/queue/enqueue.ts";
 import { newMessageId } from "../../src/queue/ids.ts";
+import { dsnWriter } from "../../src/queue/notices.ts";
 import { Scheduler, type SchedulerOptions } from "../../src/queue/scheduler.ts";
-import type { AttemptReport } from "../../src/queue/settle.ts";
+import { type AttemptReport, settle } from "../../src/queue/settle.ts";
 import { tempDir } from "../helpers/cli.ts";
 import { freshDatabaseUrl, havePostgres } from "../helpers/pg.ts";
 
@@ -171,6 +173,73 @@ describe.each(drivers)("the queue on %s", (_name, open) => {
         return row!.status === "bounced";
       });
       expect(courier.seen).toHaveLength(1);
+    } finally {
+      await scheduler.stop();
+    }
+  });
+
+  test("a settle from a worker whose lease ran out changes nothing; a removed message does not stop the rest", async () => {
+    const [a, b] = await enqueue(database, 2, "relay:settle.test:25");
+    const policy = { baseSeconds: 60, maxSeconds: 60, lifetimeSeconds: 3600, delayWarningSeconds: 3600 };
+    const report = (id: number, outcome: "delivered" | "deferred") => ({
+      deliveryId: id,
+      outcome,
+      reply: outcome === "delivered" ? "250 ok" : "451 later",
+      status: outcome === "delivered" ? "2.0.0" : "4.0.0",
+      remoteMta: "h",
+      durationMs: 1,
+    });
+    const slow = await claimDue(database.db, "slow", 100, 1);
+    const mine = slow.filter((c) => c.messageId === a || c.messageId === b);
+    expect(mine).toHaveLength(2);
+    await Bun.sleep(1100);
+    const heir = (await claimDue(database.db, "heir", 100, 60)).filter((c) => c.messageId === a);
+    expect(heir).toHaveLength(1);
+    const msgs = await loadMessages(database.db, [a!, b!]);
+    const job = (c: (typeof mine)[number], outcome: "delivered" | "deferred") => ({
+      delivery: c,
+      message: msgs.get(c.messageId)!,
+      report: report(c.id, outcome),
+    });
+    await settle(database.db, "heir", [job(heir[0]!, "delivered")], policy, async () => []);
+    // b's message is removed while "slow" still holds it.
+    await database.db.delete(messages).where(eq(messages.id, b!));
+    const late = await settle(
+      database.db,
+      "slow",
+      mine.map((c) => job(c, "deferred")),
+      policy,
+      async () => [],
+    );
+    expect(late).toHaveLength(0);
+    const [row] = await database.db.select().from(deliveries).where(eq(deliveries.messageId, a!));
+    expect(row).toMatchObject({ status: "delivered", attempts: 1 });
+    const tries = await database.db.select().from(attempts).where(eq(attempts.deliveryId, row!.id));
+    expect(tries.map((t) => t.outcome)).toEqual(["delivered"]);
+  });
+
+  test("a bounce writes its DSN through the real notice writer (which reads the database)", async () => {
+    const directory = new Directory(database.db);
+    const dsns = dsnWriter({
+      hostname: "mx.test",
+      lifetimeSeconds: 3600,
+      isLocalDomain: (d) => directory.isLocalDomain(d),
+      targetFor: async (a) => (await directory.routeFor(a))?.target,
+    });
+    const courier = new ScriptedCourier(() => ({
+      outcome: "bounced",
+      reply: "550 5.1.1 unknown",
+      status: "5.1.1",
+    }));
+    const scheduler = new Scheduler({ ...schedulerOptions(database, courier, "dsn"), dsns });
+    await scheduler.start();
+    try {
+      const [id] = await enqueue(database, 1, "relay:dsn.test:25");
+      await waitFor(async () => {
+        const rows = await database.db.select().from(messages).where(eq(messages.direction, "dsn"));
+        return rows.some((r) => new TextDecoder().decode(r.raw).includes(id!));
+      });
+      expect(await database.ping()).toBe(true); // the database is not stuck behind the settle
     } finally {
       await scheduler.stop();
     }

@@ -103,4 +103,6 @@ async function main(argv: string[]): Promise<void> {
   }
 }
 
+// The data dir holds DKIM keys, password hashes and mail: nothing we create is for other users.
+process.umask(0o077);
 await main(Bun.argv.slice(2));

@@ -1,6 +1,6 @@
 // Opens the database the settings name: PostgreSQL through postgres.js when DATABASE_URL is set,
 // otherwise PGlite in the data dir, held under an exclusive lock.
-import { mkdirSync } from "node:fs";
+import { chmodSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { PGlite } from "@electric-sql/pglite";
 import initdbWasmPath from "@electric-sql/pglite/initdb.wasm" with { type: "file" };
@@ -61,7 +61,9 @@ function openPostgres(url: string): Database {
 }
 
 async function openPglite(dataDir: string): Promise<Database> {
-  mkdirSync(dataDir, { recursive: true });
+  // PGlite writes its files 0666 whatever the umask: the directory is what keeps others out.
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  chmodSync(dataDir, 0o700);
   const lock = acquireLock(lockPath(dataDir));
   try {
     // Handing PGlite its files explicitly is what lets `bun build --compile` embed them.

@@ -97,13 +97,15 @@ class IdleConnections {
 
   take(key: string): SmtpClientConnection | undefined {
     const list = this.idle.get(key);
-    while (list && list.length > 0) {
+    let found: SmtpClientConnection | undefined;
+    while (!found && list && list.length > 0) {
       const { conn, timer } = list.pop()!;
       clearTimeout(timer);
-      if (conn.usable) return conn;
-      conn.close();
+      if (conn.usable) found = conn;
+      else conn.close();
     }
-    return undefined;
+    if (list?.length === 0) this.idle.delete(key);
+    return found;
   }
 
   park(key: string, conn: SmtpClientConnection): void {
@@ -113,6 +115,7 @@ class IdleConnections {
       conn,
       timer: setTimeout(() => {
         list.splice(list.indexOf(entry), 1);
+        if (list.length === 0) this.idle.delete(key);
         void conn.quit();
       }, IDLE_CONNECTION_MS),
     };

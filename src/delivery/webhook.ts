@@ -55,12 +55,14 @@ export class WebhookCourier implements Courier {
   private async post(job: Job): Promise<AttemptReport[]> {
     const url = job.delivery.target.slice("webhook:".length);
     const started = performance.now();
-    const host = new URL(url).host;
-    const body = JSON.stringify(await webhookPayload(job));
-    const secret = await this.secretFor(job.delivery.rcpt, job.delivery.target);
-    const headers: Record<string, string> = { "content-type": "application/json", "user-agent": "Postern" };
-    if (secret) headers[SIGNATURE_HEADER.toLowerCase()] = signBody(body, secret);
+    let host = url;
+    // Everything inside the try: one job's failure must not undo the reports of the others.
     try {
+      host = new URL(url).host;
+      const body = JSON.stringify(await webhookPayload(job));
+      const secret = await this.secretFor(job.delivery.rcpt, job.delivery.target);
+      const headers: Record<string, string> = { "content-type": "application/json", "user-agent": "Postern" };
+      if (secret) headers[SIGNATURE_HEADER.toLowerCase()] = signBody(body, secret);
       const res = await fetch(url, {
         method: "POST",
         body,

@@ -25,12 +25,23 @@ export function srsForward(sender: string, ourDomain: string, secret: string, no
   return `SRS0=${hash(secret, tt, domain, local)}=${tt}=${domain}=${local}@${ourDomain}`;
 }
 
-/** The original sender of an SRS0 address we made, or undefined when it is not one (or forged). */
-export function srsReverse(address: string, secret: string): string | undefined {
+/** SRS addresses older than this are refused (libsrs2's default): bounces come within days. */
+const MAX_AGE_DAYS = 21;
+
+/** The original sender of a recent SRS0 address we made, or undefined (not one, forged, or too old). */
+export function srsReverse(address: string, secret: string, now = new Date()): string | undefined {
   const m = /^SRS0=([^=]{4})=([A-Z2-7]{2})=([^=]+)=(.+)@[^@]+$/i.exec(address);
   if (!m) return undefined;
   const [, h, tt, domain, local] = m as unknown as [string, string, string, string, string];
-  return hash(secret, tt.toUpperCase(), domain, local).toLowerCase() === h.toLowerCase()
+  const stamp = tt.toUpperCase();
+  const age = (dayNumber(timestamp(now)) - dayNumber(stamp) + 1024) % 1024;
+  if (age > MAX_AGE_DAYS) return undefined;
+  // Compared without case: a hop on the way back may have changed it (as libsrs2 allows).
+  return hash(secret, stamp, domain, local).toLowerCase() === h.toLowerCase()
     ? `${local}@${domain}`
     : undefined;
+}
+
+function dayNumber(tt: string): number {
+  return (BASE32.indexOf(tt[0]!) << 5) | BASE32.indexOf(tt[1]!);
 }

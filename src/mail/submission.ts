@@ -8,6 +8,7 @@ import { rfc5322Date } from "./received.ts";
 export type SubmissionCheck =
   | { ok: true; content: Uint8Array }
   | { ok: false; problem: "no-from" }
+  | { ok: false; problem: "many-from" }
   | { ok: false; problem: "from-not-owned"; address: string };
 
 /** Addresses in a From field: `Name <a@b>, c@d` → [a@b, c@d]. */
@@ -28,7 +29,10 @@ export function fixUpSubmission(
   now: Date,
 ): SubmissionCheck {
   const headers = readHeaders(content);
-  const from = headers.find(([n]) => n === "from");
+  const froms = headers.filter(([n]) => n === "from");
+  // A second From would ride along under our DKIM signature (RFC 5322 3.6 allows one).
+  if (froms.length > 1) return { ok: false, problem: "many-from" };
+  const from = froms[0];
   const addresses = from ? fromAddresses(from[1]) : [];
   if (addresses.length === 0) return { ok: false, problem: "no-from" };
   const foreign = addresses.find((a) => !maySendAs.some((p) => patternMatches(p, a)));

@@ -74,7 +74,7 @@ export class Enqueuer {
           );
         } catch (err) {
           if (batch.length === 1) {
-            this.log.error("enqueue failed", { id: batch[0]!.message.id, error: String(err) });
+            this.log.error("enqueue failed", { id: batch[0]!.message.id, error: databaseError(err) });
             batch[0]!.reject(err);
             continue;
           }
@@ -85,7 +85,7 @@ export class Enqueuer {
               p.resolve();
               this.onCommitted([p.message.id], [p.message]);
             } catch (e) {
-              this.log.error("enqueue failed", { id: p.message.id, error: String(e) });
+              this.log.error("enqueue failed", { id: p.message.id, error: databaseError(e) });
               p.reject(e);
             }
           }
@@ -142,4 +142,14 @@ export async function writeMessages(tx: Tx, batch: NewMessage[]): Promise<void> 
   await tx.insert(deliveries).values(rows);
   // Wakes every scheduler on this database, once the transaction commits.
   if (rows.some((r) => r.status === "queued")) await tx.execute(sql`select pg_notify(${QUEUE_CHANNEL}, '')`);
+}
+
+/**
+ * What went wrong, without the query: drizzle's error message carries the parameters, which
+ * here are whole messages.
+ */
+export function databaseError(err: unknown): string {
+  const cause = (err as { cause?: unknown }).cause;
+  const text = cause instanceof Error ? cause.message : err instanceof Error ? err.message : String(err);
+  return text.split("\n")[0]!.slice(0, 300);
 }

@@ -72,7 +72,9 @@ export async function submitMessage(deps: SubmitDeps, mail: Injection): Promise<
       "from",
       fixed.problem === "no-from"
         ? "the message has no From header"
-        : `From ${fixed.address} is not ${domainOf(from)}'s`,
+        : fixed.problem === "many-from"
+          ? "the message has more than one From header"
+          : `From ${fixed.address} is not ${domainOf(from)}'s`,
     );
   }
   const content = await signIfLocal(deps.db, fixed.content, now);

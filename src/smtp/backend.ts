@@ -6,7 +6,7 @@ import { users } from "../db/schema.ts";
 import { mailauthResolver, type Resolver } from "../dns/resolver.ts";
 import type { Directory } from "../domains/directory.ts";
 import type { Logger } from "../log.ts";
-import { domainOf, patternMatches } from "../mail/address.ts";
+import { domainOf, normalizeAddress, patternMatches } from "../mail/address.ts";
 import { type AuthVerdict, checkInbound, stripForgedAuthResults } from "../mail/authcheck.ts";
 import { type MailDomainStatus, mailDomainStatus } from "../mail/domain-checks.ts";
 import { headerValue, readHeaders } from "../mail/headers.ts";
@@ -16,6 +16,9 @@ import { fixUpSubmission } from "../mail/submission.ts";
 import type { Enqueuer } from "../queue/enqueue.ts";
 import { R, type Reply } from "./reply.ts";
 import { MessageRefused, type PortKind, type SessionBackend } from "./session.ts";
+
+/** Received headers a message may carry (Postfix's hopcount_limit). */
+const MAX_HOPS = 50;
 
 export interface BackendDeps {
   db: Db;
@@ -65,9 +68,12 @@ export function createSessionBackend(deps: BackendDeps): SessionBackend {
 
     async checkRecipient(address, ctx) {
       if (await directory.isLocalDomain(domainOf(address))) {
-        // A bounce to an address our forwarding made up goes back to the original sender.
+        // A bounce to an address our forwarding made up goes back to the original sender: null
+        // sender only, or anyone who saw an SRS address could relay through it.
         const secret =
-          address.toUpperCase().startsWith("SRS0=") && (await directory.srsSecret(domainOf(address)));
+          ctx.mailFrom === "" &&
+          address.toUpperCase().startsWith("SRS0=") &&
+          (await directory.srsSecret(domainOf(address)));
         const original = secret ? srsReverse(address, secret) : undefined;
         if (original) return { ok: true, target: `forward:${original}` };
         const route = await directory.routeFor(address);
@@ -81,6 +87,10 @@ export function createSessionBackend(deps: BackendDeps): SessionBackend {
     },
 
     async accept(id, envelope, received) {
+      // A mail loop (forwards pointing at each other) ends here (RFC 5321 6.3).
+      if (readHeaders(received).filter(([n]) => n === "received").length > MAX_HOPS) {
+        throw new MessageRefused(R.tooManyHops());
+      }
       let content = received;
       let authResults: (AuthVerdict & { quarantine: boolean }) | undefined;
       if (envelope.authUser) {
@@ -89,7 +99,11 @@ export function createSessionBackend(deps: BackendDeps): SessionBackend {
         const fixed = fixUpSubmission(content, maySendAs, hostname, new Date());
         if (!fixed.ok) {
           throw new MessageRefused(
-            fixed.problem === "no-from" ? R.noFromHeader() : R.senderNotOwned(fixed.address),
+            fixed.problem === "no-from"
+              ? R.noFromHeader()
+              : fixed.problem === "many-from"
+                ? R.manyFromHeaders()
+                : R.senderNotOwned(fixed.address),
           );
         }
         content = await signIfLocal(db, fixed.content);
@@ -127,7 +141,7 @@ export function createSessionBackend(deps: BackendDeps): SessionBackend {
         envid: envelope.mailParams.envid,
         ret: envelope.mailParams.ret,
         deliveries: envelope.recipients.map((r) => ({
-          rcpt: r.address,
+          rcpt: normalizeAddress(r.address),
           target: r.target,
           orcpt: r.params.orcpt,
           notify: r.params.notify?.join(","),

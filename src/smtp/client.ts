@@ -52,6 +52,8 @@ export const CLIENT_TIMEOUTS: ClientTimeouts = {
 
 /** QUIT is a courtesy: never wait long for its 221. */
 const QUIT_TIMEOUT_MS = 10_000;
+/** Replies read ahead of the commands waiting for them (a pipelined transaction: MAIL, RCPTs, DATA). */
+const MAX_QUEUED_REPLIES = 1100;
 
 export interface ClientOptions {
   /** Server name (for logs, `remote` and TLS SNI) or IP address. */
@@ -640,6 +642,12 @@ export class SmtpClientConnection {
       return;
     }
     for (const r of got) this.replies.push(r);
+    // We never have more commands in flight than a transaction's worth: more replies than that
+    // waiting is a server talking unasked (and memory we would keep for it).
+    if (this.replies.length > MAX_QUEUED_REPLIES) {
+      this.fail(this.protocolError(this.phase, `too many unrequested replies from ${this.remote}`));
+      return;
+    }
     const w = this.replyWaiter;
     if (w && this.replies.length > 0) {
       this.replyWaiter = undefined;

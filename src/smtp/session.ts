@@ -62,7 +62,7 @@ export interface SessionBackend {
   ): Promise<Reply | undefined>;
   checkRecipient(
     address: string,
-    ctx: { authUser: string | undefined; port: PortKind },
+    ctx: { authUser: string | undefined; port: PortKind; mailFrom: string },
   ): Promise<RecipientDecision>;
   /** Commits the message; resolves only once it is durable. */
   accept(id: string, envelope: Envelope, content: Uint8Array): Promise<void>;
@@ -123,8 +123,8 @@ export class SmtpSession {
   private tx: Transaction | undefined;
   private errors = 0;
   private authFailures = 0;
-  /** The server is stopping: close once the command in progress is answered. */
-  private stopping = false;
+  /** Set when the session must end: it does once the command in progress is answered. */
+  private closing: Reply | undefined;
 
   constructor(
     private readonly policy: SessionPolicy,
@@ -151,14 +151,22 @@ export class SmtpSession {
   }
 
   timedOut(): void {
-    this.closeWith(R.timeout());
+    this.closeSoon(R.timeout());
   }
 
   /** The server is stopping: end the session politely. */
   shutdown(): void {
-    // A command in progress (a commit above all) finishes and is answered first.
-    if (this.running) this.stopping = true;
-    else this.closeWith(R.shuttingDown());
+    this.closeSoon(R.shuttingDown());
+  }
+
+  /**
+   * Ends the session with `r`, but never between a commit and its 250: a command in progress is
+   * answered first, or a client told 421 would send again a message we already hold.
+   */
+  private closeSoon(r: Reply): void {
+    if (!this.running) return this.closeWith(r);
+    this.closing ??= r;
+    this.input = new Uint8Array(0);
   }
 
   tlsStarted(info: TlsInfo): void {
@@ -172,11 +180,12 @@ export class SmtpSession {
   }
 
   receive(chunk: Uint8Array): void {
-    if (this.mode.kind === "closed" || this.mode.kind === "tlsPending") return; // nothing may ride in before TLS
+    // Nothing may ride in before TLS, and nothing more is read from a session that is ending.
+    if (this.mode.kind === "closed" || this.mode.kind === "tlsPending" || this.closing) return;
     // Our own copy: the bytes may wait behind a slow commit, and the caller's buffer may be reused.
     this.input = this.input.length === 0 ? chunk.slice() : concat([this.input, chunk]);
     if (this.mode.kind === "command" && this.input.length > MAX_PENDING_INPUT && this.running) {
-      this.closeWith(R.tooManyErrors());
+      this.closeSoon(R.tooManyErrors());
       return;
     }
     void this.pump();
@@ -209,7 +218,7 @@ export class SmtpSession {
     if (this.running) return;
     this.running = true;
     try {
-      while (this.input.length > 0 && !this.stopping) {
+      while (this.input.length > 0 && !this.closing) {
         const mode = this.mode;
         if (mode.kind === "closed" || mode.kind === "tlsPending") break;
         if (mode.kind === "data") {
@@ -276,7 +285,7 @@ export class SmtpSession {
       }
     } finally {
       this.running = false;
-      if (this.stopping) this.closeWith(R.shuttingDown());
+      if (this.closing) this.closeWith(this.closing);
     }
   }
 
@@ -449,6 +458,7 @@ export class SmtpSession {
     const decision = await this.backend.checkRecipient(address, {
       authUser: this.authUser,
       port: this.policy.port,
+      mailFrom: tx.mailFrom,
     });
     if (this.closed) return;
     if (!decision.ok) return this.answer(decision.reply);

@@ -155,6 +155,13 @@ describe("serve on the embedded database", () => {
     server?.proc.kill("SIGKILL");
   });
 
+  test("the data dir is for the owner only (PGlite's files inside are 0666: the dir must shut them off)", async () => {
+    const { statSync } = await import("node:fs");
+    expect(statSync(dataDir).mode & 0o777).toBe(0o700);
+    expect(statSync(`${dataDir}/tls-key.pem`).mode & 0o777).toBe(0o600);
+    expect(statSync(`${dataDir}/control.sock`).mode & 0o077).toBe(0);
+  });
+
   test("/healthz answers 200 ok", async () => {
     const res = await fetch(`http://127.0.0.1:${server.httpPort}/healthz`);
     expect(res.status).toBe(200);

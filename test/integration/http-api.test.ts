@@ -80,7 +80,10 @@ describe.skipIf(!havePostgres)("HTTP API on PostgreSQL", () => {
         "250 2.0.0 Ok: queued as",
       );
     }
-    expect(await swaks(server.smtpPorts.smtp, "bob@example.test", "for bob")).toContain("250 2.0.0");
+    expect(await swaks(server.smtpPorts.smtp, "Bob@Example.TEST", "for bob")).toContain("250 2.0.0");
+    // The address as typed at RCPT does not matter: bob's mailbox has it.
+    const bob = await fetch(`${base}/api/mailboxes/bob@example.test/messages`, { headers: auth });
+    expect(((await bob.json()) as { subject: string }[]).map((m) => m.subject)).toEqual(["for bob"]);
 
     const res = await fetch(`${base}/api/mailboxes/Alice@Example.test/messages?limit=2`, { headers: auth });
     expect(res.status).toBe(200);
@@ -104,6 +107,29 @@ describe.skipIf(!havePostgres)("HTTP API on PostgreSQL", () => {
     const page2 = (await res2.json()) as Record<string, unknown>[];
     expect(page2.map((x) => x.subject)).toEqual(["first"]);
     expect(res2.headers.get("x-next-cursor")).toBeNull();
+  });
+
+  test("a message that has looped past 50 Received headers is refused with 554 5.4.6", async () => {
+    const hops = Array.from(
+      { length: 51 },
+      (_, i) => `Received: from hop${i}.test by hop${i + 1}.test; x`,
+    ).join("\r\n");
+    const proc = Bun.spawn(
+      [
+        "swaks",
+        "--server",
+        `127.0.0.1:${server.smtpPorts.smtp}`,
+        "--from",
+        "s@remote.test",
+        "--to",
+        "loop@example.test",
+        "--data",
+        "-",
+      ],
+      { stdin: new TextEncoder().encode(`${hops}\r\nSubject: loop\r\n\r\nx\r\n`), stdout: "pipe" },
+    );
+    const out = await new Response(proc.stdout).text();
+    expect(out).toContain("554 5.4.6");
   });
 
   test("bad query values are 400 with the field named", async () => {

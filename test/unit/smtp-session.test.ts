@@ -639,21 +639,6 @@ describe("a mail transaction", () => {
     expect(h.closed).toBe(true);
     expect(h.backend.stored).toEqual([]);
   });
-
-  test("a client flooding commands behind a slow commit is cut off (421)", async () => {
-    const h = new Harness();
-    let release!: () => void;
-    h.backend.gate = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    await h.send(`EHLO client.test\r\n${transaction()}`);
-    const flood = "NOOP\r\n".repeat(50_000);
-    expect(codes(await h.send(flood))).toEqual(["421 4.7.0"]);
-    expect(h.closed).toBe(true);
-    release();
-    await settle();
-    expect(codes(h.all).at(-1)).toBe("421 4.7.0");
-  });
 });
 
 describe("shutdown", () => {
@@ -687,6 +672,30 @@ describe("shutdown", () => {
     expect(codes(h.all).slice(-2)).toEqual(["250 2.0.0", "421 4.3.2"]);
     expect(h.all.at(-2)).toContain("queued as");
     expect(h.backend.stored).toHaveLength(1);
+    expect(h.closed).toBe(true);
+  });
+});
+
+describe("closing during a commit", () => {
+  test.each([
+    ["a timeout", (h: Harness) => h.session.timedOut(), "421 4.4.2"],
+    [
+      "a flood of pipelined input",
+      (h: Harness) => h.session.receive(new Uint8Array(300 * 1024).fill(0x41)),
+      "421 4.7.0",
+    ],
+  ])("%s: the commit is answered 250 first, then the session closes", async (_name, trigger, closing) => {
+    const h = new Harness();
+    let release!: () => void;
+    h.backend.gate = new Promise((r) => {
+      release = r;
+    });
+    await h.send(`EHLO c\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<${ALICE}>\r\nDATA\r\n${BODY}.\r\n`);
+    trigger(h);
+    expect(h.closed).toBe(false);
+    release();
+    await settle();
+    expect(codes(h.all).slice(-2)).toEqual(["250 2.0.0", closing]);
     expect(h.closed).toBe(true);
   });
 });

@@ -16,6 +16,14 @@ describe("SRS", () => {
     expect(srsForward("", "example.test", SECRET, NOW)).toBe("");
   });
 
+  test("an address older than 21 days does not reverse", () => {
+    const srs = srsForward("a@b.test", "example.test", SECRET, NOW);
+    const later = (days: number) => new Date(NOW.getTime() + days * 86_400_000);
+    expect(srsReverse(srs, SECRET, later(21))).toBe("a@b.test");
+    expect(srsReverse(srs, SECRET, later(22))).toBeUndefined();
+    expect(srsReverse(srs, SECRET, later(1024 + 3))).toBe("a@b.test"); // the 10-bit day wraps
+  });
+
   test("a forged or foreign address does not reverse", () => {
     const srs = srsForward("a@b.test", "example.test", SECRET, NOW);
     expect(srsReverse(srs, "other secret")).toBeUndefined();

@@ -41,6 +41,11 @@ describe("fixUpSubmission", () => {
     expect(r).toEqual({ ok: true, content: raw });
   });
 
+  test("a second From header is refused: it would travel under our signature", () => {
+    const raw = enc(`${RECEIVED}From: u@example.test\r\nFrom: "Bank" <ceo@bank.test>\r\n\r\nb\r\n`);
+    expect(fixUpSubmission(raw, allowed, "h", NOW)).toEqual({ ok: false, problem: "many-from" });
+  });
+
   test("no From header is refused", () => {
     expect(fixUpSubmission(enc(`${RECEIVED}Subject: x\r\n\r\nb\r\n`), allowed, "h", NOW)).toEqual({
       ok: false,

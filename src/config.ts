@@ -45,6 +45,8 @@ const schema = z.object({
     .pipe(z.array(ipPort).optional()),
   POSTERN_OUTBOUND_PORT: port.default(25),
   POSTERN_SMARTHOST: hostPort.optional(),
+  POSTERN_SMARTHOST_USER: z.string().min(1).optional(),
+  POSTERN_SMARTHOST_PASSWORD: z.string().min(1).optional(),
   POSTERN_MAX_MESSAGE_BYTES: positiveInt.default(26214400),
   POSTERN_MAX_RECIPIENTS: positiveInt.default(100),
   POSTERN_MAX_CONNECTIONS: positiveInt.default(1000),
@@ -75,6 +77,8 @@ export interface Config {
   dnsServers: string[] | undefined;
   outboundPort: number;
   smarthost: string | undefined;
+  /** AUTH at the smarthost (only ever sent over TLS). */
+  smarthostAuth: { username: string; password: string } | undefined;
   maxMessageBytes: number;
   maxRecipients: number;
   maxConnections: number;
@@ -107,6 +111,12 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
   if ((s.POSTERN_TLS_CERT === undefined) !== (s.POSTERN_TLS_KEY === undefined)) {
     throw new ConfigError("POSTERN_TLS_CERT and POSTERN_TLS_KEY must be set together");
   }
+  if ((s.POSTERN_SMARTHOST_USER === undefined) !== (s.POSTERN_SMARTHOST_PASSWORD === undefined)) {
+    throw new ConfigError("POSTERN_SMARTHOST_USER and POSTERN_SMARTHOST_PASSWORD must be set together");
+  }
+  if (s.POSTERN_SMARTHOST_USER && !s.POSTERN_SMARTHOST) {
+    throw new ConfigError("POSTERN_SMARTHOST_USER is set but POSTERN_SMARTHOST is not");
+  }
   if (s.POSTERN_RETRY_MAX_SECONDS < s.POSTERN_RETRY_BASE_SECONDS) {
     throw new ConfigError(
       `POSTERN_RETRY_MAX_SECONDS=${s.POSTERN_RETRY_MAX_SECONDS} is invalid: expected at least POSTERN_RETRY_BASE_SECONDS (${s.POSTERN_RETRY_BASE_SECONDS})`,
@@ -127,6 +137,10 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     dnsServers: s.POSTERN_DNS_SERVERS,
     outboundPort: s.POSTERN_OUTBOUND_PORT,
     smarthost: s.POSTERN_SMARTHOST,
+    smarthostAuth:
+      s.POSTERN_SMARTHOST_USER && s.POSTERN_SMARTHOST_PASSWORD
+        ? { username: s.POSTERN_SMARTHOST_USER, password: s.POSTERN_SMARTHOST_PASSWORD }
+        : undefined,
     maxMessageBytes: s.POSTERN_MAX_MESSAGE_BYTES,
     maxRecipients: s.POSTERN_MAX_RECIPIENTS,
     maxConnections: s.POSTERN_MAX_CONNECTIONS,

@@ -23,14 +23,14 @@ const mailboxCourier: Courier = {
 };
 
 export function courierRegistry(
-  config: Pick<Config, "hostname" | "smarthost" | "outboundPort">,
+  config: Pick<Config, "hostname" | "smarthost" | "smarthostAuth" | "outboundPort">,
   resolver: Resolver,
   directory: Directory,
 ): (target: string) => Courier {
-  const smtp = (plan: (job: Job) => Promise<Plan>) =>
-    new SmtpCourier({ helo: config.hostname, resolver, plan });
+  const smtp = (plan: (job: Job) => Promise<Plan>, auth?: Config["smarthostAuth"]) =>
+    new SmtpCourier({ helo: config.hostname, resolver, plan, auth });
   const internet = config.smarthost
-    ? smtp(fixedPlan(parseHostPort(config.smarthost, config.outboundPort)))
+    ? smtp(fixedPlan(parseHostPort(config.smarthost, config.outboundPort)), config.smarthostAuth)
     : smtp(mxPlan(resolver, config.outboundPort));
   const forwardAddress = (job: Job) => job.delivery.target.slice("forward:".length);
   const forward = new SmtpCourier({
@@ -39,6 +39,7 @@ export function courierRegistry(
     plan: config.smarthost
       ? fixedPlan(parseHostPort(config.smarthost, config.outboundPort))
       : mxPlan(resolver, config.outboundPort, forwardAddress),
+    auth: config.smarthost ? config.smarthostAuth : undefined,
     // SRS at the domain the mail was addressed to, so the next hop's SPF check sees our domain.
     rewrite: async (job) => {
       const ourDomain = domainOf(job.delivery.rcpt);

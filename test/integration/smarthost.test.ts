@@ -1,0 +1,70 @@
+// POSTERN_SMARTHOST with credentials: all outbound mail through one host, AUTH over STARTTLS.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { parseConfig } from "../../src/config.ts";
+import { type RunningServer, startServer } from "../../src/serve.ts";
+import { cliEnv, runCli, tempDir } from "../helpers/cli.ts";
+import { freshDatabaseUrl, havePostgres } from "../helpers/pg.ts";
+import { SmtpSink } from "../helpers/sink.ts";
+
+const TOKEN = "smarthost-test-admin-token";
+
+describe.skipIf(!havePostgres)("smarthost", () => {
+  let sink: SmtpSink;
+  let server: RunningServer;
+
+  beforeAll(async () => {
+    sink = await SmtpSink.start({ starttls: true, auth: { username: "relayuser", password: "relaypass" } });
+    const url = await freshDatabaseUrl();
+    expect((await runCli(["domain", "add", "example.test"], cliEnv({ DATABASE_URL: url }))).code).toBe(0);
+    server = await startServer(
+      parseConfig({
+        DATABASE_URL: url,
+        POSTERN_DATA_DIR: tempDir(),
+        POSTERN_LISTEN: "127.0.0.1",
+        POSTERN_SMTP_PORT: "0",
+        POSTERN_SUBMISSION_PORT: "0",
+        POSTERN_SUBMISSIONS_PORT: "0",
+        POSTERN_HTTP_PORT: "0",
+        POSTERN_LOG_LEVEL: process.env.DBG ? "info" : "error",
+        POSTERN_ADMIN_TOKEN: TOKEN,
+        POSTERN_DNS_SERVERS: "127.0.0.1:9",
+        POSTERN_DNS_CHECKS: "off",
+        POSTERN_SMARTHOST: `127.0.0.1:${sink.port}`,
+        POSTERN_SMARTHOST_USER: "relayuser",
+        POSTERN_SMARTHOST_PASSWORD: "relaypass",
+      }),
+    );
+  });
+  afterAll(async () => {
+    await server?.stop();
+    await sink?.stop();
+  });
+
+  test("mail for any domain goes to the smarthost, authenticated, over TLS", async () => {
+    const res = await fetch(`http://127.0.0.1:${server.httpPort}/api/send`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+      body: JSON.stringify({
+        from: "a@example.test",
+        to: ["x@anywhere.test"],
+        subject: "via smarthost",
+        text: "hi",
+      }),
+    });
+    expect(res.status).toBe(202);
+    const deadline = Date.now() + 10000;
+    while (sink.messages.length === 0 && Date.now() < deadline) await Bun.sleep(50);
+    expect(sink.messages).toHaveLength(1);
+    expect(sink.messages[0]).toMatchObject({
+      tls: true,
+      authUser: "relayuser",
+      recipients: ["x@anywhere.test"],
+    });
+  });
+
+  test("a user without a password (or the reverse) is refused at start-up with one line", () => {
+    expect(() => parseConfig({ POSTERN_SMARTHOST: "h:25", POSTERN_SMARTHOST_USER: "u" })).toThrow(
+      "POSTERN_SMARTHOST_USER and POSTERN_SMARTHOST_PASSWORD must be set together",
+    );
+  });
+});

@@ -18,7 +18,7 @@ const USAGE = `usage: postern <verb>
   domain ls | rm DOMAIN | dns DOMAIN | check DOMAIN
   user add ADDRESS [--password-stdin] [--may-send-as PATTERN]...
   user ls | rm ADDRESS | passwd ADDRESS [--password-stdin]
-  route add PATTERN TARGET            TARGET: mailbox | webhook:URL | relay:HOST[:PORT] | forward:ADDRESS
+  route add PATTERN TARGET            TARGET: mailbox | webhook:URL | relay:[lmtp:]HOST[:PORT] | forward:ADDRESS
   route ls | rm PATTERN
   queue ls [--status S] [--limit N] [--json] | show ID [--json] | retry ID|--all | rm ID
   send --from A --to B [--to C]... < message.eml`;

@@ -2,6 +2,7 @@
 import type { Config } from "../config.ts";
 import type { Resolver } from "../dns/resolver.ts";
 import type { Directory } from "../domains/directory.ts";
+import { parseTarget } from "../domains/targets.ts";
 import { domainOf } from "../mail/address.ts";
 import { srsForward } from "../mail/srs.ts";
 import type { Courier, Job } from "./courier.ts";
@@ -58,7 +59,14 @@ export function courierRegistry(
     if (target.startsWith("relay:")) {
       let courier = relays.get(target);
       if (!courier) {
-        courier = smtp(fixedPlan(parseHostPort(target.slice("relay:".length), 25)));
+        const relay = parseTarget(target);
+        if (relay.kind !== "relay") throw new Error(`not a relay target: ${target}`);
+        courier = new SmtpCourier({
+          helo: config.hostname,
+          resolver,
+          plan: fixedPlan({ name: relay.host, port: relay.port }),
+          lmtp: relay.lmtp,
+        });
         relays.set(target, courier);
       }
       return courier;

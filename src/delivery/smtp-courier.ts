@@ -36,6 +36,8 @@ export interface SmtpCourierOptions {
   plan(job: Job): Promise<Plan>;
   rewrite?: Rewrite;
   auth?: ClientOptions["auth"];
+  /** Speak LMTP (an inner mail store): one reply per recipient after the data. */
+  lmtp?: boolean;
   timeouts?: ClientOptions["timeouts"];
 }
 
@@ -232,6 +234,7 @@ export class SmtpCourier implements Courier {
               helo: this.o.helo,
               tls,
               auth: this.o.auth,
+              lmtp: this.o.lmtp,
               timeouts: this.o.timeouts,
             });
             return { conn, host };

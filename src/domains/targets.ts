@@ -4,10 +4,10 @@ import { addressProblem, normalizeAddress } from "../mail/address.ts";
 export type Target =
   | { kind: "mailbox" }
   | { kind: "webhook"; url: string }
-  | { kind: "relay"; host: string; port: number }
+  | { kind: "relay"; host: string; port: number; lmtp: boolean }
   | { kind: "forward"; address: string };
 
-/** Parses `mailbox`, `webhook:URL`, `relay:HOST[:PORT]` or `forward:ADDRESS`; throws a one-line reason. */
+/** Parses `mailbox`, `webhook:URL`, `relay:[lmtp:]HOST[:PORT]` or `forward:ADDRESS`; throws a one-line reason. */
 export function parseTarget(raw: string): Target {
   const colon = raw.indexOf(":");
   const kind = colon < 0 ? raw : raw.slice(0, colon);
@@ -28,10 +28,13 @@ export function parseTarget(raw: string): Target {
       return { kind: "webhook", url: url.href };
     }
     case "relay": {
-      const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?$/.exec(rest);
-      const port = m?.[2] === undefined ? 25 : Number(m[2]);
-      if (!m || port < 1 || port > 65535) throw new Error(`relay "${rest}" is not HOST[:PORT]`);
-      return { kind: "relay", host: m[1]!.replace(/^\[|\]$/g, ""), port };
+      // relay:lmtp:HOST[:PORT] speaks LMTP (RFC 2033) to an inner store such as Dovecot.
+      const lmtp = rest.startsWith("lmtp:");
+      const hostPort = lmtp ? rest.slice("lmtp:".length) : rest;
+      const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?$/.exec(hostPort);
+      const port = m?.[2] === undefined ? (lmtp ? 24 : 25) : Number(m[2]);
+      if (!m || port < 1 || port > 65535) throw new Error(`relay "${rest}" is not [lmtp:]HOST[:PORT]`);
+      return { kind: "relay", host: m[1]!.replace(/^\[|\]$/g, ""), port, lmtp };
     }
     case "forward": {
       const address = normalizeAddress(rest);
@@ -53,7 +56,7 @@ export function formatTarget(t: Target): string {
     case "webhook":
       return `webhook:${t.url}`;
     case "relay":
-      return `relay:${t.host.includes(":") ? `[${t.host}]` : t.host}:${t.port}`;
+      return `relay:${t.lmtp ? "lmtp:" : ""}${t.host.includes(":") ? `[${t.host}]` : t.host}:${t.port}`;
     case "forward":
       return `forward:${t.address}`;
   }

@@ -29,6 +29,7 @@ describe.skipIf(!havePostgres)("delivery", () => {
   let sink: SmtpSink;
   let server: RunningServer;
   let sql: postgres.Sql;
+  let databaseUrl: string;
   /** Replies the sink gives per recipient local part, and how often it has seen each. */
   const seen = new Map<string, number>();
 
@@ -60,6 +61,7 @@ describe.skipIf(!havePostgres)("delivery", () => {
       "sender.test": { A: ["127.0.0.1"], TXT: ["v=spf1 ip4:127.0.0.1 -all"] },
     });
     const url = await freshDatabaseUrl();
+    databaseUrl = url;
     const env = cliEnv({ DATABASE_URL: url, POSTERN_HOSTNAME: "mx.example.test" });
     const run = async (...args: string[]) => expect((await runCli(args, env, `${PASSWORD}\n`)).code).toBe(0);
     await run("domain", "add", "example.test");
@@ -258,6 +260,33 @@ describe.skipIf(!havePostgres)("delivery", () => {
     );
     const used = sink.connections.length - before;
     expect(used).toBeLessThan(10);
+  });
+
+  test("relay:lmtp:HOST:PORT speaks LMTP to an inner store", async () => {
+    const lmtp = await SmtpSink.start({ lmtp: true });
+    try {
+      const env = cliEnv({ DATABASE_URL: databaseUrl });
+      const added = await runCli(
+        ["route", "add", "store@example.test", `relay:lmtp:127.0.0.1:${lmtp.port}`],
+        env,
+      );
+      expect(added.code).toBe(0);
+      await Bun.sleep(2100); // the directory's cache
+      const c = await SmtpClient.connect(server.smtpPorts.smtp);
+      await c.readReply();
+      await c.command("EHLO sender.test");
+      await c.command("MAIL FROM:<s@sender.test>");
+      expect((await c.command("RCPT TO:<store@example.test>")).code).toBe(250);
+      await c.command("DATA");
+      expect((await c.command("From: s@sender.test\r\nSubject: to the store\r\n\r\nhi\r\n.")).code).toBe(250);
+      await c.quit();
+      const deadline = Date.now() + 10000;
+      while (lmtp.messages.length === 0 && Date.now() < deadline) await Bun.sleep(50);
+      expect(lmtp.messages[0]?.recipients).toEqual(["store@example.test"]);
+      expect(lmtp.connections[0]?.commands[0]).toStartWith("LHLO ");
+    } finally {
+      await lmtp.stop();
+    }
   });
 
   test("relay:HOST:PORT routes inbound mail to an inner server", async () => {

@@ -46,6 +46,8 @@ describe("route targets", () => {
     ["relay:inner.example.com", "relay:inner.example.com:25"],
     ["relay:127.0.0.1:2526", "relay:127.0.0.1:2526"],
     ["relay:[::1]:24", "relay:[::1]:24"],
+    ["relay:lmtp:dovecot.internal", "relay:lmtp:dovecot.internal:24"],
+    ["relay:lmtp:127.0.0.1:2424", "relay:lmtp:127.0.0.1:2424"],
     ["forward:Bob@Example.com", "forward:bob@example.com"],
   ])("%s parses and prints as %s", (raw, printed) => {
     expect(formatTarget(parseTarget(raw))).toBe(printed);

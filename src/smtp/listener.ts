@@ -61,7 +61,12 @@ interface Connection {
   /** Metrics of this connection; shared by its plain and TLS sockets. */
   track: ConnectionTrack | undefined;
   openedAt: number;
+  /** When the current wait ends (ms since epoch). */
+  deadline: number;
 }
+
+/** Bun's socket.timeout never fires above 240 s (measured): longer waits are re-armed in steps. */
+const MAX_BUN_TIMEOUT_SECONDS = 240;
 
 export interface ListenerOptions {
   hostname: string;
@@ -73,6 +78,8 @@ export interface ListenerOptions {
   tls: TlsMaterial | undefined;
   counter: ConnectionCounter;
   log: Logger;
+  /** The longest single socket timer (tests shorten it to see the re-arming). */
+  maxTimerSeconds?: number;
   /** Time allowed for a TLS handshake (implicit or after STARTTLS); tests shorten it. */
   handshakeTimeoutSeconds?: number;
   /** Counts connections, sessions and their outcomes, AUTH failures. */
@@ -89,6 +96,11 @@ export interface SmtpListener {
 }
 
 export function listenSmtp(opts: ListenerOptions): SmtpListener {
+  const maxTimer = opts.maxTimerSeconds ?? MAX_BUN_TIMEOUT_SECONDS;
+  const armTimeout = (socket: Socket<Connection>, conn: Connection, seconds: number) => {
+    conn.deadline = Date.now() + seconds * 1000;
+    socket.timeout(Math.min(seconds, maxTimer));
+  };
   const implicitTls = opts.kind === "submissions";
   if (implicitTls && !opts.tls) throw new Error("port 465 needs a TLS certificate");
   const sessions = new Set<SmtpSession>();
@@ -133,7 +145,7 @@ export function listenSmtp(opts: ListenerOptions): SmtpListener {
     );
     conn.session = session;
     sessions.add(session);
-    socket.timeout(session.timeoutSeconds);
+    armTimeout(socket, conn, session.timeoutSeconds);
     session.greet();
   };
 
@@ -151,7 +163,7 @@ export function listenSmtp(opts: ListenerOptions): SmtpListener {
       conn.admitted = false;
       // The plain socket's timer does not carry over to the TLS one: without this, a client
       // that sends STARTTLS and then nothing (or stops after the handshake) is never timed out.
-      tlsSocket.timeout(handshakeTimeout);
+      armTimeout(tlsSocket, next, handshakeTimeout);
     } catch (err) {
       opts.log.warn("starttls failed", { ip: conn.ip, error: String(err) });
       // Still ours: its close releases the slot.
@@ -166,7 +178,7 @@ export function listenSmtp(opts: ListenerOptions): SmtpListener {
       const conn = socket.data;
       if (conn.superseded || !conn.session) return;
       conn.session.receive(chunk);
-      socket.timeout(conn.session.timeoutSeconds);
+      armTimeout(socket, conn, conn.session.timeoutSeconds);
     },
     drain(socket) {
       if (!socket.data.superseded) socket.data.writer?.drain();
@@ -187,6 +199,12 @@ export function listenSmtp(opts: ListenerOptions): SmtpListener {
     timeout(socket) {
       const conn = socket.data;
       if (conn.superseded) return;
+      // Bun's timer was capped (see armTimeout): not yet our deadline, wait the rest.
+      const left = conn.deadline - Date.now();
+      if (left > 1000) {
+        socket.timeout(Math.min(Math.ceil(left / 1000), maxTimer));
+        return;
+      }
       if (!conn.session) {
         conn.track?.mark("timeout");
         socket.end();
@@ -215,7 +233,7 @@ export function listenSmtp(opts: ListenerOptions): SmtpListener {
       const info = { protocol: socket.getTLSVersion(), cipher: cipher.name };
       if (conn.session) {
         conn.session.tlsStarted(info);
-        socket.timeout(conn.session.timeoutSeconds);
+        armTimeout(socket, conn, conn.session.timeoutSeconds);
       } else begin(socket, conn, info);
     },
   };
@@ -230,9 +248,10 @@ export function listenSmtp(opts: ListenerOptions): SmtpListener {
       superseded: false,
       track: opts.metrics?.connectionOpened(opts.kind),
       openedAt: performance.now(),
+      deadline: 0,
     };
     // On 465 a write before the handshake is lost: the session begins in `handshake`.
-    if (implicitTls) socket.timeout(handshakeTimeout);
+    if (implicitTls) armTimeout(socket, socket.data, handshakeTimeout);
     else begin(socket, socket.data, undefined);
   };
 

@@ -15,6 +15,19 @@ const backend: SessionBackend = {
   accept: async () => {},
 };
 
+function policyFor(kind: PortKind): SessionPolicy {
+  return {
+    port: kind,
+    hostname: "mx.example.test",
+    maxMessageBytes: 1_000_000,
+    maxRecipients: 10,
+    tlsAvailable: true,
+    maxErrors: 10,
+    maxAuthFailures: 3,
+    authFailureDelayMs: () => 0,
+  };
+}
+
 describe("SMTP listener timeouts", () => {
   const counter = new ConnectionCounter({ total: 100, perIp: 100 });
   const listeners = {} as Record<PortKind, SmtpListener>;
@@ -27,16 +40,7 @@ describe("SMTP listener timeouts", () => {
       tlsKey: undefined,
     });
     for (const kind of ["submission", "submissions"] as const) {
-      const policy: SessionPolicy = {
-        port: kind,
-        hostname: "mx.example.test",
-        maxMessageBytes: 1_000_000,
-        maxRecipients: 10,
-        tlsAvailable: true,
-        maxErrors: 10,
-        maxAuthFailures: 3,
-        authFailureDelayMs: () => 0,
-      };
+      const policy = policyFor(kind);
       listeners[kind] = listenSmtp({
         hostname: "127.0.0.1",
         port: 0,
@@ -51,9 +55,41 @@ describe("SMTP listener timeouts", () => {
       });
     }
   });
-  afterAll(() => {
-    for (const l of Object.values(listeners)) l.stop();
+  afterAll(async () => {
+    for (const l of Object.values(listeners)) await l.stop(0);
   });
+
+  test("a wait longer than Bun's longest timer is re-armed until its own deadline", async () => {
+    // Timers capped at 1 s, handshake deadline 4 s: a capped timer alone would cut at about 1 s.
+    const tls = await loadTlsMaterial({
+      dataDir: tempDir(),
+      hostname: "h.test",
+      tlsCert: undefined,
+      tlsKey: undefined,
+    });
+    const listener = listenSmtp({
+      hostname: "127.0.0.1",
+      port: 0,
+      kind: "submissions",
+      policy: { ...policyFor("submissions") },
+      backend,
+      clock: { now: () => Date.now(), sleep: (ms) => Bun.sleep(ms), newId: () => "id" },
+      tls,
+      counter: new ConnectionCounter({ total: 10, perIp: 10 }),
+      log: createLogger("error"),
+      handshakeTimeoutSeconds: 4,
+      maxTimerSeconds: 1,
+    });
+    try {
+      const silent = await SmtpClient.connect(listener.port);
+      const started = Date.now();
+      expect(await silent.waitClosed(12000)).toBe(true);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(3000);
+      silent.destroy();
+    } finally {
+      await listener.stop(0);
+    }
+  }, 20000);
 
   test("a client silent after STARTTLS, or stuck mid-handshake, is cut off and its slot freed", async () => {
     const silent = await ehloClient(listeners.submission.port);

@@ -1,0 +1,172 @@
+# postern-lib.sh - helpers shared by relay.sh and checks.sh (sourced, does nothing by itself).
+# Copied from accept.sh (which is a program, not a library) so that accept.sh stays untouched:
+# bookkeeping + cleanup of everything started, free ports, a throwaway PostgreSQL 15 cluster,
+# Postern start/stop, load.sh in the background. The caller sets WORK, ROOT, BUN, PGBIN,
+# SHARED_BENCH and BASE_PORT, sources ../shared/bench/lib.sh, then this file.
+
+T_START=$(date +%s)
+log() { echo "[$(($(date +%s) - T_START))s] $*" >&2; }
+
+PF_CONFS=()   # Postfix instances started (pf_start from peers.sh appends to it)
+EXTRA_PIDS=() # other daemons we started (dnsmasq, ...)
+PG_DATA=
+POSTERN_PID=
+LOAD_PID=
+TAIL_PID=
+
+stop_pid() { # PID: SIGTERM, up to 10 s, then SIGKILL
+	local p=$1 i
+	kill -0 "$p" 2>/dev/null || return 0
+	kill "$p" 2>/dev/null
+	for ((i = 0; i < 100; i++)); do
+		kill -0 "$p" 2>/dev/null || { wait "$p" 2>/dev/null; return 0; }
+		sleep 0.1
+	done
+	kill -9 "$p" 2>/dev/null
+	wait "$p" 2>/dev/null
+}
+
+kill_tree() { # PID: TERM to it and every descendant (load.sh, its smtp-source and smtp-sink)
+	local pids
+	pids=$(tree_pids "$1")
+	# shellcheck disable=SC2086
+	[ -n "$pids" ] && kill $pids 2>/dev/null
+	wait "$1" 2>/dev/null
+}
+
+cleanup() {
+	local c p
+	trap - INT TERM
+	[ -n "$LOAD_PID" ] && kill_tree "$LOAD_PID"
+	[ -n "$TAIL_PID" ] && stop_pid "$TAIL_PID"
+	[ -n "$POSTERN_PID" ] && stop_pid "$POSTERN_PID"
+	for p in "${EXTRA_PIDS[@]}"; do stop_pid "$p"; done
+	for c in "${PF_CONFS[@]}"; do postfix -c "$c" stop >/dev/null 2>&1; done
+	[ -n "$PG_DATA" ] && su postgres -s /bin/sh -c "$PGBIN/pg_ctl -D '$PG_DATA' -m fast -w stop" >/dev/null 2>&1
+	if [ "${KEEP:-0}" = 1 ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
+}
+
+NEXT_PORT=$BASE_PORT
+pick_port() { # VAR: the next port from NEXT_PORT up with no socket on it in any state
+	local p=$NEXT_PORT
+	while ss -Htanu "( sport = :$p )" 2>/dev/null | grep -q .; do p=$((p + 1)); done
+	NEXT_PORT=$((p + 1))
+	printf -v "$1" '%s' "$p"
+}
+
+pg_psql() { psql -h 127.0.0.1 -p "$P_PG" -U postgres -d "${PGDB:-postern}" -qAtX -v ON_ERROR_STOP=1 "$@"; }
+
+pg_start() { # throwaway cluster, default settings (fsync=on, synchronous_commit=on); sets PG_PID
+	local d=$WORK/pg
+	mkdir -p "$d"
+	chown postgres:postgres "$d"
+	su postgres -s /bin/sh -c "$PGBIN/initdb -D '$d/data' -U postgres --auth=trust -E UTF8" >"$d/initdb.log" 2>&1 ||
+		{ tail "$d/initdb.log"; die "initdb failed"; }
+	su postgres -s /bin/sh -c "$PGBIN/pg_ctl -D '$d/data' -l '$d/server.log' -w -o '-p $P_PG -c listen_addresses=127.0.0.1 -k $d' start" >/dev/null ||
+		{ tail "$d/server.log"; die "pg_ctl start failed"; }
+	PG_DATA=$d/data
+	PG_PID=$(head -1 "$PG_DATA/postmaster.pid")
+	PGDB=postgres pg_psql -c 'create database postern' || die "create database failed"
+	PG_VERSION=$(PGDB=postgres pg_psql -c 'show server_version' | cut -d' ' -f1)
+}
+
+pg_stop() {
+	su postgres -s /bin/sh -c "$PGBIN/pg_ctl -D '$PG_DATA' -m fast -w stop" >/dev/null 2>&1
+	PG_DATA=
+}
+
+# postern_vars [VAR=VALUE...]: POSTERN_VARS, Postern's bench environment (extra settings last win)
+postern_vars() {
+	POSTERN_VARS=(DATABASE_URL="postgres://postgres@127.0.0.1:$P_PG/postern" POSTERN_DATA_DIR="$WORK/postern"
+		POSTERN_HOSTNAME=bench-postern.test POSTERN_LISTEN=127.0.0.1 POSTERN_LOG_LEVEL=warn
+		POSTERN_SMTP_PORT="$P_SMTP" POSTERN_SUBMISSION_PORT="$P_SUB" POSTERN_SUBMISSIONS_PORT="$P_SUBS"
+		POSTERN_HTTP_PORT="$P_HTTP" POSTERN_MAX_CONNECTIONS=2000 POSTERN_MAX_CONNECTIONS_PER_IP=2000
+		POSTERN_DNS_CHECKS=off POSTERN_DNS_SERVERS=127.0.0.1:9 "$@")
+}
+
+postern_cli() { # ARGS...: bun src/cli.ts ARGS against DATABASE_URL (before serve)
+	(cd "$ROOT" && env "${POSTERN_VARS[@]}" "$BUN" src/cli.ts "$@" >>"$WORK/cli.log" 2>&1) ||
+		{ tail -5 "$WORK/cli.log"; die "postern $* failed"; }
+}
+
+postern_start() { # NAME: `serve` in the background, log in $WORK/postern-NAME.log; sets POSTERN_PID
+	local name=$1
+	port_listening "$P_SMTP" && die "port $P_SMTP is already in use"
+	(cd "$ROOT" && exec env "${POSTERN_VARS[@]}" "$BUN" src/cli.ts serve >"$WORK/postern-$name.log" 2>&1) &
+	POSTERN_PID=$!
+	wait_port "$P_HTTP" 60 || { cat "$WORK/postern-$name.log"; die "postern did not start"; }
+	port_listening "$P_SMTP" || { cat "$WORK/postern-$name.log"; die "postern does not listen on $P_SMTP"; }
+}
+
+postern_stop() {
+	stop_pid "$POSTERN_PID"
+	POSTERN_PID=
+}
+
+# run_load LABEL PORT: load.sh in the background (Ctrl-C handled at once), per-run lines shown
+# as they come; output in $WORK/load-LABEL.{out,err}. SERVER_PIDS, SINK_PORT, BETWEEN_REPS
+# etc. come through the environment.
+run_load() {
+	local out=$WORK/load-$1.out err=$WORK/load-$1.err
+	: >"$out"
+	: >"$err"
+	"$SHARED_BENCH/load.sh" "$2" >"$out" 2>"$err" &
+	LOAD_PID=$!
+	tail -n +1 -f --pid="$LOAD_PID" "$err" >&2 &
+	TAIL_PID=$!
+	wait "$LOAD_PID"
+	LOAD_RC=$?
+	LOAD_PID=
+	wait "$TAIL_PID"
+	TAIL_PID=
+}
+
+# load_col LABEL MODE FIELD: from load.sh's table line for MODE: accept|e2e -> "med min max", cpu
+load_col() {
+	awk -v m="$2" -v f="$3" '$1 == m {
+		n = 0; for (i = 2; i <= NF; i++) if ($i ~ /^\[/) { n++; v[n] = $(i-1) " " $i }
+		if (f == "cpu") { print ($NF ~ /^\[/ || $NF ~ /^n\/a$/) ? "-" : $NF; exit }
+		k = (f == "accept") ? 1 : 2
+		s = v[k]; gsub(/[][]/, "", s); sub(/-/, " ", s); print (s == "" ? "NA NA NA" : s) }' "$WORK/load-$1.out"
+}
+
+# worst_other LABEL MODE: highest other% of MODE's timed runs; fails LABEL: failed runs
+worst_other() { grep -E " $2 run [0-9]+:" "$WORK/load-$1.err" | grep -o 'other CPU [0-9]*' | awk '{ print $3 }' | sort -n | tail -1; }
+load_fails() { grep -cE "FAILED" "$WORK/load-$1.err"; }
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else print "-" }'; }
+
+# Postern's between-reps hook (exported to load.sh): checks that the previous run's deliveries
+# are all settled (status delivered, for the relay route: up to 60 s), records the CPU ticks of
+# Bun and of the PostgreSQL tree, empties the queue and checkpoints, records the ticks again.
+# So the ticks file holds one interval per load.sh run (warm-up first), outside the timing.
+postern_between_reps() {
+	local q="psql -h 127.0.0.1 -p $ACCEPT_PG_PORT -U postgres -d postern -qAtX" i rows pend
+	for ((i = 0; i < 600; i++)); do
+		pend=$($q -c "select count(*) from deliveries where status not in ('delivered')")
+		[ "${pend:-1}" = 0 ] && break
+		sleep 0.1
+	done
+	rows=$($q -c 'select count(*) from messages')
+	echo "end $(cpu_ticks "$ACCEPT_POSTERN_PID") $(cpu_ticks "$ACCEPT_PG_PID") ${rows:-?} ${pend:-?}" >>"$ACCEPT_TICKS"
+	$q -c 'truncate messages, deliveries, attempts' -c 'checkpoint' >/dev/null
+	echo "start $(cpu_ticks "$ACCEPT_POSTERN_PID") $(cpu_ticks "$ACCEPT_PG_PID")" >>"$ACCEPT_TICKS"
+}
+
+# split_cpu FILE MSGS_PER_RUN SKIP: "bun_ms pg_ms rows_ok" per message over the intervals of FILE
+# after the first SKIP (the warm-up); rows_ok = every interval stored MSGS_PER_RUN messages and
+# left none unsettled.
+split_cpu() {
+	awk -v hz="$(getconf CLK_TCK)" -v n="$2" -v skip="$3" '
+		$1 == "start" { k++; sb[k] = $2; sp[k] = $3 }
+		$1 == "end" && k > 0 { eb[k] = $2; ep[k] = $3; rows[k] = $4; pend[k] = $5 }
+		END {
+			ok = "yes"
+			for (i = skip + 1; i <= k; i++) {
+				b += eb[i] - sb[i]; p += ep[i] - sp[i]; m += n
+				if (rows[i] != n || pend[i] != 0) ok = "NO(" rows[i] " rows, " pend[i] " unsettled)"
+			}
+			if (m == 0) { print "- - -"; exit }
+			printf "%.3f %.3f %s\n", b * 1000 / hz / m, p * 1000 / hz / m, ok
+		}' "$1"
+}

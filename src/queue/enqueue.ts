@@ -97,31 +97,39 @@ export class Enqueuer {
   }
 
   private write(batch: NewMessage[]): Promise<void> {
-    return this.db.transaction((tx) => writeMessages(tx, batch));
+    return writeMessages(this.db, batch);
   }
 }
 
 /** Inserts messages and their deliveries inside the caller's transaction. */
-export async function writeMessages(tx: Tx, batch: NewMessage[]): Promise<void> {
+/**
+ * Inserts messages and their deliveries as one statement (data-modifying CTEs): one round trip
+ * instead of one per table, which is most of what a commit costs on the hot path. Works inside
+ * a caller's transaction (settle writes DSNs this way) or alone, as its own transaction.
+ */
+export async function writeMessages(db: Db | Tx, batch: NewMessage[]): Promise<void> {
   const now = new Date();
-  await tx.insert(messages).values(
-    batch.map((m) => ({
-      id: m.id,
-      receivedAt: now,
-      direction: m.direction,
-      mailFrom: m.mailFrom,
-      helo: m.helo,
-      clientIp: m.clientIp,
-      authUser: m.authUser,
-      size: m.raw.length,
-      raw: m.raw,
-      authResults: m.authResults,
-      messageIdHeader: m.messageIdHeader,
-      subject: m.subject,
-      envid: m.envid,
-      ret: m.ret,
-    })),
-  );
+  const insertMessages = db
+    .insert(messages)
+    .values(
+      batch.map((m) => ({
+        id: m.id,
+        receivedAt: now,
+        direction: m.direction,
+        mailFrom: m.mailFrom,
+        helo: m.helo,
+        clientIp: m.clientIp,
+        authUser: m.authUser,
+        size: m.raw.length,
+        raw: m.raw,
+        authResults: m.authResults,
+        messageIdHeader: m.messageIdHeader,
+        subject: m.subject,
+        envid: m.envid,
+        ret: m.ret,
+      })),
+    )
+    .getSQL();
   const rows = batch.flatMap((m) =>
     m.deliveries.map((d) => {
       // A mailbox delivery is done by being written: the mailbox is this table.
@@ -138,10 +146,17 @@ export async function writeMessages(tx: Tx, batch: NewMessage[]): Promise<void> 
       };
     }),
   );
-  if (rows.length === 0) return;
-  await tx.insert(deliveries).values(rows);
-  // Wakes every scheduler on this database, once the transaction commits.
-  if (rows.some((r) => r.status === "queued")) await tx.execute(sql`select pg_notify(${QUEUE_CHANNEL}, '')`);
+  if (rows.length === 0) {
+    await db.execute(insertMessages);
+    return;
+  }
+  const insertDeliveries = db.insert(deliveries).values(rows).getSQL();
+  // pg_notify wakes every scheduler on this database once the statement's transaction commits.
+  await db.execute(
+    rows.some((r) => r.status === "queued")
+      ? sql`with m as (${insertMessages}), d as (${insertDeliveries}) select pg_notify(${QUEUE_CHANNEL}, '')`
+      : sql`with m as (${insertMessages}) ${insertDeliveries}`,
+  );
 }
 
 /**

@@ -17,9 +17,10 @@
 #   * dnsmasq on a free 127.0.0.1 UDP/TCP port, no upstream, authoritative-ish for the test
 #     names only: client.test A 127.0.0.1 and MX 10 mx.client.test (A 127.0.0.1), TXT
 #     "v=spf1 ip4:127.0.0.1 -all", _dmarc.client.test TXT "v=DMARC1; p=$DMARC_P",
-#     1.0.0.127.in-addr.arpa PTR client.test; everything else under .test and
-#     127.in-addr.arpa is NXDOMAIN (--local); every query is logged, so the report can say how
-#     many look-ups the cache let through
+#     1.0.0.127.in-addr.arpa PTR client.test; dnsmasq is authoritative for `test` (auth-zone,
+#     TTL 600, SOA minimum 300), so a missing name (_dmarc.test, AAAA) is NXDOMAIN/NODATA with
+#     an SOA that a resolver may cache, as on the Internet; no upstream, nothing else answered.
+#     Every query is logged, so the report can say how many look-ups the cache let through
 #   * `bun src/cli.ts serve` twice, one after the other: POSTERN_DNS_CHECKS=off
 #     (POSTERN_DNS_SERVERS=127.0.0.1:9) and =on (POSTERN_DNS_SERVERS=127.0.0.1:DNSPORT);
 #     both POSTERN_LOG_LEVEL=warn, POSTERN_MAX_CONNECTIONS[_PER_IP]=2000
@@ -30,6 +31,8 @@
 #   ORDER="off on"   configurations, in this order
 #   DMARC_P=reject   policy published in _dmarc.client.test (SPF-aligned mail passes anyway)
 #   BASE_PORT=25600  first port tried; free ports are taken upwards from it
+#   PROFILE=0        1 = run serve under `bun --cpu-prof --cpu-prof-md`, profiles copied to
+#                    $PROFILE_OUT (/tmp/postern-bench-profile)
 #   KEEP=0           1 = keep the scratch dir (logs, database, dnsmasq query log)
 # Needs root, postfix (smtp-source), postgresql-15 and dnsmasq-base installed.
 set -u
@@ -77,7 +80,8 @@ dns_start() {
 	chmod 666 "$qlog"
 	dnsmasq --keep-in-foreground --conf-file=/dev/null --pid-file= --no-resolv --no-hosts --no-poll \
 		--listen-address=127.0.0.1 --bind-interfaces --port="$P_DNS" --cache-size=1000 \
-		--local=/test/ --local=/127.in-addr.arpa/ \
+		--auth-server=ns.test,127.0.0.1 --auth-zone=test --auth-soa=1,hostmaster.test,1200,120,604800,300 \
+		--auth-ttl=600 --local-ttl=600 \
 		--host-record=client.test,127.0.0.1 --host-record=mx.client.test,127.0.0.1 \
 		--mx-host=client.test,mx.client.test,10 \
 		--txt-record=client.test,"v=spf1 ip4:127.0.0.1 -all" \
@@ -89,7 +93,7 @@ dns_start() {
 	for ((i = 0; i < 50; i++)); do ss -Hlun "sport = :$P_DNS" | grep -q . && break; sleep 0.1; done
 	ss -Hlun "sport = :$P_DNS" | grep -q . || { cat "$WORK/dnsmasq.out"; die "dnsmasq did not start"; }
 }
-dns_queries() { local n; n=$(grep -c ' query\[' "$WORK/dnsmasq-queries.log" 2>/dev/null); echo "${n:-0}"; }
+dns_queries() { local n; n=$(grep -cE ' (query|auth)\[' "$WORK/dnsmasq-queries.log" 2>/dev/null); echo "${n:-0}"; }
 
 declare -A RES SPLIT AUTH DNSQ
 
@@ -113,7 +117,7 @@ run_conf() { # off|on
 		MODES=$mode WARMUP=$w SERVER_PIDS="$pids" BETWEEN_REPS=postern_between_reps run_load "$conf-$mode" "$P_SMTP"
 		q1=$(dns_queries)
 		# what the last run stored: proof that the checks ran (or not)
-		AUTH[$conf:$mode]=$(pg_psql -c "select coalesce(auth_results->'spf'->>'result', '-') || '/' || coalesce(auth_results->'dkim'->>'result', '-') || '/' || coalesce(auth_results->'dmarc'->>'result', '-') as r, count(*) from messages group by 1 order by 2 desc limit 3" | tr '\n' ' ')
+		AUTH[$conf:$mode]=$(pg_psql -c "select coalesce(auth_results->>'spf', '-') || '/' || coalesce((select string_agg(d->>'result', ',') from jsonb_array_elements(auth_results->'dkim') d), 'none') || '/' || coalesce(auth_results->'dmarc'->>'result', '-') || ': ' as r, count(*) from messages group by 1 order by 2 desc limit 3" | tr '\n|' '  ' | sed 's/ *$//')
 		postern_between_reps
 		n=$MSGS
 		[ "$mode" = newconn ] && n=$NEWCONN_MSGS
@@ -160,7 +164,7 @@ report() {
 	done
 }
 
-changed=$(git -C "$ROOT" status --porcelain -- src 2>/dev/null | awk '{ print $2 }' | tr '\n' ' ')
+changed=$(git -C "$ROOT" status --porcelain -- src 2>/dev/null | awk '{ print $2 }' | tr '\n|' '  ' | sed 's/ *$//')
 POSTERN_VERSION="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null) working tree${changed:+ (uncommitted: ${changed% })}"
 log "machine: $(nproc) cpus, load $(cut -d' ' -f1-3 /proc/loadavg); ORDER=$ORDER MODES=$MODES MSGS=$MSGS SESSIONS=$SESSIONS SIZE=$SIZE REPS=$REPS WARMUP=$WARMUP; scratch $WORK"
 pg_start

@@ -92,7 +92,12 @@ postern_cli() { # ARGS...: bun src/cli.ts ARGS against DATABASE_URL (before serv
 postern_start() { # NAME: `serve` in the background, log in $WORK/postern-NAME.log; sets POSTERN_PID
 	local name=$1
 	port_listening "$P_SMTP" && die "port $P_SMTP is already in use"
-	(cd "$ROOT" && exec env "${POSTERN_VARS[@]}" "$BUN" src/cli.ts serve >"$WORK/postern-$name.log" 2>&1) &
+	local flags=()
+	if [ "${PROFILE:-0}" = 1 ]; then # Bun CPU profile (.cpuprofile and .md), written when serve exits
+		mkdir -p "$WORK/prof-$name"
+		flags=(--cpu-prof --cpu-prof-md --cpu-prof-dir="$WORK/prof-$name")
+	fi
+	(cd "$ROOT" && exec env "${POSTERN_VARS[@]}" "$BUN" "${flags[@]}" src/cli.ts serve >"$WORK/postern-$name.log" 2>&1) &
 	POSTERN_PID=$!
 	wait_port "$P_HTTP" 60 || { cat "$WORK/postern-$name.log"; die "postern did not start"; }
 	port_listening "$P_SMTP" || { cat "$WORK/postern-$name.log"; die "postern does not listen on $P_SMTP"; }
@@ -101,6 +106,10 @@ postern_start() { # NAME: `serve` in the background, log in $WORK/postern-NAME.l
 postern_stop() {
 	stop_pid "$POSTERN_PID"
 	POSTERN_PID=
+	if [ "${PROFILE:-0}" = 1 ]; then
+		mkdir -p "${PROFILE_OUT:=/tmp/postern-bench-profile}"
+		cp -r "$WORK"/prof-* "$PROFILE_OUT"/ 2>/dev/null && log "Bun CPU profiles in $PROFILE_OUT"
+	fi
 }
 
 # run_load LABEL PORT: load.sh in the background (Ctrl-C handled at once), per-run lines shown
@@ -159,10 +168,10 @@ postern_between_reps() {
 split_cpu() {
 	awk -v hz="$(getconf CLK_TCK)" -v n="$2" -v skip="$3" '
 		$1 == "start" { k++; sb[k] = $2; sp[k] = $3 }
-		$1 == "end" && k > 0 { eb[k] = $2; ep[k] = $3; rows[k] = $4; pend[k] = $5 }
+		$1 == "end" && k > 0 { eb[k] = $2; ep[k] = $3; rows[k] = $4; pend[k] = $5; last = k }
 		END {
 			ok = "yes"
-			for (i = skip + 1; i <= k; i++) {
+			for (i = skip + 1; i <= last; i++) {
 				b += eb[i] - sb[i]; p += ep[i] - sp[i]; m += n
 				if (rows[i] != n || pend[i] != 0) ok = "NO(" rows[i] " rows, " pend[i] " unsettled)"
 			}

@@ -25,6 +25,8 @@
 #   SERVERS="postern postfix"   which servers to load, in this order
 #   E2E_TIMEOUT=300             seconds to wait for the sink to count a run's messages
 #   BASE_PORT=25400             first port tried; free ports are taken upwards from it
+#   PROFILE=0                   1 = run serve under `bun --cpu-prof --cpu-prof-md`, profiles
+#                               copied to $PROFILE_OUT (/tmp/postern-bench-profile)
 #   KEEP=0                      1 = keep the scratch dir (logs, database) after the run
 # Needs root (PostgreSQL and Postfix run as their users), postfix (smtp-source, smtp-sink) and
 # postgresql-15 installed (bench/accept.sh or ../shared/bench/peers.sh install them).

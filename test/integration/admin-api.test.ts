@@ -1,26 +1,16 @@
 // The admin API and the queue CLI against real PostgreSQL, a loopback DNS server and the SMTP sink.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import postgres from "postgres";
-import { parseConfig } from "../../src/config.ts";
 import { dkimTxtValue } from "../../src/mail/dkim.ts";
-import { type RunningServer, startServer } from "../../src/serve.ts";
-import { cliEnv, runCli, tempDir } from "../helpers/cli.ts";
+import type { RunningServer } from "../../src/serve.ts";
+import { cliEnv, runCli } from "../helpers/cli.ts";
 import { dkimpyVerify, haveDkimpy } from "../helpers/dkimpy.ts";
 import { type DnsTestServer, startDnsServer } from "../helpers/dns.ts";
 import { freshDatabaseUrl, havePostgres } from "../helpers/pg.ts";
+import { startTestServer, waitFor } from "../helpers/server.ts";
 import { SmtpSink } from "../helpers/sink.ts";
 
 const TOKEN = "admin-token-for-the-api-tests";
-
-async function waitFor<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 15000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const v = await check();
-    if (v !== undefined) return v;
-    await Bun.sleep(100);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 describe.skipIf(!havePostgres)("admin API", () => {
   let dns: DnsTestServer;
@@ -49,24 +39,16 @@ describe.skipIf(!havePostgres)("admin API", () => {
     expect((await runCli(["domain", "add", "example.test"], env)).code).toBe(0);
     expect((await runCli(["route", "add", "*@example.test", "mailbox"], env)).code).toBe(0);
     sql = postgres(url, { max: 2, onnotice: () => {} });
-    server = await startServer(
-      parseConfig({
-        DATABASE_URL: url,
-        POSTERN_DATA_DIR: tempDir(),
-        POSTERN_HOSTNAME: "mx.example.test",
-        POSTERN_LISTEN: "127.0.0.1",
-        POSTERN_SMTP_PORT: "0",
-        POSTERN_SUBMISSION_PORT: "0",
-        POSTERN_SUBMISSIONS_PORT: "0",
-        POSTERN_HTTP_PORT: "0",
-        POSTERN_ADMIN_TOKEN: TOKEN,
-        POSTERN_LOG_LEVEL: "error",
-        POSTERN_DNS_SERVERS: dns.spec,
-        POSTERN_OUTBOUND_PORT: String(sink.port),
-        POSTERN_RETRY_BASE_SECONDS: "600",
-        POSTERN_RETRY_MAX_SECONDS: "600",
-      }),
-    );
+    server = await startTestServer({
+      DATABASE_URL: url,
+      POSTERN_HOSTNAME: "mx.example.test",
+      POSTERN_ADMIN_TOKEN: TOKEN,
+      POSTERN_DNS_SERVERS: dns.spec,
+      POSTERN_DNS_CHECKS: "on",
+      POSTERN_OUTBOUND_PORT: String(sink.port),
+      POSTERN_RETRY_BASE_SECONDS: "600",
+      POSTERN_RETRY_MAX_SECONDS: "600",
+    });
     base = `http://127.0.0.1:${server.httpPort}`;
   });
   afterAll(async () => {

@@ -3,26 +3,16 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import PostalMime from "postal-mime";
 import postgres from "postgres";
-import { parseConfig } from "../../src/config.ts";
-import { type RunningServer, startServer } from "../../src/serve.ts";
-import { cliEnv, runCli, tempDir } from "../helpers/cli.ts";
+import type { RunningServer } from "../../src/serve.ts";
+import { cliEnv, runCli } from "../helpers/cli.ts";
 import { type DnsTestServer, startDnsServer } from "../helpers/dns.ts";
 import { freshDatabaseUrl, havePostgres } from "../helpers/pg.ts";
+import { startTestServer, waitFor } from "../helpers/server.ts";
 import { type SinkTransaction, SmtpSink } from "../helpers/sink.ts";
 import { SmtpClient } from "../helpers/smtp-client.ts";
 
 const USER = "u@example.test";
 const PASSWORD = "pw";
-
-async function waitFor<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 20000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const v = await check();
-    if (v !== undefined) return v;
-    await Bun.sleep(100);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 describe.skipIf(!havePostgres)("delivery", () => {
   let dns: DnsTestServer;
@@ -71,25 +61,18 @@ describe.skipIf(!havePostgres)("delivery", () => {
     await run("route", "add", "fwd-null@example.test", "forward:x@nullmx.test");
     await run("user", "add", USER, "--password-stdin");
     sql = postgres(url, { max: 2, onnotice: () => {} });
-    server = await startServer(
-      parseConfig({
-        DATABASE_URL: url,
-        POSTERN_DATA_DIR: tempDir(),
-        POSTERN_HOSTNAME: "mx.example.test",
-        POSTERN_LISTEN: "127.0.0.1",
-        POSTERN_SMTP_PORT: "0",
-        POSTERN_SUBMISSION_PORT: "0",
-        POSTERN_SUBMISSIONS_PORT: "0",
-        POSTERN_HTTP_PORT: "0",
-        POSTERN_LOG_LEVEL: process.env.DBG ? "info" : "error",
-        POSTERN_DNS_SERVERS: dns.spec,
-        POSTERN_OUTBOUND_PORT: String(sink.port),
-        POSTERN_RETRY_BASE_SECONDS: "1",
-        POSTERN_RETRY_MAX_SECONDS: "1",
-        POSTERN_QUEUE_LIFETIME_SECONDS: "5",
-        POSTERN_DELAY_WARNING_SECONDS: "1",
-      }),
-    );
+    server = await startTestServer({
+      DATABASE_URL: url,
+      POSTERN_HOSTNAME: "mx.example.test",
+      POSTERN_LOG_LEVEL: process.env.DBG ? "info" : "error",
+      POSTERN_DNS_SERVERS: dns.spec,
+      POSTERN_DNS_CHECKS: "on",
+      POSTERN_OUTBOUND_PORT: String(sink.port),
+      POSTERN_RETRY_BASE_SECONDS: "1",
+      POSTERN_RETRY_MAX_SECONDS: "1",
+      POSTERN_QUEUE_LIFETIME_SECONDS: "5",
+      POSTERN_DELAY_WARNING_SECONDS: "1",
+    });
   });
   afterAll(async () => {
     await server?.stop();

@@ -1,10 +1,10 @@
 // A slow DNS server delays only the sessions that wait for it.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { parseConfig } from "../../src/config.ts";
-import { type RunningServer, startServer } from "../../src/serve.ts";
-import { cliEnv, runCli, tempDir } from "../helpers/cli.ts";
+import type { RunningServer } from "../../src/serve.ts";
+import { cliEnv, runCli } from "../helpers/cli.ts";
 import { type DnsTestServer, startDnsServer } from "../helpers/dns.ts";
 import { freshDatabaseUrl, havePostgres } from "../helpers/pg.ts";
+import { startTestServer } from "../helpers/server.ts";
 import { SmtpClient } from "../helpers/smtp-client.ts";
 
 describe.skipIf(!havePostgres)("a slow DNS server", () => {
@@ -20,19 +20,11 @@ describe.skipIf(!havePostgres)("a slow DNS server", () => {
     const env = cliEnv({ DATABASE_URL: url });
     expect((await runCli(["domain", "add", "example.test"], env)).code).toBe(0);
     expect((await runCli(["route", "add", "*@example.test", "mailbox"], env)).code).toBe(0);
-    server = await startServer(
-      parseConfig({
-        DATABASE_URL: url,
-        POSTERN_DATA_DIR: tempDir(),
-        POSTERN_LISTEN: "127.0.0.1",
-        POSTERN_SMTP_PORT: "0",
-        POSTERN_SUBMISSION_PORT: "0",
-        POSTERN_SUBMISSIONS_PORT: "0",
-        POSTERN_HTTP_PORT: "0",
-        POSTERN_LOG_LEVEL: "error",
-        POSTERN_DNS_SERVERS: dns.spec,
-      }),
-    );
+    server = await startTestServer({
+      DATABASE_URL: url,
+      POSTERN_DNS_SERVERS: dns.spec,
+      POSTERN_DNS_CHECKS: "on",
+    });
   });
   afterAll(async () => {
     await server?.stop();

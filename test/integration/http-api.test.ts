@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { parseConfig } from "../../src/config.ts";
-import { type RunningServer, startServer } from "../../src/serve.ts";
-import { cliEnv, runCli, tempDir } from "../helpers/cli.ts";
+import type { RunningServer } from "../../src/serve.ts";
+import { cliEnv, runCli } from "../helpers/cli.ts";
 import { freshDatabaseUrl, havePostgres } from "../helpers/pg.ts";
+import { startTestServer } from "../helpers/server.ts";
 
 const TOKEN = "test-admin-token-0123456789";
 
@@ -39,22 +39,11 @@ describe.skipIf(!havePostgres)("HTTP API on PostgreSQL", () => {
     const env = cliEnv({ DATABASE_URL: url, POSTERN_HOSTNAME: "mx.example.test" });
     expect((await runCli(["domain", "add", "example.test"], env)).code).toBe(0);
     expect((await runCli(["route", "add", "*@example.test", "mailbox"], env)).code).toBe(0);
-    server = await startServer(
-      parseConfig({
-        DATABASE_URL: url,
-        POSTERN_DATA_DIR: tempDir(),
-        POSTERN_HOSTNAME: "mx.example.test",
-        POSTERN_LISTEN: "127.0.0.1",
-        POSTERN_SMTP_PORT: "0",
-        POSTERN_SUBMISSION_PORT: "0",
-        POSTERN_SUBMISSIONS_PORT: "0",
-        POSTERN_HTTP_PORT: "0",
-        POSTERN_ADMIN_TOKEN: TOKEN,
-        POSTERN_LOG_LEVEL: "error",
-        POSTERN_DNS_SERVERS: "127.0.0.1:9",
-        POSTERN_DNS_CHECKS: "off",
-      }),
-    );
+    server = await startTestServer({
+      DATABASE_URL: url,
+      POSTERN_HOSTNAME: "mx.example.test",
+      POSTERN_ADMIN_TOKEN: TOKEN,
+    });
     base = `http://127.0.0.1:${server.httpPort}`;
   });
   afterAll(async () => {

@@ -3,13 +3,13 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createPrivateKey } from "node:crypto";
 import postgres from "postgres";
-import { parseConfig } from "../../src/config.ts";
 import { dkimTxtValue, generateDkimKeys } from "../../src/mail/dkim.ts";
-import { type RunningServer, startServer } from "../../src/serve.ts";
-import { cliEnv, runCli, tempDir } from "../helpers/cli.ts";
+import type { RunningServer } from "../../src/serve.ts";
+import { cliEnv, runCli } from "../helpers/cli.ts";
 import { dkimpySign, dkimpyVerify, haveDkimpy } from "../helpers/dkimpy.ts";
 import { type DnsTestServer, startDnsServer } from "../helpers/dns.ts";
 import { freshDatabaseUrl, havePostgres } from "../helpers/pg.ts";
+import { startTestServer } from "../helpers/server.ts";
 import { queuedId, swaks } from "../helpers/swaks.ts";
 
 const HOST = "mx.example.test";
@@ -64,20 +64,12 @@ describe.skipIf(!havePostgres || !haveDkimpy)("inbound authentication", () => {
     const user = await runCli(["user", "add", "u@example.test", "--password-stdin"], env, "pw\n");
     expect(user.code).toBe(0);
     sql = postgres(url, { max: 1, onnotice: () => {} });
-    server = await startServer(
-      parseConfig({
-        DATABASE_URL: url,
-        POSTERN_DATA_DIR: tempDir(),
-        POSTERN_HOSTNAME: HOST,
-        POSTERN_LISTEN: "127.0.0.1",
-        POSTERN_SMTP_PORT: "0",
-        POSTERN_SUBMISSION_PORT: "0",
-        POSTERN_SUBMISSIONS_PORT: "0",
-        POSTERN_HTTP_PORT: "0",
-        POSTERN_LOG_LEVEL: "error",
-        POSTERN_DNS_SERVERS: dns.spec,
-      }),
-    );
+    server = await startTestServer({
+      DATABASE_URL: url,
+      POSTERN_HOSTNAME: HOST,
+      POSTERN_DNS_SERVERS: dns.spec,
+      POSTERN_DNS_CHECKS: "on",
+    });
     port = server.smtpPorts.smtp;
   });
   afterAll(async () => {

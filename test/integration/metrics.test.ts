@@ -1,10 +1,10 @@
 // GET /metrics against a running server: known traffic in (swaks on loopback), the Prometheus
 // text parsed back and its values checked.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { parseConfig } from "../../src/config.ts";
-import { type RunningServer, startServer } from "../../src/serve.ts";
-import { cliEnv, runCli, tempDir } from "../helpers/cli.ts";
+import type { RunningServer } from "../../src/serve.ts";
+import { cliEnv, runCli } from "../helpers/cli.ts";
 import { freshDatabaseUrl, havePostgres } from "../helpers/pg.ts";
+import { startTestServer } from "../helpers/server.ts";
 import { SmtpSink } from "../helpers/sink.ts";
 import { queuedId, swaks } from "../helpers/swaks.ts";
 
@@ -135,21 +135,10 @@ describe.skipIf(!havePostgres)("GET /metrics on PostgreSQL", () => {
     await run("domain", "add", "example.test");
     await run("route", "add", "*@example.test", "mailbox");
     await run("route", "add", "inner@example.test", `relay:127.0.0.1:${sink.port}`);
-    server = await startServer(
-      parseConfig({
-        DATABASE_URL: url,
-        POSTERN_DATA_DIR: tempDir(),
-        POSTERN_HOSTNAME: "mx.example.test",
-        POSTERN_LISTEN: "127.0.0.1",
-        POSTERN_SMTP_PORT: "0",
-        POSTERN_SUBMISSION_PORT: "0",
-        POSTERN_SUBMISSIONS_PORT: "0",
-        POSTERN_HTTP_PORT: "0",
-        POSTERN_LOG_LEVEL: "error",
-        POSTERN_DNS_SERVERS: "127.0.0.1:9",
-        POSTERN_DNS_CHECKS: "off",
-      }),
-    );
+    server = await startTestServer({
+      DATABASE_URL: url,
+      POSTERN_HOSTNAME: "mx.example.test",
+    });
     base = `http://127.0.0.1:${server.httpPort}`;
   }, 30_000);
   afterAll(async () => {

@@ -1,9 +1,10 @@
 // POSTERN_SMARTHOST with credentials: all outbound mail through one host, AUTH over STARTTLS.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { parseConfig } from "../../src/config.ts";
-import { type RunningServer, startServer } from "../../src/serve.ts";
-import { cliEnv, runCli, tempDir } from "../helpers/cli.ts";
+import type { RunningServer } from "../../src/serve.ts";
+import { cliEnv, runCli } from "../helpers/cli.ts";
 import { freshDatabaseUrl, havePostgres } from "../helpers/pg.ts";
+import { startTestServer } from "../helpers/server.ts";
 import { SmtpSink } from "../helpers/sink.ts";
 
 const TOKEN = "smarthost-test-admin-token";
@@ -16,24 +17,14 @@ describe.skipIf(!havePostgres)("smarthost", () => {
     sink = await SmtpSink.start({ starttls: true, auth: { username: "relayuser", password: "relaypass" } });
     const url = await freshDatabaseUrl();
     expect((await runCli(["domain", "add", "example.test"], cliEnv({ DATABASE_URL: url }))).code).toBe(0);
-    server = await startServer(
-      parseConfig({
-        DATABASE_URL: url,
-        POSTERN_DATA_DIR: tempDir(),
-        POSTERN_LISTEN: "127.0.0.1",
-        POSTERN_SMTP_PORT: "0",
-        POSTERN_SUBMISSION_PORT: "0",
-        POSTERN_SUBMISSIONS_PORT: "0",
-        POSTERN_HTTP_PORT: "0",
-        POSTERN_LOG_LEVEL: process.env.DBG ? "info" : "error",
-        POSTERN_ADMIN_TOKEN: TOKEN,
-        POSTERN_DNS_SERVERS: "127.0.0.1:9",
-        POSTERN_DNS_CHECKS: "off",
-        POSTERN_SMARTHOST: `127.0.0.1:${sink.port}`,
-        POSTERN_SMARTHOST_USER: "relayuser",
-        POSTERN_SMARTHOST_PASSWORD: "relaypass",
-      }),
-    );
+    server = await startTestServer({
+      DATABASE_URL: url,
+      POSTERN_LOG_LEVEL: process.env.DBG ? "info" : "error",
+      POSTERN_ADMIN_TOKEN: TOKEN,
+      POSTERN_SMARTHOST: `127.0.0.1:${sink.port}`,
+      POSTERN_SMARTHOST_USER: "relayuser",
+      POSTERN_SMARTHOST_PASSWORD: "relaypass",
+    });
   });
   afterAll(async () => {
     await server?.stop();

@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import postgres from "postgres";
-import { parseConfig } from "../../src/config.ts";
-import { type RunningServer, startServer } from "../../src/serve.ts";
-import { cliEnv, runCli, tempDir } from "../helpers/cli.ts";
+import type { RunningServer } from "../../src/serve.ts";
+import { cliEnv, runCli } from "../helpers/cli.ts";
 import { freshDatabaseUrl, havePostgres } from "../helpers/pg.ts";
+import { startTestServer } from "../helpers/server.ts";
 
 async function swaks(port: number): Promise<string> {
   const proc = Bun.spawn(
@@ -25,20 +25,9 @@ describe.skipIf(!havePostgres)("a database failure at end of data", () => {
     expect((await runCli(["domain", "add", "example.test"], env)).code).toBe(0);
     expect((await runCli(["route", "add", "*@example.test", "mailbox"], env)).code).toBe(0);
     sql = postgres(url, { max: 1, onnotice: () => {} });
-    server = await startServer(
-      parseConfig({
-        DATABASE_URL: url,
-        POSTERN_DATA_DIR: tempDir(),
-        POSTERN_LISTEN: "127.0.0.1",
-        POSTERN_SMTP_PORT: "0",
-        POSTERN_SUBMISSION_PORT: "0",
-        POSTERN_SUBMISSIONS_PORT: "0",
-        POSTERN_HTTP_PORT: "0",
-        POSTERN_LOG_LEVEL: "error",
-        POSTERN_DNS_SERVERS: "127.0.0.1:9",
-        POSTERN_DNS_CHECKS: "off",
-      }),
-    );
+    server = await startTestServer({
+      DATABASE_URL: url,
+    });
   });
   afterAll(async () => {
     await server?.stop();

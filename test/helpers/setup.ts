@@ -3,3 +3,11 @@ import { afterAll } from "bun:test";
 import { stopTestCluster } from "./pg.ts";
 
 afterAll(() => stopTestCluster());
+
+// An interrupted run (Ctrl-C, a timeout's SIGTERM) skips afterAll: stop the cluster here too.
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.on(signal, () => {
+    stopTestCluster();
+    process.exit(130);
+  });
+}

@@ -20,15 +20,10 @@ export function exchangeUdp<T>(
 ): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const socket = createSocket(server.family === 6 ? "udp6" : "udp4");
-    let done = false;
-    const finish = (error: Error | undefined, value?: T) => {
-      if (done) return;
-      done = true;
+    const finish = settleOnce<T>(resolve, reject, () => {
       clearTimeout(timer);
       socket.close();
-      if (error) reject(error);
-      else resolve(value as T);
-    };
+    });
     const timer = setTimeout(
       () => finish(new TransportError("ETIMEOUT", `no answer from ${formatServer(server)} over UDP`)),
       timeoutMs,
@@ -61,15 +56,10 @@ export function exchangeTcp<T>(
   return new Promise<T>((resolve, reject) => {
     const socket = connect({ host: server.host, port: server.port, family: server.family });
     let received = Buffer.alloc(0);
-    let done = false;
-    const finish = (error: Error | undefined, value?: T) => {
-      if (done) return;
-      done = true;
+    const finish = settleOnce<T>(resolve, reject, () => {
       clearTimeout(timer);
       socket.destroy();
-      if (error) reject(error);
-      else resolve(value as T);
-    };
+    });
     const timer = setTimeout(
       () => finish(new TransportError("ETIMEOUT", `no answer from ${formatServer(server)} over TCP`)),
       timeoutMs,
@@ -115,4 +105,20 @@ function canonicalAddress(address: string): string {
   } catch {
     return a.toLowerCase();
   }
+}
+
+/** The first outcome settles the exchange (after `cleanup`); later ones (a late answer, a close) are ignored. */
+function settleOnce<T>(
+  resolve: (value: T) => void,
+  reject: (error: Error) => void,
+  cleanup: () => void,
+): (error: Error | undefined, value?: T) => void {
+  let done = false;
+  return (error, value) => {
+    if (done) return;
+    done = true;
+    cleanup();
+    if (error) reject(error);
+    else resolve(value as T);
+  };
 }

@@ -5,6 +5,8 @@ import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import postgres from "postgres";
+import { type Database, openDatabase } from "../../src/db/open.ts";
+import { tempDir } from "./cli.ts";
 import { freePort } from "./serve.ts";
 
 let adminUrl: Promise<string> | undefined;
@@ -75,4 +77,18 @@ export async function freshDatabaseUrl(): Promise<string> {
   }
   url.pathname = `/${name}`;
   return url.href;
+}
+
+/** Each database driver the suite can reach, as [name, open a fresh one]: PGlite always, PostgreSQL when there. */
+export function databaseDrivers(): [string, () => Promise<Database>][] {
+  const drivers: [string, () => Promise<Database>][] = [
+    ["pglite", () => openDatabase({ databaseUrl: undefined, dataDir: tempDir() })],
+  ];
+  if (havePostgres) {
+    drivers.push([
+      "postgres",
+      async () => openDatabase({ databaseUrl: await freshDatabaseUrl(), dataDir: tempDir() }),
+    ]);
+  }
+  return drivers;
 }

@@ -5,22 +5,14 @@ import { migrate } from "../../src/db/migrate.ts";
 import { type Database, openDatabase } from "../../src/db/open.ts";
 import { deliveries, domains, messages } from "../../src/db/schema.ts";
 import { tempDir } from "../helpers/cli.ts";
-import { freshDatabaseUrl, havePostgres } from "../helpers/pg.ts";
+import { databaseDrivers } from "../helpers/pg.ts";
 
 const opened: Database[] = [];
 afterAll(async () => {
   for (const d of opened) await d.close();
 });
 
-const drivers: [string, () => Promise<Database>][] = [
-  ["pglite", () => openDatabase({ databaseUrl: undefined, dataDir: tempDir() })],
-];
-if (havePostgres) {
-  drivers.push([
-    "postgres",
-    async () => openDatabase({ databaseUrl: await freshDatabaseUrl(), dataDir: tempDir() }),
-  ]);
-}
+const drivers = databaseDrivers();
 
 describe.each(drivers)("migrations on %s", (_name, open) => {
   test("apply on an empty database, then again as a no-op, and the schema works", async () => {

@@ -15,7 +15,7 @@ import { dsnWriter } from "../../src/queue/notices.ts";
 import { Scheduler, type SchedulerOptions } from "../../src/queue/scheduler.ts";
 import { type AttemptReport, settle } from "../../src/queue/settle.ts";
 import { tempDir } from "../helpers/cli.ts";
-import { freshDatabaseUrl, havePostgres } from "../helpers/pg.ts";
+import { databaseDrivers, freshDatabaseUrl, havePostgres } from "../helpers/pg.ts";
 
 const log = createLogger("error");
 
@@ -79,15 +79,7 @@ async function waitFor(check: () => Promise<boolean>, timeoutMs = 20000): Promis
   throw new Error("condition not met in time");
 }
 
-const drivers: [string, () => Promise<Database>][] = [
-  ["pglite", () => openDatabase({ databaseUrl: undefined, dataDir: tempDir() })],
-];
-if (havePostgres) {
-  drivers.push([
-    "postgres",
-    async () => openDatabase({ databaseUrl: await freshDatabaseUrl(), dataDir: tempDir() }),
-  ]);
-}
+const drivers = databaseDrivers();
 
 describe.each(drivers)("the queue on %s", (_name, open) => {
   let database: Database;

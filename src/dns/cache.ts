@@ -12,13 +12,18 @@ export class TtlCache<V> {
   ) {}
 
   get(key: string): V | undefined {
+    return this.getEntry(key)?.value;
+  }
+
+  /** The value and when it expires (on the `now` clock), while it lives. */
+  getEntry(key: string): { value: V; expires: number } | undefined {
     const entry = this.entries.get(key);
     if (entry === undefined) return undefined;
     if (entry.expires <= this.now()) {
       this.entries.delete(key);
       return undefined;
     }
-    return entry.value;
+    return entry;
   }
 
   /** Keeps `value` for `ttlSeconds`; a TTL of 0 means "do not cache" (RFC 1035 3.2.1). */

@@ -44,6 +44,8 @@ const MIN_WAIT_MS = 2;
 /** A finished look-up as the cache keeps it: records or an error code, with its TTL in seconds. */
 type Failure = { ok: false; code: DnsErrorCode; ttl: number };
 type Result = { ok: true; records: unknown[]; ttl: number } | Failure;
+/** A result and the moment (performance.now()) it stops being valid. */
+type TimedResult = { result: Result; expires: number };
 
 export class Resolver {
   readonly servers: readonly DnsServer[];
@@ -51,7 +53,7 @@ export class Resolver {
   private readonly attempts: number;
   private readonly deadlineMs: number;
   private readonly cache: TtlCache<Result>;
-  private readonly inflight = new Map<string, Promise<Result>>();
+  private readonly inflight = new Map<string, Promise<TimedResult>>();
   private readonly onLookup: ResolverOptions["onLookup"];
 
   constructor(options: ResolverOptions) {
@@ -70,14 +72,20 @@ export class Resolver {
    * ETIMEOUT, ECONNREFUSED, EBADRESP, EBADNAME or ENOTIMP. Callers get their own copy of the
    * records: mailauth sorts MX lists in place.
    */
-  async resolve<T extends RecordType>(name: string, type: T): Promise<RecordsOf[T]> {
+  async resolve<T extends RecordType>(
+    name: string,
+    type: T,
+    /** Told when the answer (records or failure) stops being valid, on performance.now()'s clock. */
+    observe?: (expires: number) => void,
+  ): Promise<RecordsOf[T]> {
     if (!isRecordType(type)) throw new DnsError("ENOTIMP", name, String(type), "record type not supported");
     const normalized = normalizeName(name);
     const problem = nameProblem(normalized);
     if (problem !== undefined) throw new DnsError("EBADNAME", name, type, problem);
-    const result = await this.lookup(normalized, type, performance.now() + this.deadlineMs);
+    const { result, expires } = await this.lookup(normalized, type, performance.now() + this.deadlineMs);
+    observe?.(expires);
     if (!result.ok) throw new DnsError(result.code, name, type);
-    return structuredClone(result.records) as RecordsOf[T];
+    return copyRecords(result.records) as RecordsOf[T];
   }
 
   /** Forgets every cached answer. */
@@ -87,19 +95,20 @@ export class Resolver {
 
   // The cache first, then a query already on its way for the same (name, type), then a new one:
   // a message's SPF, DKIM and DMARC checks ask for the same names at the same moment.
-  private lookup(name: string, type: RecordType, deadline: number): Promise<Result> {
+  private lookup(name: string, type: RecordType, deadline: number): Promise<TimedResult> {
     const key = `${type} ${name}`;
-    const cached = this.cache.get(key);
-    if (cached !== undefined) return Promise.resolve(cached);
+    const cached = this.cache.getEntry(key);
+    if (cached !== undefined) return Promise.resolve({ result: cached.value, expires: cached.expires });
     let pending = this.inflight.get(key);
     if (pending === undefined) {
       const started = performance.now();
       pending = this.query(name, type, deadline, 0)
         .catch((): Result => ({ ok: false, code: "EBADRESP", ttl: 0 }))
         .then((result) => {
-          this.onLookup?.(type, (performance.now() - started) / 1000);
+          const answered = performance.now();
+          this.onLookup?.(type, (answered - started) / 1000);
           this.cache.set(key, result, result.ttl);
-          return result;
+          return { result, expires: answered + result.ttl * 1000 };
         })
         .finally(() => this.inflight.delete(key));
       this.inflight.set(key, pending);
@@ -186,10 +195,19 @@ export async function createResolver(
  * The resolver as mailauth's `resolver` option wants it: TXT as string[][], MX as
  * {exchange, priority}[], A/AAAA/PTR/CNAME as string[], failures as errors with a node:dns code.
  */
-export function mailauthResolver(resolver: Resolver): DNSResolver {
+export function mailauthResolver(resolver: Resolver, observe?: (expires: number) => void): DNSResolver {
   return async (name, rrtype) => {
     if (!isRecordType(rrtype)) throw new DnsError("ENOTIMP", name, rrtype, "record type not supported");
     // mailauth's typings say string[] | string[][], but for MX it reads .exchange and .priority
-    return (await resolver.resolve(name, rrtype)) as string[] | string[][];
+    return (await resolver.resolve(name, rrtype, observe)) as string[] | string[][];
   };
+}
+
+/**
+ * A caller's own copy of cached records (mailauth sorts MX lists in place). Records are strings,
+ * arrays of strings (TXT) or flat objects (MX), so one level deep is a full copy, and much cheaper
+ * than structuredClone on the path every message takes.
+ */
+function copyRecords(records: unknown[]): unknown[] {
+  return records.map((r) => (Array.isArray(r) ? [...r] : typeof r === "object" && r !== null ? { ...r } : r));
 }

@@ -3,6 +3,8 @@
 
 import type { DNSResolver } from "mailauth";
 import { authenticate } from "mailauth";
+import { TtlCache } from "../dns/cache.ts";
+import { mailauthResolver, type Resolver } from "../dns/resolver.ts";
 import { readHeaders, splitMessage } from "./headers.ts";
 
 export interface AuthVerdict {
@@ -28,7 +30,9 @@ export interface AuthContext {
   mailFrom: string;
   /** Our authserv-id: POSTERN_HOSTNAME. */
   hostname: string;
-  resolver: DNSResolver;
+  resolver: Resolver;
+  /** Verdicts on unsigned mail to reuse; see VerdictCache. */
+  verdicts?: VerdictCache;
   /** ARC-seal with this key (for mail we forward): the seal records our verdicts for the next hop. */
   seal?: { domain: string; selector: string; privateKey: string };
 }
@@ -40,13 +44,66 @@ interface StatusRow {
   selector?: string;
 }
 
+/**
+ * Outcomes of checks on unsigned mail, by what they were computed from. A message without
+ * DKIM-Signature or ARC fields is judged on the envelope (client IP, HELO, MAIL FROM), its From
+ * field(s) and DNS alone, so a sender that sends many such messages gets the same outcome, word
+ * for word, each time: it is made once and reused until the first DNS answer it rests on expires.
+ * Bulk mail from one envelope sender pays the checks once per TTL instead of once per message.
+ */
+export class VerdictCache {
+  /** Most seconds a verdict is reused, even one made without any DNS answer. */
+  static readonly MAX_SECONDS = 300;
+  private readonly outcomes: TtlCache<AuthOutcome>;
+
+  constructor(maxEntries = 10_000) {
+    this.outcomes = new TtlCache(maxEntries);
+  }
+
+  get(key: string): AuthOutcome | undefined {
+    return this.outcomes.get(key);
+  }
+
+  /** Keeps `outcome` until `expires` (performance.now()); an answer already expired keeps nothing. */
+  set(key: string, outcome: AuthOutcome, expires: number): void {
+    const seconds = Math.min((expires - performance.now()) / 1000, VerdictCache.MAX_SECONDS);
+    this.outcomes.set(key, outcome, seconds);
+  }
+
+  get size(): number {
+    return this.outcomes.size;
+  }
+}
+
 export async function checkInbound(message: Uint8Array, ctx: AuthContext): Promise<AuthOutcome> {
-  const res = await authenticate(Buffer.from(bodyNeeded(message, ctx) ? message : headerSection(message)), {
+  const headers = readHeaders(message);
+  if (ctx.seal || isSigned(headers)) return evaluate(message, ctx, mailauthResolver(ctx.resolver));
+  const key = verdictKey(ctx, headers);
+  const known = ctx.verdicts?.get(key);
+  if (known) return known;
+  // Answers that failed for now (timeouts, SERVFAIL) expire at once, so their outcome is not kept.
+  let expires = Number.POSITIVE_INFINITY;
+  const observed = mailauthResolver(ctx.resolver, (e) => {
+    expires = Math.min(expires, e);
+  });
+  const outcome = await evaluate(headerSection(message), ctx, observed);
+  ctx.verdicts?.set(key, outcome, expires);
+  return outcome;
+}
+
+/** Everything mailauth reads from an unsigned message and its envelope (DMARC reads From). */
+function verdictKey(ctx: AuthContext, headers: [string, string][]): string {
+  const from = headers.filter(([name]) => name === "from").map(([, value]) => value);
+  return JSON.stringify([ctx.ip, ctx.helo, ctx.mailFrom, from]);
+}
+
+async function evaluate(message: Uint8Array, ctx: AuthContext, resolver: DNSResolver): Promise<AuthOutcome> {
+  const res = await authenticate(Buffer.from(message), {
     ip: ctx.ip,
     helo: ctx.helo,
     sender: ctx.mailFrom,
     mta: ctx.hostname,
-    resolver: ctx.resolver,
+    resolver,
     disableBimi: true,
     ...(ctx.seal
       ? {
@@ -88,9 +145,8 @@ export async function checkInbound(message: Uint8Array, ctx: AuthContext): Promi
  * (measured: most of the checks' cost for a 10 KiB message), so unsigned mail is checked on its
  * header section alone, with the same verdicts.
  */
-function bodyNeeded(message: Uint8Array, ctx: AuthContext): boolean {
-  if (ctx.seal) return true;
-  return readHeaders(message).some(([name]) => name === "dkim-signature" || name.startsWith("arc-"));
+function isSigned(headers: [string, string][]): boolean {
+  return headers.some(([name]) => name === "dkim-signature" || name.startsWith("arc-"));
 }
 
 /** The header section and the empty line that ends it. */
@@ -104,6 +160,8 @@ function headerSection(message: Uint8Array): Uint8Array {
  * speak for this host, and a sender could otherwise forge a "pass" from us.
  */
 export function stripForgedAuthResults(message: Uint8Array, authservId: string): Uint8Array {
+  // the common case, no such field, without copying the whole message into a string
+  if (!/authentication-results/i.test(Buffer.from(headerSection(message)).toString("latin1"))) return message;
   const text = Buffer.from(message).toString("latin1");
   const { fields, body } = splitMessage(text);
   const id = authservId.toLowerCase();

@@ -102,6 +102,28 @@ export async function loadMessages(db: Db, ids: string[]): Promise<Map<string, Q
   return new Map(rows.map((r) => [r.id, r]));
 }
 
+/**
+ * Extends `owner`'s leases on deliveries it still holds, for `leaseSeconds` from now, and says
+ * which ids it still holds: one missing from the answer was settled, removed, or taken over by
+ * another instance after the lease ran out.
+ */
+export async function renewLeases(
+  db: Db,
+  owner: string,
+  ids: number[],
+  leaseSeconds: number,
+): Promise<Set<number>> {
+  if (ids.length === 0) return new Set();
+  const rows = await db
+    .update(deliveries)
+    .set({ leaseUntil: sql`now() + make_interval(secs => ${leaseSeconds})` })
+    .where(
+      and(eq(deliveries.leaseOwner, owner), inArray(deliveries.id, ids), inArray(deliveries.status, PENDING)),
+    )
+    .returning({ id: deliveries.id });
+  return new Set(rows.map((r) => r.id));
+}
+
 /** Gives leased deliveries back at once (on a graceful stop) instead of waiting for the lease. */
 export async function releaseLeases(db: Db, owner: string, ids: number[]): Promise<void> {
   if (ids.length === 0) return;

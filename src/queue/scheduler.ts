@@ -6,7 +6,7 @@
 import type { Db } from "../db/open.ts";
 import { type Courier, destinationOf, type Job } from "../delivery/courier.ts";
 import { errorMessage, type Logger } from "../log.ts";
-import { claimDue, loadMessages, nextDueAt, releaseLeases } from "./claim.ts";
+import { claimDue, loadMessages, nextDueAt, releaseLeases, renewLeases } from "./claim.ts";
 import { type DsnWriter, type SettledDelivery, type SettlePolicy, settle } from "./settle.ts";
 
 /** Deliveries claimed in one round at most. */
@@ -30,6 +30,7 @@ export interface SchedulerOptions {
   initialPerDestination: number;
   /** Jobs handed to one courier call (one connection). */
   jobsPerGroup: number;
+  /** How long a claim is ours; renewed every third of it while the delivery is waiting or running. */
   leaseSeconds: number;
   pollMs: number;
   /** How long `stop` waits for groups in flight. */
@@ -55,6 +56,9 @@ export class Scheduler {
   private woken = false;
   private unlisten: (() => Promise<void>) | undefined;
   private loopDone: Promise<void> | undefined;
+  /** Claimed and not yet settled: the deliveries whose leases we keep alive. */
+  private readonly held = new Set<number>();
+  private renewTimer: ReturnType<typeof setInterval> | undefined;
 
   constructor(private readonly o: SchedulerOptions) {}
 
@@ -62,6 +66,7 @@ export class Scheduler {
     this.running = true;
     this.unlisten = await this.o.listen?.(() => this.wake());
     this.loopDone = this.loop();
+    this.renewTimer = setInterval(() => void this.renewLeases(), (this.o.leaseSeconds * 1000) / 3);
   }
 
   /** New mail is due: claim now instead of at the next poll. */
@@ -79,11 +84,40 @@ export class Scheduler {
     await this.loopDone;
     const finished = Promise.all(this.groups);
     await Promise.race([finished, Bun.sleep(this.o.stopGraceMs)]);
+    clearInterval(this.renewTimer);
     const unstarted = [...this.destinations.values()].flatMap((d) => d.waiting.map((j) => j.delivery.id));
     this.destinations.clear();
+    this.held.clear();
     await releaseLeases(this.o.db, this.o.owner, unstarted).catch((err) =>
       this.o.log.warn("releasing leases failed", { error: errorMessage(err) }),
     );
+  }
+
+  /**
+   * A slow destination can keep a group running, and claimed jobs waiting, longer than a lease:
+   * without renewal another instance (or our own next claim) would take them over and deliver
+   * them a second time. Jobs whose lease was lost anyway (the database was out of reach for a
+   * whole lease) are not started: whoever holds them now delivers them.
+   */
+  private async renewLeases(): Promise<void> {
+    const ids = [...this.held];
+    let kept: Set<number>;
+    try {
+      kept = await renewLeases(this.o.db, this.o.owner, ids, this.o.leaseSeconds);
+    } catch (err) {
+      this.o.log.warn("renewing leases failed", { error: errorMessage(err) });
+      return;
+    }
+    const asked = new Set(ids);
+    let dropped = 0;
+    for (const [key, dest] of this.destinations) {
+      const before = dest.waiting.length;
+      dest.waiting = dest.waiting.filter((j) => kept.has(j.delivery.id) || !asked.has(j.delivery.id));
+      dropped += before - dest.waiting.length;
+      if (dest.running === 0 && dest.waiting.length === 0) this.destinations.delete(key);
+    }
+    for (const id of ids) if (!kept.has(id)) this.held.delete(id);
+    if (dropped > 0) this.o.log.warn("leases lost: deliveries left to their new holder", { count: dropped });
   }
 
   private get waitingCount(): number {
@@ -141,6 +175,7 @@ export class Scheduler {
     for (const delivery of claimed) {
       const message = messages.get(delivery.messageId);
       if (!message) continue; // removed meanwhile (queue rm): nothing to deliver
+      this.held.add(delivery.id);
       const key = destinationOf(delivery.target, delivery.rcpt);
       let dest = this.destinations.get(key);
       if (!dest) {
@@ -158,6 +193,7 @@ export class Scheduler {
         dest.running++;
         this.inFlight++;
         const group = this.runGroup(key, dest, jobs).finally(() => {
+          for (const j of jobs) this.held.delete(j.delivery.id);
           dest.running--;
           this.inFlight--;
           this.groups.delete(group);

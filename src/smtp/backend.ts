@@ -3,11 +3,11 @@ import { eq } from "drizzle-orm";
 import { hashPassword, verifyPassword } from "../auth/passwords.ts";
 import type { Db } from "../db/open.ts";
 import { users } from "../db/schema.ts";
-import { mailauthResolver, type Resolver } from "../dns/resolver.ts";
+import type { Resolver } from "../dns/resolver.ts";
 import type { Directory } from "../domains/directory.ts";
 import type { Logger } from "../log.ts";
 import { domainOf, normalizeAddress, patternMatches } from "../mail/address.ts";
-import { type AuthVerdict, checkInbound, stripForgedAuthResults } from "../mail/authcheck.ts";
+import { type AuthVerdict, checkInbound, stripForgedAuthResults, VerdictCache } from "../mail/authcheck.ts";
 import { type MailDomainStatus, mailDomainStatus } from "../mail/domain-checks.ts";
 import { headerValue, readHeaders } from "../mail/headers.ts";
 import { signIfLocal } from "../mail/signing.ts";
@@ -36,7 +36,7 @@ export interface BackendDeps {
 
 export function createSessionBackend(deps: BackendDeps): SessionBackend {
   const { db, directory, enqueuer, hostname, resolver } = deps;
-  const authResolver = resolver && mailauthResolver(resolver);
+  const verdicts = resolver && new VerdictCache();
   // Unknown logins are checked against this hash too, so their answer takes as long as a wrong password.
   let decoy: Promise<string> | undefined;
 
@@ -107,7 +107,7 @@ export function createSessionBackend(deps: BackendDeps): SessionBackend {
           );
         }
         content = await signIfLocal(db, fixed.content);
-      } else if (authResolver) {
+      } else if (resolver) {
         content = stripForgedAuthResults(content, hostname);
         // Mail we forward carries our ARC seal, made with the key of the domain it was sent to.
         const forwarded = envelope.recipients.find((r) => r.target.startsWith("forward:"));
@@ -117,7 +117,8 @@ export function createSessionBackend(deps: BackendDeps): SessionBackend {
           helo: envelope.helo,
           mailFrom: envelope.mailFrom,
           hostname,
-          resolver: authResolver,
+          resolver,
+          verdicts,
           seal,
         });
         if (outcome.dmarcAction === "reject" && deps.dmarcPolicy === "enforce") {

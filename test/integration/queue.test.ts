@@ -1,7 +1,7 @@
 // The queue against real PostgreSQL: claims, leases, settling and the scheduler loop, with a
 // courier written for the test (the couriers' own wire work is tested on their own).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { asc, eq } from "drizzle-orm";
+import { asc, eq, sql } from "drizzle-orm";
 import { migrate } from "../../src/db/migrate.ts";
 import { type Database, openDatabase } from "../../src/db/open.ts";
 import { attempts, deliveries, messages } from "../../src/db/schema.ts";
@@ -257,29 +257,90 @@ describe.each(drivers)("the queue on %s", (_name, open) => {
   });
 });
 
+/** A courier that spends `ms` on each group and records, per delivery, who attempted it. */
+function timedCourier(owner: string, ms: number, seen: Map<number, string[]>): Courier {
+  return {
+    async deliver(jobs) {
+      await Bun.sleep(ms);
+      return jobs.map((j) => {
+        seen.set(j.delivery.id, [...(seen.get(j.delivery.id) ?? []), owner]);
+        return {
+          deliveryId: j.delivery.id,
+          outcome: "delivered",
+          reply: "250 ok",
+          status: "2.0.0",
+          remoteMta: null,
+          durationMs: ms,
+        };
+      });
+    },
+  };
+}
+
+/** Two connections to one fresh, migrated PostgreSQL database, as two instances would have. */
+async function sharedDatabase(): Promise<[Database, Database]> {
+  const url = await freshDatabaseUrl();
+  const a = await openDatabase({ databaseUrl: url, dataDir: tempDir() });
+  const b = await openDatabase({ databaseUrl: url, dataDir: tempDir() });
+  await migrate(a);
+  return [a, b];
+}
+
 describe.skipIf(!havePostgres)("two schedulers on one PostgreSQL database", () => {
-  test("500 messages, each delivered exactly once", async () => {
-    const url = await freshDatabaseUrl();
-    const a = await openDatabase({ databaseUrl: url, dataDir: tempDir() });
-    const b = await openDatabase({ databaseUrl: url, dataDir: tempDir() });
-    await migrate(a);
+  // One connection at a time to the destination, each attempt 1.5 leases long: the jobs that
+  // wait and the one that runs all outlive the lease they were claimed with.
+  const slow = { leaseSeconds: 1, jobsPerGroup: 1, perDestination: 1, initialPerDestination: 1 };
+
+  test("leases are renewed: a delivery slower than its lease is still made once", async () => {
+    const [a, b] = await sharedDatabase();
     const seen = new Map<number, string[]>();
-    const courierOf = (owner: string): Courier => ({
-      async deliver(jobs) {
-        await Bun.sleep(5);
-        return jobs.map((j) => {
-          seen.set(j.delivery.id, [...(seen.get(j.delivery.id) ?? []), owner]);
-          return {
-            deliveryId: j.delivery.id,
-            outcome: "delivered",
-            reply: "250 ok",
-            status: "2.0.0",
-            remoteMta: null,
-            durationMs: 5,
-          };
-        });
-      },
-    });
+    const sa = new Scheduler({ ...schedulerOptions(a, timedCourier("a", 1500, seen), "a"), ...slow });
+    const sb = new Scheduler({ ...schedulerOptions(b, timedCourier("b", 1500, seen), "b"), ...slow });
+    const ids = await enqueue(a, 4, "relay:slow.test:25");
+    await sa.start();
+    await Bun.sleep(300); // a claims all four before b starts looking
+    await sb.start();
+    try {
+      await waitFor(async () => seen.size >= 4, 30000);
+      await Bun.sleep(1200);
+      expect(seen.size).toBe(4);
+      expect([...seen.values()]).toEqual([["a"], ["a"], ["a"], ["a"]]);
+      const rows = await a.db.select().from(deliveries);
+      expect(rows.filter((r) => ids.includes(r.messageId) && r.status === "delivered")).toHaveLength(4);
+    } finally {
+      await sa.stop();
+      await sb.stop();
+      await a.close();
+      await b.close();
+    }
+  }, 60000);
+
+  test("a waiting delivery whose lease was taken over is left to its new holder", async () => {
+    const [a, b] = await sharedDatabase();
+    await b.close();
+    const seen = new Map<number, string[]>();
+    const sa = new Scheduler({ ...schedulerOptions(a, timedCourier("a", 1500, seen), "a"), ...slow });
+    await enqueue(a, 2, "relay:slow.test:25");
+    await sa.start();
+    try {
+      await waitFor(async () => (await a.db.select().from(deliveries)).every((r) => r.leaseOwner === "a"));
+      // As if "a" had been out of reach for a whole lease and "z" had claimed what it held.
+      await a.db.update(deliveries).set({ leaseOwner: "z", leaseUntil: sql`now() + interval '1 hour'` });
+      await Bun.sleep(4000); // both would be done by now: 2 x 1.5 s, one after the other
+      expect(seen.size).toBe(1); // the one already running when the lease was lost
+      // ... whose late settle is ignored too: both stay with "z"
+      const rows = await a.db.select().from(deliveries);
+      expect(rows.filter((r) => r.leaseOwner === "z" && r.status === "queued")).toHaveLength(2);
+    } finally {
+      await sa.stop();
+      await a.close();
+    }
+  }, 30000);
+
+  test("500 messages, each delivered exactly once", async () => {
+    const [a, b] = await sharedDatabase();
+    const seen = new Map<number, string[]>();
+    const courierOf = (owner: string) => timedCourier(owner, 5, seen);
     const sa = new Scheduler({ ...schedulerOptions(a, courierOf("a"), "a"), jobsPerGroup: 5 });
     const sb = new Scheduler({ ...schedulerOptions(b, courierOf("b"), "b"), jobsPerGroup: 5 });
     await sa.start();

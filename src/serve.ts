@@ -32,6 +32,9 @@ const SCHEDULER_LIMITS = {
   perDestination: 20,
   initialPerDestination: 5,
   jobsPerGroup: 50,
+  // Bodies are read per group: at most this much message data in memory for delivery.
+  maxGroupBytes: 32 * 1024 * 1024,
+  maxBytesInFlight: 256 * 1024 * 1024,
   // A claimed delivery not settled within this long is taken again (by this or another instance).
   leaseSeconds: 600,
   pollMs: 5000,

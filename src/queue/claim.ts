@@ -83,6 +83,16 @@ export async function nextDueAt(db: Db): Promise<Date | undefined> {
   return row?.at;
 }
 
+/** The size of each message that still exists: what the scheduler budgets before loading it. */
+export async function loadSizes(db: Db, ids: string[]): Promise<Map<string, number>> {
+  if (ids.length === 0) return new Map();
+  const rows = await db
+    .select({ id: messages.id, size: messages.size })
+    .from(messages)
+    .where(inArray(messages.id, ids));
+  return new Map(rows.map((r) => [r.id, r.size]));
+}
+
 export async function loadMessages(db: Db, ids: string[]): Promise<Map<string, QueuedMessage>> {
   if (ids.length === 0) return new Map();
   const rows = await db

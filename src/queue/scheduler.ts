@@ -6,7 +6,15 @@
 import type { Db } from "../db/open.ts";
 import { type Courier, destinationOf, type Job } from "../delivery/courier.ts";
 import { errorMessage, type Logger } from "../log.ts";
-import { claimDue, loadMessages, nextDueAt, releaseLeases, renewLeases } from "./claim.ts";
+import {
+  type ClaimedDelivery,
+  claimDue,
+  loadMessages,
+  loadSizes,
+  nextDueAt,
+  releaseLeases,
+  renewLeases,
+} from "./claim.ts";
 import { type DsnWriter, type SettledDelivery, type SettlePolicy, settle } from "./settle.ts";
 
 /** Deliveries claimed in one round at most. */
@@ -30,6 +38,13 @@ export interface SchedulerOptions {
   initialPerDestination: number;
   /** Jobs handed to one courier call (one connection). */
   jobsPerGroup: number;
+  /**
+   * Message bytes one group loads at most (a bigger message goes alone), and all groups in flight
+   * together: bodies are read when their group starts, so memory stays bounded however big and
+   * many the claimed messages are.
+   */
+  maxGroupBytes: number;
+  maxBytesInFlight: number;
   /** How long a claim is ours; renewed every third of it while the delivery is waiting or running. */
   leaseSeconds: number;
   pollMs: number;
@@ -41,8 +56,14 @@ export interface SchedulerOptions {
   onSettled?(settled: SettledDelivery[]): void;
 }
 
+/** A claimed delivery waiting for its group; its message body is not loaded yet. */
+interface Waiting {
+  delivery: ClaimedDelivery;
+  size: number;
+}
+
 interface Destination {
-  waiting: Job[];
+  waiting: Waiting[];
   running: number;
   limit: number;
 }
@@ -51,6 +72,7 @@ export class Scheduler {
   private running = false;
   private readonly destinations = new Map<string, Destination>();
   private inFlight = 0;
+  private bytesInFlight = 0;
   private readonly groups = new Set<Promise<void>>();
   private wakeUp: (() => void) | undefined;
   private woken = false;
@@ -171,10 +193,10 @@ export class Scheduler {
   private async claim(limit: number): Promise<void> {
     const claimed = await claimDue(this.o.db, this.o.owner, limit, this.o.leaseSeconds);
     if (claimed.length === 0) return;
-    const messages = await loadMessages(this.o.db, [...new Set(claimed.map((c) => c.messageId))]);
+    const sizes = await loadSizes(this.o.db, [...new Set(claimed.map((c) => c.messageId))]);
     for (const delivery of claimed) {
-      const message = messages.get(delivery.messageId);
-      if (!message) continue; // removed meanwhile (queue rm): nothing to deliver
+      const size = sizes.get(delivery.messageId);
+      if (size === undefined) continue; // removed meanwhile (queue rm): nothing to deliver
       this.held.add(delivery.id);
       const key = destinationOf(delivery.target, delivery.rcpt);
       let dest = this.destinations.get(key);
@@ -182,20 +204,27 @@ export class Scheduler {
         dest = { waiting: [], running: 0, limit: this.o.initialPerDestination };
         this.destinations.set(key, dest);
       }
-      dest.waiting.push({ delivery, message });
+      dest.waiting.push({ delivery, size });
     }
   }
 
   private dispatch(): void {
     for (const [key, dest] of this.destinations) {
       while (dest.waiting.length > 0 && dest.running < dest.limit && this.inFlight < this.o.concurrency) {
-        const jobs = dest.waiting.splice(0, this.o.jobsPerGroup); // oldest first: claimed in due order
+        // oldest first: claimed in due order
+        const count = groupSize(dest.waiting, this.o.jobsPerGroup, this.o.maxGroupBytes);
+        const bytes = dest.waiting.slice(0, count).reduce((sum, w) => sum + w.size, 0);
+        // Over budget: wait for a group to finish (one group always may run, however big).
+        if (this.bytesInFlight > 0 && this.bytesInFlight + bytes > this.o.maxBytesInFlight) break;
+        const claimed = dest.waiting.splice(0, count);
         dest.running++;
         this.inFlight++;
-        const group = this.runGroup(key, dest, jobs).finally(() => {
-          for (const j of jobs) this.held.delete(j.delivery.id);
+        this.bytesInFlight += bytes;
+        const group = this.runGroup(key, dest, claimed).finally(() => {
+          for (const c of claimed) this.held.delete(c.delivery.id);
           dest.running--;
           this.inFlight--;
+          this.bytesInFlight -= bytes;
           this.groups.delete(group);
           if (dest.running === 0 && dest.waiting.length === 0) this.destinations.delete(key);
           if (this.running) this.dispatch();
@@ -205,7 +234,25 @@ export class Scheduler {
     }
   }
 
-  private async runGroup(key: string, dest: Destination, jobs: Job[]): Promise<void> {
+  private async runGroup(key: string, dest: Destination, claimed: Waiting[]): Promise<void> {
+    let jobs: Job[];
+    try {
+      const messages = await loadMessages(this.o.db, [...new Set(claimed.map((c) => c.delivery.messageId))]);
+      // a message removed since the claim (queue rm) has nothing left to deliver
+      jobs = claimed.flatMap(({ delivery }) => {
+        const message = messages.get(delivery.messageId);
+        return message ? [{ delivery, message }] : [];
+      });
+    } catch (err) {
+      this.o.log.error("loading messages failed", { destination: key, error: errorMessage(err) });
+      await releaseLeases(
+        this.o.db,
+        this.o.owner,
+        claimed.map((c) => c.delivery.id),
+      ).catch(() => {}); // the database is away: the leases run out instead
+      return;
+    }
+    if (jobs.length === 0) return;
     const courier = this.o.courierFor(jobs[0]!.delivery.target);
     let reports: Awaited<ReturnType<Courier["deliver"]>>;
     try {
@@ -254,4 +301,19 @@ export class Scheduler {
       this.o.log.error("settling deliveries failed", { destination: key, error: errorMessage(err) });
     }
   }
+}
+
+/**
+ * How many of the oldest waiting deliveries go into the next group: up to `maxJobs`, and no more
+ * message bytes than `maxBytes`, but always at least one, or a big message would never go.
+ */
+export function groupSize(waiting: readonly { size: number }[], maxJobs: number, maxBytes: number): number {
+  let count = 0;
+  let bytes = 0;
+  for (const w of waiting) {
+    if (count === maxJobs || (count > 0 && bytes + w.size > maxBytes)) break;
+    count++;
+    bytes += w.size;
+  }
+  return count;
 }

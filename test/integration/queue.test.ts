@@ -46,6 +46,8 @@ function schedulerOptions(database: Database, courier: Courier, owner: string): 
     perDestination: 5,
     initialPerDestination: 2,
     jobsPerGroup: 20,
+    maxGroupBytes: 1 << 20,
+    maxBytesInFlight: 1 << 22,
     leaseSeconds: 2,
     pollMs: 100,
     stopGraceMs: 2000,
@@ -253,6 +255,64 @@ describe.each(drivers)("the queue on %s", (_name, open) => {
       expect(row!.status).toBe("delivered");
     } finally {
       await scheduler.stop();
+    }
+  });
+});
+
+describe.skipIf(!havePostgres)("message bodies in memory", () => {
+  test("are loaded per group, within the byte budget, and every message still goes", async () => {
+    const database = await openDatabase({ databaseUrl: await freshDatabaseUrl(), dataDir: tempDir() });
+    await migrate(database);
+    let loaded = 0;
+    let peak = 0;
+    const sizes: number[][] = [];
+    const courier: Courier = {
+      async deliver(jobs) {
+        const bytes = jobs.reduce((sum, j) => sum + j.message.raw.length, 0);
+        loaded += bytes;
+        peak = Math.max(peak, loaded);
+        sizes.push(jobs.map((j) => j.message.raw.length));
+        await Bun.sleep(50);
+        loaded -= bytes;
+        return jobs.map((j) => ({
+          deliveryId: j.delivery.id,
+          outcome: "delivered",
+          reply: "250 ok",
+          status: "2.0.0",
+          remoteMta: null,
+          durationMs: 50,
+        }));
+      },
+    };
+    // 40 messages of ~1 KiB to 10 destinations; 2 KiB per group, 5 KiB in flight.
+    const enqueuer = new Enqueuer(database.db, log);
+    const body = "x".repeat(1000);
+    await Promise.all(
+      Array.from({ length: 40 }, (_, i) =>
+        enqueuer.enqueue({
+          id: newMessageId(),
+          direction: "inbound",
+          mailFrom: "s@remote.test",
+          raw: new TextEncoder().encode(`Subject: ${i}\r\n\r\n${body}\r\n`),
+          deliveries: [{ rcpt: `r${i}@example.test`, target: `relay:d${i % 10}.test:25` }],
+        }),
+      ),
+    );
+    const scheduler = new Scheduler({
+      ...schedulerOptions(database, courier, "budget"),
+      maxGroupBytes: 2048,
+      maxBytesInFlight: 5 * 1024,
+    });
+    await scheduler.start();
+    try {
+      await waitFor(async () => sizes.flat().length >= 40);
+      expect(sizes.flat()).toHaveLength(40);
+      expect(Math.max(...sizes.map((g) => g.length))).toBe(2);
+      expect(peak).toBeGreaterThan(2048);
+      expect(peak).toBeLessThanOrEqual(5 * 1024);
+    } finally {
+      await scheduler.stop();
+      await database.close();
     }
   });
 });

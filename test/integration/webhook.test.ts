@@ -72,6 +72,8 @@ describe("webhook targets", () => {
       perDestination: 2,
       initialPerDestination: 1,
       jobsPerGroup: 10,
+      maxGroupBytes: 1 << 20,
+      maxBytesInFlight: 1 << 22,
       leaseSeconds: 30,
       pollMs: 100,
       stopGraceMs: 1000,

@@ -55,6 +55,7 @@ const schema = z.object({
   POSTERN_RETRY_MAX_SECONDS: positiveInt.default(3600),
   POSTERN_QUEUE_LIFETIME_SECONDS: positiveInt.default(432000),
   POSTERN_DELAY_WARNING_SECONDS: positiveInt.default(14400),
+  POSTERN_HISTORY_DAYS: z.coerce.number().int().min(0).default(7),
   POSTERN_DMARC_POLICY: z.enum(["enforce", "monitor"]).default("enforce"),
   POSTERN_DNS_CHECKS: z.enum(["on", "off"]).default("on"),
   POSTERN_LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info"),
@@ -87,6 +88,8 @@ export interface Config {
   retryMaxSeconds: number;
   queueLifetimeSeconds: number;
   delayWarningSeconds: number;
+  /** Days a finished message (nothing pending, no mailbox copy) is kept after it came in; 0 = always. */
+  historyDays: number;
   dmarcPolicy: "enforce" | "monitor";
   /** Every check that asks DNS about a peer: sender and recipient domains, SPF/DKIM/DMARC/ARC. */
   dnsChecks: boolean;
@@ -149,6 +152,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     retryMaxSeconds: s.POSTERN_RETRY_MAX_SECONDS,
     queueLifetimeSeconds: s.POSTERN_QUEUE_LIFETIME_SECONDS,
     delayWarningSeconds: s.POSTERN_DELAY_WARNING_SECONDS,
+    historyDays: s.POSTERN_HISTORY_DAYS,
     dmarcPolicy: s.POSTERN_DMARC_POLICY,
     dnsChecks: s.POSTERN_DNS_CHECKS === "on",
     logLevel: s.POSTERN_LOG_LEVEL,

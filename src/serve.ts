@@ -13,6 +13,7 @@ import { createLogger, errorMessage } from "./log.ts";
 import { PosternMetrics } from "./metrics/postern.ts";
 import { loadTlsMaterial } from "./net/tls.ts";
 import { Enqueuer, QUEUE_CHANNEL } from "./queue/enqueue.ts";
+import { HistoryPruner } from "./queue/history.ts";
 import { newMessageId } from "./queue/ids.ts";
 import { dsnWriter } from "./queue/notices.ts";
 import { Scheduler } from "./queue/scheduler.ts";
@@ -182,6 +183,8 @@ export async function startServer(config: Config): Promise<RunningServer> {
   });
   log.info("http listening", { address: config.listen, port: http.port });
   await scheduler.start();
+  const history = new HistoryPruner(database.db, config.historyDays, log);
+  history.start();
 
   return {
     httpPort: http.port!,
@@ -190,6 +193,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
       // Sessions first (a commit in progress is answered), then deliveries, then the database.
       await Promise.all(listeners.map((l) => l.stop()));
       await scheduler.stop();
+      await history.stop();
       control?.stop();
       await http.stop(true);
       await database.close();

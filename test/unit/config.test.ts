@@ -11,6 +11,7 @@ describe("parseConfig", () => {
     expect(c.maxMessageBytes).toBe(26214400);
     expect(c.maxRecipients).toBe(100);
     expect(c.queueLifetimeSeconds).toBe(432000);
+    expect(c.historyDays).toBe(7);
     expect(c.dmarcPolicy).toBe("enforce");
     expect(c.databaseUrl).toBeUndefined();
     expect(c.dataDir.endsWith("/data")).toBe(true);
@@ -28,6 +29,7 @@ describe("parseConfig", () => {
     expect(c.dnsServers).toEqual(["127.0.0.1:5353", "[::1]:53", "10.0.0.1", "::1"]);
     expect(c.dmarcPolicy).toBe("monitor");
     expect(c.listen).toBe("::1");
+    expect(parseConfig({ POSTERN_HISTORY_DAYS: "0" }).historyDays).toBe(0);
   });
 
   test("an empty variable counts as unset", () => {
@@ -38,6 +40,7 @@ describe("parseConfig", () => {
     [{ POSTERN_SMTP_PORT: "abc" }, 'POSTERN_SMTP_PORT="abc" is invalid: expected a whole number'],
     [{ POSTERN_SMTP_PORT: "70000" }, 'POSTERN_SMTP_PORT="70000" is invalid: expected a number <= 65535'],
     [{ POSTERN_MAX_RECIPIENTS: "0" }, 'POSTERN_MAX_RECIPIENTS="0" is invalid: expected a number > 0'],
+    [{ POSTERN_HISTORY_DAYS: "-1" }, 'POSTERN_HISTORY_DAYS="-1" is invalid: expected a number >= 0'],
     [
       { POSTERN_DMARC_POLICY: "strict" },
       'POSTERN_DMARC_POLICY="strict" is invalid: expected one of "enforce", "monitor"',

@@ -143,8 +143,12 @@ export class Resolver {
             if (depth >= MAX_CNAME_HOPS) return { ok: false, code: "ESERVFAIL", ttl: 0 };
             // not through lookup(): joining a query in flight could wait on itself around a CNAME loop
             const key = `${type} ${outcome.target}`;
-            let target = this.cache.get(key);
-            if (target === undefined) {
+            const cached = this.cache.getEntry(key);
+            let target: Result;
+            if (cached) {
+              // what is left of the cached answer's TTL, not the TTL it came with
+              target = { ...cached.value, ttl: (cached.expires - performance.now()) / 1000 };
+            } else {
               target = await this.query(outcome.target, type, deadline, depth + 1);
               this.cache.set(key, target, target.ttl);
             }

@@ -1,11 +1,12 @@
 // Inbound message authentication: SPF, DKIM, DMARC and ARC through mailauth, the headers that
 // record them, and what the DMARC policy asks of us.
 
+import { createHash } from "node:crypto";
 import type { DNSResolver } from "mailauth";
 import { authenticate } from "mailauth";
+import { parseHeaders } from "mailauth/lib/tools.js";
 import { TtlCache } from "../dns/cache.ts";
 import { mailauthResolver, type Resolver } from "../dns/resolver.ts";
-import { readHeaders, splitMessage } from "./headers.ts";
 
 export interface AuthVerdict {
   spf: string;
@@ -76,9 +77,15 @@ export class VerdictCache {
 }
 
 export async function checkInbound(message: Uint8Array, ctx: AuthContext): Promise<AuthOutcome> {
-  const headers = readHeaders(message);
-  if (ctx.seal || isSigned(headers)) return evaluate(message, ctx, mailauthResolver(ctx.resolver));
-  const key = verdictKey(ctx, headers);
+  const section = headerSection(message);
+  // The fields as mailauth itself reads them: another reader could see a From, or a signature,
+  // that mailauth does not (a fold before the colon, a stray control byte), and the key would
+  // then not say what the outcome was made from.
+  const fields = parseHeaders(Buffer.from(section)).parsed;
+  if (ctx.seal || fields.some(({ key }) => key === "dkim-signature" || key?.startsWith("arc-"))) {
+    return evaluate(message, ctx, mailauthResolver(ctx.resolver));
+  }
+  const key = verdictKey(ctx, fields);
   const known = ctx.verdicts?.get(key);
   if (known) return known;
   // Answers that failed for now (timeouts, SERVFAIL) expire at once, so their outcome is not kept.
@@ -86,15 +93,20 @@ export async function checkInbound(message: Uint8Array, ctx: AuthContext): Promi
   const observed = mailauthResolver(ctx.resolver, (e) => {
     expires = Math.min(expires, e);
   });
-  const outcome = await evaluate(headerSection(message), ctx, observed);
+  const outcome = await evaluate(section, ctx, observed);
   ctx.verdicts?.set(key, outcome, expires);
   return outcome;
 }
 
-/** Everything mailauth reads from an unsigned message and its envelope (DMARC reads From). */
-function verdictKey(ctx: AuthContext, headers: [string, string][]): string {
-  const from = headers.filter(([name]) => name === "from").map(([, value]) => value);
-  return JSON.stringify([ctx.ip, ctx.helo, ctx.mailFrom, from]);
+/**
+ * Everything mailauth reads from an unsigned message and its envelope (DMARC reads the From
+ * fields, byte for byte), hashed: a From can be long, and entries stay small.
+ */
+function verdictKey(ctx: AuthContext, fields: { key: string | null; line: Buffer }[]): string {
+  const from = fields.filter((f) => f.key === "from").map((f) => f.line.toString("latin1"));
+  return createHash("sha256")
+    .update(JSON.stringify([ctx.ip, ctx.helo, ctx.mailFrom, from]))
+    .digest("base64");
 }
 
 async function evaluate(message: Uint8Array, ctx: AuthContext, resolver: DNSResolver): Promise<AuthOutcome> {
@@ -140,16 +152,13 @@ async function evaluate(message: Uint8Array, ctx: AuthContext, resolver: DNSReso
 }
 
 /**
- * Only DKIM and ARC signatures (to verify) and an ARC seal (to make) read the body; SPF and DMARC
- * read the envelope and the headers. mailauth parses the whole body byte by byte in any case
- * (measured: most of the checks' cost for a 10 KiB message), so unsigned mail is checked on its
- * header section alone, with the same verdicts.
+ * The header section and the empty line that ends it. Only DKIM and ARC signatures (to verify)
+ * and an ARC seal (to make) read the body; SPF and DMARC read the envelope and the headers.
+ * mailauth parses the whole body byte by byte in any case (measured: most of the checks' cost for
+ * a 10 KiB message), so unsigned mail is checked on its header section alone, with the same
+ * verdicts. Postern's messages end their lines in CRLF only (bare LF and CR are refused), so the
+ * first empty line is where mailauth ends the header section too.
  */
-function isSigned(headers: [string, string][]): boolean {
-  return headers.some(([name]) => name === "dkim-signature" || name.startsWith("arc-"));
-}
-
-/** The header section and the empty line that ends it. */
 function headerSection(message: Uint8Array): Uint8Array {
   const end = Buffer.from(message).indexOf("\r\n\r\n");
   return end < 0 ? message : message.subarray(0, end + 4);
@@ -160,18 +169,22 @@ function headerSection(message: Uint8Array): Uint8Array {
  * speak for this host, and a sender could otherwise forge a "pass" from us.
  */
 export function stripForgedAuthResults(message: Uint8Array, authservId: string): Uint8Array {
-  // the common case, no such field, without copying the whole message into a string
-  if (!/authentication-results/i.test(Buffer.from(headerSection(message)).toString("latin1"))) return message;
-  const text = Buffer.from(message).toString("latin1");
-  const { fields, body } = splitMessage(text);
+  const section = Buffer.from(headerSection(message));
+  // the common case, no such field, without splitting anything
+  if (!/authentication-results/i.test(section.toString("latin1"))) return message;
+  // read as mailauth reads it (a fold before the colon still makes the field), and as a mail
+  // reader could, so that no spelling of the field survives
+  const fields = parseHeaders(section).parsed;
   const id = authservId.toLowerCase();
-  const kept = fields.filter((f) => {
-    if (f.name !== "authentication-results") return true;
+  const kept = fields.filter(({ key, line }) => {
+    if (key !== "authentication-results") return true;
     // authserv-id is the first token of the value, after any comments (RFC 8601 2.2).
-    const value = f.raw.slice(f.raw.indexOf(":") + 1).replace(/\r\n/g, "");
+    const text = line.toString("latin1");
+    const value = text.slice(text.indexOf(":") + 1).replace(/\r\n/g, "");
     const m = /^\s*(?:\([^)]*\)\s*)*([^\s;(]+)/.exec(value);
     return m?.[1]?.toLowerCase() !== id;
   });
   if (kept.length === fields.length) return message;
-  return Buffer.from(`${kept.map((f) => f.raw).join("\r\n")}\r\n\r\n${body}`, "latin1");
+  const crlf = Buffer.from("\r\n");
+  return Buffer.concat([...kept.flatMap((f) => [f.line, crlf]), crlf, message.subarray(section.length)]);
 }

@@ -113,9 +113,10 @@ export async function loadMessages(db: Db, ids: string[]): Promise<Map<string, Q
 }
 
 /**
- * Extends `owner`'s leases on deliveries it still holds, for `leaseSeconds` from now, and says
- * which ids it still holds: one missing from the answer was settled, removed, or taken over by
- * another instance after the lease ran out.
+ * Extends `owner`'s leases on deliveries it holds, for `leaseSeconds` from now, and says which of
+ * `ids` are no longer its own: settled, removed, or taken over by another instance after the
+ * lease ran out. Rows locked at this moment (a settle of ours in flight) are skipped, not waited
+ * for: waiting could deadlock with that settle, which locks its rows in another order.
  */
 export async function renewLeases(
   db: Db,
@@ -124,14 +125,24 @@ export async function renewLeases(
   leaseSeconds: number,
 ): Promise<Set<number>> {
   if (ids.length === 0) return new Set();
-  const rows = await db
+  const ours = and(
+    eq(deliveries.leaseOwner, owner),
+    inArray(deliveries.id, ids),
+    inArray(deliveries.status, PENDING),
+  );
+  const unlocked = db
+    .select({ id: deliveries.id })
+    .from(deliveries)
+    .where(ours)
+    .orderBy(asc(deliveries.id))
+    .for("update", { skipLocked: true });
+  await db
     .update(deliveries)
     .set({ leaseUntil: sql`now() + make_interval(secs => ${leaseSeconds})` })
-    .where(
-      and(eq(deliveries.leaseOwner, owner), inArray(deliveries.id, ids), inArray(deliveries.status, PENDING)),
-    )
-    .returning({ id: deliveries.id });
-  return new Set(rows.map((r) => r.id));
+    .where(inArray(deliveries.id, unlocked));
+  const held = await db.select({ id: deliveries.id }).from(deliveries).where(ours);
+  const still = new Set(held.map((r) => r.id));
+  return new Set(ids.filter((id) => !still.has(id)));
 }
 
 /** Gives leased deliveries back at once (on a graceful stop) instead of waiting for the lease. */

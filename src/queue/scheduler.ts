@@ -123,22 +123,21 @@ export class Scheduler {
    */
   private async renewLeases(): Promise<void> {
     const ids = [...this.held];
-    let kept: Set<number>;
+    let lost: Set<number>;
     try {
-      kept = await renewLeases(this.o.db, this.o.owner, ids, this.o.leaseSeconds);
+      lost = await renewLeases(this.o.db, this.o.owner, ids, this.o.leaseSeconds);
     } catch (err) {
       this.o.log.warn("renewing leases failed", { error: errorMessage(err) });
       return;
     }
-    const asked = new Set(ids);
     let dropped = 0;
     for (const [key, dest] of this.destinations) {
       const before = dest.waiting.length;
-      dest.waiting = dest.waiting.filter((j) => kept.has(j.delivery.id) || !asked.has(j.delivery.id));
+      dest.waiting = dest.waiting.filter((j) => !lost.has(j.delivery.id));
       dropped += before - dest.waiting.length;
       if (dest.running === 0 && dest.waiting.length === 0) this.destinations.delete(key);
     }
-    for (const id of ids) if (!kept.has(id)) this.held.delete(id);
+    for (const id of lost) this.held.delete(id);
     if (dropped > 0) this.o.log.warn("leases lost: deliveries left to their new holder", { count: dropped });
   }
 
@@ -195,6 +194,9 @@ export class Scheduler {
     if (claimed.length === 0) return;
     const sizes = await loadSizes(this.o.db, [...new Set(claimed.map((c) => c.messageId))]);
     for (const delivery of claimed) {
+      // Our own lease ran out (the database was away) and this claim took the row back: it is
+      // already waiting or running here, and the claim just renewed the lease.
+      if (this.held.has(delivery.id)) continue;
       const size = sizes.get(delivery.messageId);
       if (size === undefined) continue; // removed meanwhile (queue rm): nothing to deliver
       this.held.add(delivery.id);

@@ -11,3 +11,8 @@ declare module "*/_journal.json" {
   const path: string;
   export default path;
 }
+
+// mailauth's own header reader, so that what we key on is what mailauth reads.
+declare module "mailauth/lib/tools.js" {
+  export function parseHeaders(buf: Buffer): { parsed: { key: string | null; line: Buffer }[] };
+}

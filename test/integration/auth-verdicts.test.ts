@@ -20,6 +20,8 @@ describe("VerdictCache", () => {
       "_dmarc.sender.test": { ttl: 1, TXT: ["v=DMARC1; p=reject"] },
       "other.test": { TXT: ["v=spf1 ip4:127.0.0.1 -all"] },
       "_dmarc.other.test": { TXT: ["v=DMARC1; p=none"] },
+      "bank.test": { TXT: ["v=spf1 -all"] },
+      "_dmarc.bank.test": { TXT: ["v=DMARC1; p=reject"] },
     });
     ctx = {
       ip: "127.0.0.1",
@@ -56,6 +58,25 @@ describe("VerdictCache", () => {
     expect(ctx.verdicts?.size).toBe(4);
   });
 
+  test("a From only mailauth sees (folded before the colon) cannot lend its verdict to a spoof", async () => {
+    const spoof = message("CEO <ceo@bank.test>");
+    const alone = await checkInbound(spoof, { ...ctx, mailFrom: "bounce@other.test", helo: "h1.other.test" });
+    expect(alone.dmarcAction).toBe("reject");
+    // mailauth reads the first From (other.test: SPF-aligned, pass); a reader that skipped it
+    // and took the line with a stray \x0b for a From would key this as a bank.test message
+    const primer = enc(
+      "To: alice@example.test\r\nFrom\r\n : a@other.test\r\nSubject: hi\r\n\x0bFrom: CEO <ceo@bank.test>\r\n\r\nx\r\n",
+    );
+    const primed = { ...ctx, mailFrom: "bounce@other.test", helo: "h2.other.test" };
+    expect((await checkInbound(primer, primed)).verdict.dmarc).toMatchObject({
+      result: "pass",
+      domain: "other.test",
+    });
+    const after = await checkInbound(spoof, primed);
+    expect(after.dmarcAction).toBe("reject");
+    expect(after.verdict.dmarc.domain).toBe("bank.test");
+  });
+
   test("a verdict lives no longer than the DNS answers it was made from", async () => {
     const first = await checkInbound(message("a@sender.test"), ctx);
     expect(first.verdict.spf).toBe("pass");
@@ -76,11 +97,12 @@ describe("VerdictCache", () => {
     expect(recovered.verdict.spf).toBe("pass");
   });
 
-  test("signed mail is verified every time", async () => {
-    const signed = message(
-      "a@sender.test",
-      "DKIM-Signature: v=1; a=rsa-sha256; d=sender.test; s=x; h=from; bh=; b=\r\n",
-    );
+  test.each([
+    ["DKIM-Signature: v=1; a=rsa-sha256; d=sender.test; s=x; h=from; bh=; b="],
+    ["DKIM-Signature\r\n : v=1; a=rsa-sha256; d=sender.test; s=x; h=from; bh=; b="],
+    ["ARC-Seal: i=1; a=rsa-sha256; cv=none; d=sender.test; s=x; b="],
+  ])("signed mail is verified every time (%j)", async (field) => {
+    const signed = message("a@sender.test", `${field}\r\n`);
     const first = await checkInbound(signed, ctx);
     const second = await checkInbound(signed, ctx);
     expect(second).not.toBe(first);

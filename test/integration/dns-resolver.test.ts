@@ -206,6 +206,25 @@ describe("failover", () => {
     expect(auth.count("target.two.test", "A")).toBe(1);
   });
 
+  test("an alias to a cached answer lives only as long as what is left of that answer", async () => {
+    const auth = await server(
+      {
+        "alias.one.test": { ttl: 300, CNAME: "target.two.test" },
+        "target.two.test": { ttl: 2, A: ["192.0.2.20"] },
+      },
+      { chaseCnames: false },
+    );
+    const r = resolverFor([auth]);
+    await r.resolve("target.two.test", "A");
+    await Bun.sleep(1500);
+    let expires = 0;
+    expect(await r.resolve("alias.one.test", "A", (e) => (expires = e))).toEqual(["192.0.2.20"]);
+    expect(expires - performance.now()).toBeLessThan(600);
+    auth.zone["target.two.test"] = { ttl: 2, A: ["192.0.2.21"] };
+    await Bun.sleep(600);
+    expect(await r.resolve("alias.one.test", "A")).toEqual(["192.0.2.21"]);
+  });
+
   test("an IPv6 server given as [::1]:port", async () => {
     let v6: DnsTestServer;
     try {

@@ -2,13 +2,14 @@
 // courier written for the test (the couriers' own wire work is tested on their own).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { asc, eq, sql } from "drizzle-orm";
+import postgres from "postgres";
 import { migrate } from "../../src/db/migrate.ts";
 import { type Database, openDatabase } from "../../src/db/open.ts";
 import { attempts, deliveries, messages } from "../../src/db/schema.ts";
 import type { Courier, Job } from "../../src/delivery/courier.ts";
 import { Directory } from "../../src/domains/directory.ts";
 import { createLogger } from "../../src/log.ts";
-import { claimDue, loadMessages } from "../../src/queue/claim.ts";
+import { claimDue, loadMessages, renewLeases } from "../../src/queue/claim.ts";
 import { Enqueuer } from "../../src/queue/enqueue.ts";
 import { newMessageId } from "../../src/queue/ids.ts";
 import { dsnWriter } from "../../src/queue/notices.ts";
@@ -338,12 +339,12 @@ function timedCourier(owner: string, ms: number, seen: Map<number, string[]>): C
 }
 
 /** Two connections to one fresh, migrated PostgreSQL database, as two instances would have. */
-async function sharedDatabase(): Promise<[Database, Database]> {
+async function sharedDatabase(): Promise<[Database, Database, string]> {
   const url = await freshDatabaseUrl();
   const a = await openDatabase({ databaseUrl: url, dataDir: tempDir() });
   const b = await openDatabase({ databaseUrl: url, dataDir: tempDir() });
   await migrate(a);
-  return [a, b];
+  return [a, b, url];
 }
 
 describe.skipIf(!havePostgres)("two schedulers on one PostgreSQL database", () => {
@@ -396,6 +397,61 @@ describe.skipIf(!havePostgres)("two schedulers on one PostgreSQL database", () =
       await a.close();
     }
   }, 30000);
+
+  test("a row our own claim took back (our lease had run out) is not started a second time", async () => {
+    const [a, b] = await sharedDatabase();
+    await b.close();
+    const seen = new Map<number, string[]>();
+    const sa = new Scheduler({
+      ...schedulerOptions(a, timedCourier("a", 1000, seen), "a"),
+      ...slow,
+      leaseSeconds: 60, // no renewal during the test
+    });
+    await enqueue(a, 2, "relay:slow.test:25");
+    await sa.start();
+    try {
+      await waitFor(async () => (await a.db.select().from(deliveries)).every((r) => r.leaseOwner === "a"));
+      // As if the database had been away for a whole lease: both leases are over, and the
+      // scheduler's next claim finds its own running and waiting rows due again.
+      await a.db.update(deliveries).set({ leaseUntil: sql`now() - interval '1 second'` });
+      sa.wake();
+      await waitFor(async () => seen.size >= 2);
+      await Bun.sleep(1500);
+      expect([...seen.values()]).toEqual([["a"], ["a"]]);
+    } finally {
+      await sa.stop();
+      await a.close();
+    }
+  }, 30000);
+
+  test("renewal skips a row being settled instead of waiting on its lock", async () => {
+    const [a, b, url] = await sharedDatabase();
+    await b.close();
+    await enqueue(a, 3, "relay:slow.test:25");
+    const claimed = (await claimDue(a.db, "a", 10, 60)).map((c) => c.id).sort((x, y) => x - y);
+    expect(claimed).toHaveLength(3);
+    const raw = postgres(url, { max: 1, onnotice: () => {} });
+    const locked = Promise.withResolvers<void>();
+    const release = Promise.withResolvers<void>();
+    const settling = raw.begin(async (tx) => {
+      await tx`select id from deliveries where id = ${claimed[1]!} for update`;
+      locked.resolve();
+      await release.promise;
+    });
+    try {
+      await locked.promise;
+      const lost = await Promise.race([
+        renewLeases(a.db, "a", claimed, 60),
+        Bun.sleep(3000).then(() => "blocked on the lock" as const),
+      ]);
+      expect(lost).toEqual(new Set());
+    } finally {
+      release.resolve();
+      await settling;
+      await raw.end();
+      await a.close();
+    }
+  });
 
   test("500 messages, each delivered exactly once", async () => {
     const [a, b] = await sharedDatabase();

@@ -11,6 +11,7 @@ describe("stripForgedAuthResults", () => {
     ["other case", "authentication-results: MX.Example.Test; spf=pass"],
     ["folded before the id", "Authentication-Results:\r\n\tmx.example.test;\r\n\tdkim=pass"],
     ["comment before the id", "Authentication-Results: (forged) mx.example.test; dmarc=pass"],
+    ["folded before the colon", "Authentication-Results\r\n : mx.example.test; dmarc=pass"],
   ])("removes a field claiming our authserv-id (%s)", (_name, field) => {
     const out = dec(
       stripForgedAuthResults(enc(`From: a@b.test\r\n${field}\r\nSubject: s${body}`), "mx.example.test"),

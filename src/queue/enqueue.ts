@@ -34,6 +34,22 @@ interface Pending {
   message: NewMessage;
   resolve(): void;
   reject(err: unknown): void;
+  timer: ReturnType<typeof setTimeout>;
+  /** In a transaction already: past the point where it can be taken back. */
+  writing: boolean;
+  /** Answered with a timeout: never to be written again. */
+  expired: boolean;
+}
+
+/** The database did not commit a message in time; the session answers 451 and the client retries. */
+export class EnqueueTimeout extends Error {
+  constructor(
+    readonly id: string,
+    /** Its transaction was running: it may still commit, and the message then goes out twice. */
+    readonly mayCommit: boolean,
+  ) {
+    super(`message ${id} not committed within the enqueue deadline`);
+  }
 }
 
 /** The NOTIFY channel that tells schedulers new deliveries are due. */
@@ -41,6 +57,13 @@ export const QUEUE_CHANNEL = "postern_queue";
 
 /** Upper bound of one group commit, to keep the transaction and its statements small. */
 const MAX_BATCH = 64;
+
+/**
+ * How long a session waits for its commit. A database that hangs (a lock held, a network gone
+ * quiet) would otherwise hold every session until the clients' own 10-minute timeout; past this
+ * each gets 451 and retries later. Generous: a commit takes milliseconds.
+ */
+export const ENQUEUE_DEADLINE_MS = 60_000;
 
 export class Enqueuer {
   private queue: Pending[] = [];
@@ -51,13 +74,42 @@ export class Enqueuer {
     private readonly log: Logger,
     /** Told after each commit, with the ids and the messages it held. */
     private readonly onCommitted: (ids: string[], messages: NewMessage[]) => void = () => {},
+    private readonly deadlineMs = ENQUEUE_DEADLINE_MS,
   ) {}
 
   enqueue(message: NewMessage): Promise<void> {
     const { promise, resolve, reject } = Promise.withResolvers<void>();
-    this.queue.push({ message, resolve, reject });
+    const pending: Pending = {
+      message,
+      writing: false,
+      expired: false,
+      resolve: () => {
+        clearTimeout(pending.timer);
+        resolve();
+      },
+      reject: (err) => {
+        clearTimeout(pending.timer);
+        reject(err);
+      },
+      timer: setTimeout(() => this.expire(pending), this.deadlineMs),
+    };
+    this.queue.push(pending);
     if (!this.flushing) void this.flush();
     return promise;
+  }
+
+  // Not yet written: taken out, so it is never committed after its 451. Being written: the
+  // transaction cannot be recalled, and whether it commits is for the database to say.
+  private expire(pending: Pending): void {
+    pending.expired = true;
+    const at = this.queue.indexOf(pending);
+    if (at >= 0) this.queue.splice(at, 1);
+    this.log.warn("enqueue deadline passed: answered 451", {
+      id: pending.message.id,
+      // in a transaction that may still commit: then the client's retry makes a second copy
+      mayCommit: pending.writing,
+    });
+    pending.reject(new EnqueueTimeout(pending.message.id, pending.writing));
   }
 
   private async flush(): Promise<void> {
@@ -65,6 +117,7 @@ export class Enqueuer {
     try {
       while (this.queue.length > 0) {
         const batch = this.queue.splice(0, MAX_BATCH);
+        for (const p of batch) p.writing = true;
         try {
           await this.write(batch.map((p) => p.message));
           for (const p of batch) p.resolve();
@@ -80,6 +133,7 @@ export class Enqueuer {
           }
           // One bad message must not fail its neighbours: write each on its own.
           for (const p of batch) {
+            if (p.expired) continue; // already answered 451: the client sends it again
             try {
               await this.write([p.message]);
               p.resolve();

@@ -38,32 +38,16 @@
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
-: "${SHARED_BENCH:=$ROOT/../shared/bench}"
-: "${BUN:=$ROOT/node_modules/.bin/bun}"
-: "${PGBIN:=/usr/lib/postgresql/15/bin}"
 : "${BASE_PORT:=25600}"
-: "${KEEP:=0}"
 : "${MODES:=reuse}"
 : "${ORDER:=off on}"
 : "${DMARC_P:=reject}"
-: "${NEWCONN_MSGS:=2000}"
 
-[ -f "$SHARED_BENCH/load.sh" ] || { echo "error: no load.sh in $SHARED_BENCH (set SHARED_BENCH=)" >&2; exit 1; }
-SHARED_BENCH=$(cd "$SHARED_BENCH" && pwd)
-[ "$(id -u)" = 0 ] || { echo "error: run as root (PostgreSQL runs as its own user)" >&2; exit 1; }
-[ -x "$BUN" ] || { echo "error: $BUN missing: run npm install in $ROOT" >&2; exit 1; }
+BENCH_NAME=checks
+. "$HERE/postern-lib.sh" # checks, $WORK, ../shared/bench/lib.sh, then the helpers
 [ -x "$PGBIN/initdb" ] || { echo "error: no $PGBIN/initdb: apt-get install postgresql-15" >&2; exit 1; }
 command -v dnsmasq >/dev/null || { echo "error: dnsmasq missing: apt-get install dnsmasq-base" >&2; exit 1; }
-
-WORK=$(mktemp -d /tmp/postern-checks.XXXXXX)
-chmod 755 "$WORK"
-export BENCH_TMP=$WORK/smtpbench
-mkdir -p "$BENCH_TMP"
-. "$SHARED_BENCH/lib.sh"
-. "$HERE/postern-lib.sh"
 export MSGS SESSIONS SIZE REPS NEWCONN_MSGS
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 need_smtp_tools
 
 pick_port P_PG

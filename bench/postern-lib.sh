@@ -1,8 +1,25 @@
-# postern-lib.sh - helpers shared by relay.sh and checks.sh (sourced, does nothing by itself).
-# Copied from accept.sh (which is a program, not a library) so that accept.sh stays untouched:
-# bookkeeping + cleanup of everything started, free ports, a throwaway PostgreSQL 15 cluster,
-# Postern start/stop, load.sh in the background. The caller sets WORK, ROOT, BUN, PGBIN,
-# SHARED_BENCH and BASE_PORT, sources ../shared/bench/lib.sh, then this file.
+# postern-lib.sh - helpers shared by accept.sh, relay.sh and checks.sh (sourced, does nothing by
+# itself): bookkeeping + cleanup of everything started, free ports, a throwaway PostgreSQL 15
+# cluster, Postern start/stop, load.sh in the background and its results. The caller sets WORK,
+# ROOT, BUN, PGBIN, SHARED_BENCH and BASE_PORT (and SRC, the Postern tree to run, when it is not
+# ROOT) and BENCH_NAME, then sources this file, which checks the machine, makes the scratch dir
+# WORK and sources ../shared/bench/lib.sh (MSGS SESSIONS SIZE REPS WARMUP defaults, timing, CPU
+# and RSS of process trees).
+
+: "${SHARED_BENCH:=$ROOT/../shared/bench}"
+: "${BUN:=$ROOT/node_modules/.bin/bun}"
+: "${PGBIN:=/usr/lib/postgresql/15/bin}"
+: "${KEEP:=0}"
+: "${NEWCONN_MSGS:=2000}"
+[ -f "$SHARED_BENCH/load.sh" ] || { echo "error: no load.sh in $SHARED_BENCH (set SHARED_BENCH=)" >&2; exit 1; }
+SHARED_BENCH=$(cd "$SHARED_BENCH" && pwd)
+[ "$(id -u)" = 0 ] || { echo "error: run as root (PostgreSQL and Postfix run as their own users)" >&2; exit 1; }
+[ -x "$BUN" ] || { echo "error: $BUN missing: run npm install in $ROOT" >&2; exit 1; }
+WORK=$(mktemp -d "/tmp/postern-$BENCH_NAME.XXXXXX")
+chmod 755 "$WORK" # the postgres and postfix users must reach their folders inside
+export BENCH_TMP=$WORK/smtpbench
+mkdir -p "$BENCH_TMP"
+. "$SHARED_BENCH/lib.sh"
 
 T_START=$(date +%s)
 log() { echo "[$(($(date +%s) - T_START))s] $*" >&2; }
@@ -85,7 +102,7 @@ postern_vars() {
 }
 
 postern_cli() { # ARGS...: bun src/cli.ts ARGS against DATABASE_URL (before serve)
-	(cd "$ROOT" && env "${POSTERN_VARS[@]}" "$BUN" src/cli.ts "$@" >>"$WORK/cli.log" 2>&1) ||
+	(cd "${SRC:-$ROOT}" && env "${POSTERN_VARS[@]}" "$BUN" src/cli.ts "$@" >>"$WORK/cli.log" 2>&1) ||
 		{ tail -5 "$WORK/cli.log"; die "postern $* failed"; }
 }
 
@@ -97,7 +114,7 @@ postern_start() { # NAME: `serve` in the background, log in $WORK/postern-NAME.l
 		mkdir -p "$WORK/prof-$name"
 		flags=(--cpu-prof --cpu-prof-md --cpu-prof-dir="$WORK/prof-$name")
 	fi
-	(cd "$ROOT" && exec env "${POSTERN_VARS[@]}" "$BUN" "${flags[@]}" src/cli.ts serve >"$WORK/postern-$name.log" 2>&1) &
+	(cd "${SRC:-$ROOT}" && exec env "${POSTERN_VARS[@]}" "$BUN" "${flags[@]}" src/cli.ts serve >"$WORK/postern-$name.log" 2>&1) &
 	POSTERN_PID=$!
 	wait_port "$P_HTTP" 60 || { cat "$WORK/postern-$name.log"; die "postern did not start"; }
 	port_listening "$P_SMTP" || { cat "$WORK/postern-$name.log"; die "postern does not listen on $P_SMTP"; }
@@ -139,9 +156,10 @@ load_col() {
 		s = v[k]; gsub(/[][]/, "", s); sub(/-/, " ", s); print (s == "" ? "NA NA NA" : s) }' "$WORK/load-$1.out"
 }
 
-# worst_other LABEL MODE: highest other% of MODE's timed runs; fails LABEL: failed runs
+# worst_other LABEL MODE: highest other% of MODE's timed runs; load_fails LABEL [MODE]: failed
+# runs (of MODE, or of any mode)
 worst_other() { grep -E " $2 run [0-9]+:" "$WORK/load-$1.err" | grep -o 'other CPU [0-9]*' | awk '{ print $3 }' | sort -n | tail -1; }
-load_fails() { grep -cE "FAILED" "$WORK/load-$1.err"; }
+load_fails() { grep -cE "${2:+ $2 (run [0-9]+|warm-up) }FAILED" "$WORK/load-$1.err"; }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else print "-" }'; }
 
@@ -179,3 +197,6 @@ split_cpu() {
 			printf "%.3f %.3f %s\n", b * 1000 / hz / m, p * 1000 / hz / m, ok
 		}' "$1"
 }
+
+trap cleanup EXIT
+trap 'exit 130' INT TERM

@@ -33,31 +33,15 @@
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
-: "${SHARED_BENCH:=$ROOT/../shared/bench}"
-: "${BUN:=$ROOT/node_modules/.bin/bun}"
-: "${PGBIN:=/usr/lib/postgresql/15/bin}"
 : "${SERVERS:=postern postfix}"
 : "${BASE_PORT:=25400}"
-: "${KEEP:=0}"
 : "${MODES:=reuse newconn}"
-: "${NEWCONN_MSGS:=2000}"
 : "${E2E_TIMEOUT:=300}"
 
-[ -f "$SHARED_BENCH/load.sh" ] || { echo "error: no load.sh in $SHARED_BENCH (set SHARED_BENCH=)" >&2; exit 1; }
-SHARED_BENCH=$(cd "$SHARED_BENCH" && pwd)
-[ "$(id -u)" = 0 ] || { echo "error: run as root (PostgreSQL and Postfix run as their own users)" >&2; exit 1; }
-[ -x "$BUN" ] || { echo "error: $BUN missing: run npm install in $ROOT" >&2; exit 1; }
+BENCH_NAME=relay
+. "$HERE/postern-lib.sh" # checks, $WORK, ../shared/bench/lib.sh, then the helpers
 [ -x "$PGBIN/initdb" ] || { echo "error: no $PGBIN/initdb: apt-get install postgresql-15" >&2; exit 1; }
-
-WORK=$(mktemp -d /tmp/postern-relay.XXXXXX)
-chmod 755 "$WORK" # the postgres and postfix users must reach their folders inside
-export BENCH_TMP=$WORK/smtpbench
-mkdir -p "$BENCH_TMP"
-. "$SHARED_BENCH/lib.sh" # MSGS SESSIONS SIZE REPS WARMUP defaults, timing, tree CPU helpers
-. "$HERE/postern-lib.sh"
 export MSGS SESSIONS SIZE REPS NEWCONN_MSGS E2E_TIMEOUT
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 need_smtp_tools
 
 # pf_start, pf_stop, pf_queue_count, pf_wait_empty, pf_version: peers.sh's own Postfix functions

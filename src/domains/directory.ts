@@ -7,6 +7,7 @@ import type { Db } from "../db/open.ts";
 import { domains, routes, users } from "../db/schema.ts";
 import { domainOf } from "../mail/address.ts";
 import { dkimSelectors } from "../mail/dkim.ts";
+import type { DkimKey } from "../mail/dkim-sign.ts";
 
 export interface Route {
   pattern: string;
@@ -84,14 +85,20 @@ export class Directory {
     return undefined;
   }
 
-  /** The ARC/SRS key material of a local domain: its RSA DKIM key (undefined when not local). */
-  async signingKey(
-    domain: string,
-  ): Promise<{ domain: string; selector: string; privateKey: string } | undefined> {
+  /** A local domain's two DKIM keys, RSA first (undefined when the domain is not local). */
+  async dkimKeys(domain: string): Promise<[rsa: DkimKey, ed25519: DkimKey] | undefined> {
     const [row] = await this.db.select().from(domains).where(eq(domains.name, domain.toLowerCase()));
-    return (
-      row && { domain: row.name, selector: dkimSelectors(row.dkimSelector).rsa, privateKey: row.dkimRsaKey }
-    );
+    if (!row) return undefined;
+    const selectors = dkimSelectors(row.dkimSelector);
+    return [
+      { domain: row.name, selector: selectors.rsa, privateKey: row.dkimRsaKey },
+      { domain: row.name, selector: selectors.ed25519, privateKey: row.dkimEd25519Key },
+    ];
+  }
+
+  /** The ARC/SRS key material of a local domain: its RSA DKIM key (undefined when not local). */
+  async signingKey(domain: string): Promise<DkimKey | undefined> {
+    return (await this.dkimKeys(domain))?.[0];
   }
 
   /** The SRS secret of a local domain: derived from its private key, so every instance shares it. */

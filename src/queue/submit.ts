@@ -77,7 +77,7 @@ export async function submitMessage(deps: SubmitDeps, mail: Injection): Promise<
           : `From ${fixed.address} is not ${domainOf(from)}'s`,
     );
   }
-  const content = await signIfLocal(deps.db, fixed.content, now);
+  const content = await signIfLocal(deps.directory, fixed.content, now);
   const headers = readHeaders(content);
   await deps.enqueuer.enqueue({
     id,

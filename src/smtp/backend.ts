@@ -106,7 +106,7 @@ export function createSessionBackend(deps: BackendDeps): SessionBackend {
                 : R.senderNotOwned(fixed.address),
           );
         }
-        content = await signIfLocal(db, fixed.content);
+        content = await signIfLocal(directory, fixed.content);
       } else if (resolver) {
         content = stripForgedAuthResults(content, hostname);
         // Mail we forward carries our ARC seal, made with the key of the domain it was sent to.

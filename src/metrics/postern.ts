@@ -36,7 +36,8 @@ export type SessionOutcome = (typeof SESSION_OUTCOMES)[number];
 export const TARGET_KINDS = ["mx", "relay", "webhook", "forward", "mailbox", "other"] as const;
 export type TargetKind = (typeof TARGET_KINDS)[number];
 
-export const QUEUE_STATUSES = ["queued", "deferred", "delivered", "bounced"] as const;
+/** The statuses of mail still in the queue; delivered and bounced are history (the *_total counters). */
+export const QUEUE_STATUSES = ["queued", "deferred"] as const;
 const DSN_ACTIONS = ["failed", "delayed", "delivered"] as const satisfies readonly DsnAction[];
 const DNS_TYPES = ["A", "AAAA", "MX", "TXT", "PTR", "CNAME"] as const satisfies readonly RecordType[];
 
@@ -215,9 +216,11 @@ export class PosternMetrics implements SmtpMetrics {
         help: "Recipient deliveries in the queue, per status.",
         labelNames: ["status"],
         collect: async () => {
+          // on the due index: the cost follows the queue, not the history kept
           const rows = await db
             .select({ status: deliveries.status, n: count() })
             .from(deliveries)
+            .where(inArray(deliveries.status, [...QUEUE_STATUSES]))
             .groupBy(deliveries.status);
           const by = new Map(rows.map((row) => [row.status, Number(row.n)]));
           return QUEUE_STATUSES.map((status) => ({ labels: { status }, value: by.get(status) ?? 0 }));

@@ -1,5 +1,5 @@
 // Runs the CLI as a subprocess, as an operator would.
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -11,8 +11,18 @@ export interface CliResult {
   stderr: string;
 }
 
+const madeDirs: string[] = [];
+
+/** A fresh folder under the system's temp dir, removed at the end of the run (removeTempDirs). */
 export function tempDir(prefix = "postern-test-"): string {
-  return mkdtempSync(join(tmpdir(), prefix));
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  madeDirs.push(dir);
+  return dir;
+}
+
+/** Removes every folder tempDir made; run once, after the last test (setup.ts). */
+export function removeTempDirs(): void {
+  for (const dir of madeDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 }
 
 /** A clean environment: only what the test gives, plus PATH and HOME. */

@@ -1,8 +1,8 @@
 import { describe, expect, test } from "bun:test";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { formatServer, loadServers, parseResolvConf, parseServer } from "../../src/dns/servers.ts";
+import { tempDir } from "../helpers/cli.ts";
 
 describe("DNS server specs", () => {
   test.each([
@@ -71,7 +71,7 @@ describe("resolv.conf", () => {
   });
 
   test("loadServers: the setting wins, else the file, else the local host", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "postern-dns-"));
+    const dir = tempDir("postern-dns-");
     const path = join(dir, "resolv.conf");
     writeFileSync(path, "nameserver 192.0.2.7\n");
     expect(await loadServers(["127.0.0.1:5353", "[::1]:53"], path)).toEqual([

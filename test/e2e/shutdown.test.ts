@@ -5,7 +5,7 @@ import { cliEnv, runCli, tempDir } from "../helpers/cli.ts";
 import { freshDatabaseUrl, havePostgres } from "../helpers/pg.ts";
 import { startServe } from "../helpers/serve.ts";
 import { SmtpSink } from "../helpers/sink.ts";
-import { SmtpClient } from "../helpers/smtp-client.ts";
+import { sendOnNewSession } from "../helpers/smtp-client.ts";
 
 describe.skipIf(!havePostgres)("graceful shutdown", () => {
   let sink: SmtpSink;
@@ -27,22 +27,17 @@ describe.skipIf(!havePostgres)("graceful shutdown", () => {
     let stop = false;
     const sender = async (n: number) => {
       for (let i = 0; !stop; i++) {
-        let c: SmtpClient | undefined;
+        const subject = `load ${n}-${i}`;
         try {
-          c = await SmtpClient.connect(server.smtpPort);
-          if ((await c.readReply()).code !== 220) return;
-          await c.command("EHLO load.test");
-          await c.command("MAIL FROM:<load@remote.test>");
-          await c.command(`RCPT TO:<rcpt${n}@example.test>`);
-          if ((await c.command("DATA")).code !== 354) return;
-          const subject = `load ${n}-${i}`;
-          const done = await c.command(`From: load@remote.test\r\nSubject: ${subject}\r\n\r\nx\r\n.`);
+          const done = await sendOnNewSession(
+            server.smtpPort,
+            "load@remote.test",
+            [`rcpt${n}@example.test`],
+            `From: load@remote.test\r\nSubject: ${subject}\r\n\r\nx\r\n`,
+          );
           if (done.code === 250) accepted.add(subject);
-          await c.quit();
         } catch {
-          return; // the server went away mid-session: that message never got its 250
-        } finally {
-          c?.destroy();
+          return; // refused or cut off while the server stops: that message never got its 250
         }
       }
     };

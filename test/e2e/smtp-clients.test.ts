@@ -1,15 +1,21 @@
 // Real SMTP clients (swaks, openssl s_client) against `postern serve`: what they send must be
 // accepted, and what is accepted must be in the database.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { type Gateway, PASSWORD, startGateway, swaks, USER } from "../helpers/gateway.ts";
+import { describe, expect, test } from "bun:test";
+import {
+  type Gateway,
+  PASSWORD,
+  type SwaksResult,
+  suiteGateway,
+  swaksSend,
+  USER,
+} from "../helpers/gateway.ts";
 import { havePostgres } from "../helpers/pg.ts";
-
-const QUEUED = /250 2\.0\.0 Ok: queued as (\S+)/;
+import { queuedId } from "../helpers/swaks.ts";
 
 function queuedIdIn(out: string): string {
-  const m = QUEUED.exec(out);
-  if (!m) throw new Error(`no "queued as" in swaks output:\n${out}`);
-  return m[1]!;
+  const id = queuedId(out);
+  if (!id) throw new Error(`no "queued as" in swaks output:\n${out}`);
+  return id;
 }
 
 interface StoredMessage {
@@ -32,6 +38,10 @@ async function stored(gw: Gateway, id: string): Promise<StoredMessage | undefine
   };
 }
 
+async function messageCount(gw: Gateway): Promise<number> {
+  return (await gw.sql!`select count(*)::int as n from messages`)[0]!.n;
+}
+
 /**
  * One delivery to the MX hosts, not yet done: the scheduler may already have tried it (the
  * test zone sends remote.test to 127.0.0.1, where nothing listens on POSTERN_OUTBOUND_PORT).
@@ -52,26 +62,31 @@ const auth = (mech: string, password = PASSWORD) => [
   password,
 ];
 
-describe.skipIf(!havePostgres)("real SMTP clients on PostgreSQL", () => {
-  let gw: Gateway;
-  beforeAll(async () => {
-    gw = await startGateway({ postgres: true });
-  }, 40000);
-  afterAll(async () => {
-    await gw?.close();
+/** swaks on the MX port, as another mail server would send. */
+function viaMx(gw: Gateway, from: string, to: string, subject?: string): Promise<SwaksResult> {
+  return swaksSend({ port: gw.server.smtpPort, from, to, subject });
+}
+
+/** swaks as USER on the submission port: STARTTLS, then AUTH (PLAIN unless told). */
+function submitAsUser(
+  gw: Gateway,
+  to: string,
+  o: { mech?: string; password?: string; subject?: string } = {},
+): Promise<SwaksResult> {
+  return swaksSend({
+    port: gw.server.submissionPort,
+    extra: ["--tls", ...auth(o.mech ?? "PLAIN", o.password)],
+    from: USER,
+    to,
+    subject: o.subject,
   });
+}
+
+describe.skipIf(!havePostgres)("real SMTP clients on PostgreSQL", () => {
+  const gw = suiteGateway({ postgres: true });
 
   test("swaks: plain delivery on the MX port, kept in the mailbox", async () => {
-    const r = await swaks([
-      "--server",
-      `127.0.0.1:${gw.server.smtpPort}`,
-      "--from",
-      "sender@remote.test",
-      "--to",
-      "alice@example.test",
-      "--header",
-      "Subject: swaks on the MX port",
-    ]);
+    const r = await viaMx(gw, "sender@remote.test", "alice@example.test", "swaks on the MX port");
     expect(r.code).toBe(0);
     for (const ext of [
       "PIPELINING",
@@ -98,18 +113,7 @@ describe.skipIf(!havePostgres)("real SMTP clients on PostgreSQL", () => {
 
   for (const mech of ["PLAIN", "LOGIN"]) {
     test(`swaks: STARTTLS + AUTH ${mech} on the submission port to a remote recipient`, async () => {
-      const r = await swaks([
-        "--server",
-        `127.0.0.1:${gw.server.submissionPort}`,
-        "--tls",
-        ...auth(mech),
-        "--from",
-        USER,
-        "--to",
-        "friend@remote.test",
-        "--header",
-        `Subject: submitted with ${mech}`,
-      ]);
+      const r = await submitAsUser(gw, "friend@remote.test", { mech, subject: `submitted with ${mech}` });
       expect(r.code).toBe(0);
       // AUTH only after TLS: "<-" is swaks' plain-text side, "<~" its TLS side.
       expect(r.out).not.toMatch(/<- +250[- ]AUTH/);
@@ -124,15 +128,12 @@ describe.skipIf(!havePostgres)("real SMTP clients on PostgreSQL", () => {
   }
 
   test("swaks --pipeline: a pipelined transaction with two recipients", async () => {
-    const r = await swaks([
-      "--server",
-      `127.0.0.1:${gw.server.smtpPort}`,
-      "--pipeline",
-      "--from",
-      "pipe@remote.test",
-      "--to",
-      "a@example.test,b@example.test",
-    ]);
+    const r = await swaksSend({
+      port: gw.server.smtpPort,
+      extra: ["--pipeline"],
+      from: "pipe@remote.test",
+      to: "a@example.test,b@example.test",
+    });
     expect(r.code).toBe(0);
     // swaks sends MAIL, both RCPTs and DATA in one go and reads the replies after.
     expect(r.out).toMatch(/-> MAIL FROM:<pipe@remote\.test>\r?\n -> RCPT TO:<a@example\.test>/);
@@ -144,16 +145,12 @@ describe.skipIf(!havePostgres)("real SMTP clients on PostgreSQL", () => {
   }, 20000);
 
   test("swaks --tlsc: implicit TLS on the submissions port", async () => {
-    const r = await swaks([
-      "--server",
-      `127.0.0.1:${gw.server.submissionsPort}`,
-      "--tlsc",
-      ...auth("PLAIN"),
-      "--from",
-      "other-name@example.test",
-      "--to",
-      "friend@remote.test",
-    ]);
+    const r = await swaksSend({
+      port: gw.server.submissionsPort,
+      extra: ["--tlsc", ...auth("PLAIN")],
+      from: "other-name@example.test",
+      to: "friend@remote.test",
+    });
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/<~ +220 mx\.example\.test ESMTP/);
     expect(r.out).toMatch(/<~ +250[- ]AUTH PLAIN LOGIN/);
@@ -163,22 +160,12 @@ describe.skipIf(!havePostgres)("real SMTP clients on PostgreSQL", () => {
   }, 20000);
 
   test("swaks: a wrong password gets 535 5.7.8 and nothing is queued", async () => {
-    const before: number = (await gw.sql!`select count(*)::int as n from messages`)[0]!.n;
-    const r = await swaks([
-      "--server",
-      `127.0.0.1:${gw.server.submissionPort}`,
-      "--tls",
-      ...auth("LOGIN", "not the password"),
-      "--from",
-      USER,
-      "--to",
-      "friend@remote.test",
-    ]);
+    const before = await messageCount(gw);
+    const r = await submitAsUser(gw, "friend@remote.test", { mech: "LOGIN", password: "not the password" });
     expect(r.code).not.toBe(0);
     expect(r.out).toMatch(/<~\* +535 5\.7\.8 /);
     expect(r.out).not.toContain("queued as");
-    const after: number = (await gw.sql!`select count(*)::int as n from messages`)[0]!.n;
-    expect(after).toBe(before);
+    expect(await messageCount(gw)).toBe(before);
   }, 20000);
 
   test("openssl s_client -starttls smtp: EHLO again after TLS, a message accepted", async () => {
@@ -233,25 +220,10 @@ describe.skipIf(!havePostgres)("real SMTP clients on PostgreSQL", () => {
 });
 
 describe("real SMTP clients on the embedded database", () => {
-  let gw: Gateway;
-  beforeAll(async () => {
-    gw = await startGateway({ postgres: false });
-  }, 60000);
-  afterAll(async () => {
-    await gw?.close();
-  });
+  const gw = suiteGateway({ postgres: false });
 
   test("swaks: plain delivery on the MX port, read back from the mailbox API", async () => {
-    const r = await swaks([
-      "--server",
-      `127.0.0.1:${gw.server.smtpPort}`,
-      "--from",
-      "sender@remote.test",
-      "--to",
-      "dave@example.test",
-      "--header",
-      "Subject: embedded MX",
-    ]);
+    const r = await viaMx(gw, "sender@remote.test", "dave@example.test", "embedded MX");
     expect(r.code).toBe(0);
     const id = queuedIdIn(r.out);
     const box = await gw.mailbox("dave@example.test");
@@ -260,18 +232,7 @@ describe("real SMTP clients on the embedded database", () => {
   }, 20000);
 
   test("swaks: STARTTLS + AUTH PLAIN on the submission port", async () => {
-    const r = await swaks([
-      "--server",
-      `127.0.0.1:${gw.server.submissionPort}`,
-      "--tls",
-      ...auth("PLAIN"),
-      "--from",
-      USER,
-      "--to",
-      "erin@example.test",
-      "--header",
-      "Subject: embedded submission",
-    ]);
+    const r = await submitAsUser(gw, "erin@example.test", { subject: "embedded submission" });
     expect(r.code).toBe(0);
     const id = queuedIdIn(r.out);
     const box = await gw.mailbox("erin@example.test");

@@ -1,9 +1,15 @@
 // "250 after DATA means committed": SIGKILL the server the moment a 250 is read, start it
 // again, and every acknowledged message must be there, on PostgreSQL and on PGlite.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { type Gateway, startGateway } from "../helpers/gateway.ts";
+import { describe, expect, test } from "bun:test";
+import { type Gateway, suiteGateway } from "../helpers/gateway.ts";
 import { havePostgres } from "../helpers/pg.ts";
-import { ehloClient, queuedId, type SmtpClient, sendMessage } from "../helpers/smtp-client.ts";
+import {
+  ehloClient,
+  queuedId,
+  type SmtpClient,
+  sendMessage,
+  sendOnNewSession,
+} from "../helpers/smtp-client.ts";
 
 /** Several clients send as fast as they can; the server is killed mid-stream. */
 async function ackedBeforeKill(gw: Gateway, clients: number, runMs: number): Promise<string[]> {
@@ -57,13 +63,7 @@ async function oneMessageThenKill(gw: Gateway, rcpt: string): Promise<string> {
 }
 
 describe.skipIf(!havePostgres)("durability on PostgreSQL", () => {
-  let gw: Gateway;
-  beforeAll(async () => {
-    gw = await startGateway({ postgres: true });
-  }, 40000);
-  afterAll(async () => {
-    await gw?.close();
-  });
+  const gw = suiteGateway({ postgres: true });
 
   test("a message acknowledged with 250 survives SIGKILL right after", async () => {
     const id = await oneMessageThenKill(gw, "keep@example.test");
@@ -80,13 +80,13 @@ describe.skipIf(!havePostgres)("durability on PostgreSQL", () => {
     });
     expect(rows[0]!.raw).toContain("\r\n\r\nsurvives\r\n");
     // The restarted server takes mail again.
-    const { client } = await ehloClient(gw.server.smtpPort);
-    expect(
-      queuedId(
-        await sendMessage(client, "again@remote.test", ["keep@example.test"], "Subject: x\r\n\r\ny\r\n"),
-      ),
-    ).toBeTruthy();
-    await client.quit();
+    const again = await sendOnNewSession(
+      gw.server.smtpPort,
+      "again@remote.test",
+      ["keep@example.test"],
+      "Subject: x\r\n\r\ny\r\n",
+    );
+    expect(queuedId(again)).toBeTruthy();
   }, 30000);
 
   test("killed mid-stream: every acknowledged message is there, none half-written", async () => {
@@ -106,13 +106,7 @@ describe.skipIf(!havePostgres)("durability on PostgreSQL", () => {
 });
 
 describe("durability on the embedded database (PGlite)", () => {
-  let gw: Gateway;
-  beforeAll(async () => {
-    gw = await startGateway({ postgres: false });
-  }, 60000);
-  afterAll(async () => {
-    await gw?.close();
-  });
+  const gw = suiteGateway({ postgres: false });
 
   test("a message acknowledged with 250 survives SIGKILL right after", async () => {
     const id = await oneMessageThenKill(gw, "keep@example.test");

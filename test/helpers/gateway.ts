@@ -1,5 +1,6 @@
 // A configured `postern serve` for end-to-end SMTP tests: the local domain example.test with
 // a catch-all mailbox route and one submission user, set up with the CLI before serve starts.
+import { afterAll, beforeAll } from "bun:test";
 import { rmSync } from "node:fs";
 import postgres from "postgres";
 import { cliEnv, runCli, tempDir } from "./cli.ts";
@@ -122,6 +123,46 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
 }
 
 /**
+ * One gateway for the enclosing describe block: started in its beforeAll, closed in its afterAll.
+ * What it returns stands for that gateway from the start, so tests can name it like a constant.
+ */
+export function suiteGateway(opts: GatewayOptions): Gateway {
+  let gw: Gateway | undefined;
+  // PGlite's first open takes longer than a fresh PostgreSQL database.
+  beforeAll(
+    async () => {
+      gw = await startGateway(opts);
+    },
+    opts.postgres ? 40000 : 60000,
+  );
+  afterAll(async () => {
+    await gw?.close();
+  });
+  const started = (): Gateway => {
+    if (!gw) throw new Error("the suite's gateway did not start");
+    return gw;
+  };
+  return {
+    get server() {
+      return started().server;
+    },
+    get env() {
+      return started().env;
+    },
+    get dns() {
+      return started().dns;
+    },
+    get sql() {
+      return started().sql;
+    },
+    kill: () => started().kill(),
+    restart: () => started().restart(),
+    mailbox: (address) => started().mailbox(address),
+    close: () => started().close(),
+  };
+}
+
+/**
  * startServe picks free ports and then lets go of them before serve binds them; on a busy
  * machine another socket can take one in between. Then it is simply tried again.
  */
@@ -164,4 +205,29 @@ export async function swaks(args: string[], timeoutMs = 15000): Promise<SwaksRes
   } finally {
     clearTimeout(timer);
   }
+}
+
+export interface SwaksMessage {
+  port: number;
+  from: string;
+  to: string;
+  /** The Subject of the message swaks makes up; none when left out. */
+  subject?: string;
+  /** More swaks options: --tls, --auth..., --pipeline. */
+  extra?: string[];
+}
+
+/** swaks sends one message to 127.0.0.1:PORT; never throws on a refused message. */
+export function swaksSend(m: SwaksMessage): Promise<SwaksResult> {
+  const subject = m.subject === undefined ? [] : ["--header", `Subject: ${m.subject}`];
+  return swaks([
+    "--server",
+    `127.0.0.1:${m.port}`,
+    ...(m.extra ?? []),
+    "--from",
+    m.from,
+    "--to",
+    m.to,
+    ...subject,
+  ]);
 }

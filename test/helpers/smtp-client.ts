@@ -277,6 +277,24 @@ export async function sendMessage(
   return client.readReply(10000);
 }
 
+/**
+ * A session of its own for one message: connect, EHLO, sendMessage, QUIT. Returns the final
+ * reply; throws as ehloClient and sendMessage do.
+ */
+export async function sendOnNewSession(
+  port: number,
+  from: string,
+  to: string[],
+  content: string | Uint8Array,
+): Promise<SmtpReply> {
+  const { client } = await ehloClient(port);
+  try {
+    return await sendMessage(client, from, to, content);
+  } finally {
+    await client.quit();
+  }
+}
+
 /** Doubles a dot at the start of every CRLF line (RFC 5321 4.5.2). */
 export function dotStuff(bytes: Uint8Array): Buffer {
   const out: number[] = [];

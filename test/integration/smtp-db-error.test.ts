@@ -4,16 +4,7 @@ import type { RunningServer } from "../../src/serve.ts";
 import { cliEnv, runCli } from "../helpers/cli.ts";
 import { freshDatabaseUrl, havePostgres } from "../helpers/pg.ts";
 import { startTestServer } from "../helpers/server.ts";
-
-async function swaks(port: number): Promise<string> {
-  const proc = Bun.spawn(
-    ["swaks", "--server", `127.0.0.1:${port}`, "--from", "s@remote.test", "--to", "a@example.test"],
-    { stdout: "pipe", stderr: "pipe" },
-  );
-  const out = await new Response(proc.stdout).text();
-  await proc.exited;
-  return out;
-}
+import { swaks } from "../helpers/swaks.ts";
 
 describe.skipIf(!havePostgres)("a database failure at end of data", () => {
   let server: RunningServer;
@@ -25,19 +16,19 @@ describe.skipIf(!havePostgres)("a database failure at end of data", () => {
     expect((await runCli(["domain", "add", "example.test"], env)).code).toBe(0);
     expect((await runCli(["route", "add", "*@example.test", "mailbox"], env)).code).toBe(0);
     sql = postgres(url, { max: 1, onnotice: () => {} });
-    server = await startTestServer({
-      DATABASE_URL: url,
-    });
+    server = await startTestServer({ DATABASE_URL: url });
   });
   afterAll(async () => {
     await server?.stop();
     await sql?.end();
   });
 
+  const send = () => swaks({ port: server.smtpPorts.smtp, from: "s@remote.test", to: "a@example.test" });
+
   test("gives 451 4.3.0, never 250; the server goes on once the database is back", async () => {
     await sql`alter table deliveries rename to deliveries_away`;
     try {
-      const refused = await swaks(server.smtpPorts.smtp);
+      const refused = await send();
       expect(refused).toContain("451 4.3.0");
       expect(refused).not.toContain("queued as");
     } finally {
@@ -45,7 +36,7 @@ describe.skipIf(!havePostgres)("a database failure at end of data", () => {
     }
     // The failed transaction left nothing half-written.
     expect((await sql`select count(*)::int as n from messages`)[0]!.n).toBe(0);
-    const accepted = await swaks(server.smtpPorts.smtp);
+    const accepted = await send();
     expect(accepted).toContain("250 2.0.0 Ok: queued as");
     expect((await sql`select count(*)::int as n from messages`)[0]!.n).toBe(1);
   });

@@ -2,7 +2,7 @@
 // database take disjoint rows, and a lease so that a dead instance's rows come back when it ends.
 import { and, asc, eq, inArray, isNull, lt, lte, or, sql } from "drizzle-orm";
 import type { Db } from "../db/open.ts";
-import { deliveries, messages } from "../db/schema.ts";
+import { attempts, deliveries, messages } from "../db/schema.ts";
 
 export interface ClaimedDelivery {
   id: number;
@@ -143,6 +143,33 @@ export async function renewLeases(
   const held = await db.select({ id: deliveries.id }).from(deliveries).where(ours);
   const still = new Set(held.map((r) => r.id));
   return new Set(ids.filter((id) => !still.has(id)));
+}
+
+/**
+ * Puts back deliveries whose message could not be read, as an attempt that failed for now: an
+ * attempt row saying why and a retry at `retryAt`, so that a damaged row neither stays claimed
+ * nor blocks its destination. It stays deferred, in the queue for an operator to see, until it
+ * can be read again (no DSN can be made without the message).
+ */
+export async function deferUnreadable(db: Db, owner: string, ids: number[], retryAt: Date): Promise<void> {
+  if (ids.length === 0) return;
+  const reply = "local error: the message cannot be read from the database";
+  const rows = await db
+    .update(deliveries)
+    .set({
+      status: "deferred",
+      attempts: sql`${deliveries.attempts} + 1`,
+      nextAttemptAt: retryAt,
+      lastReply: reply,
+      leaseOwner: null,
+      leaseUntil: null,
+    })
+    .where(and(eq(deliveries.leaseOwner, owner), inArray(deliveries.id, ids)))
+    .returning({ id: deliveries.id });
+  if (rows.length === 0) return;
+  await db
+    .insert(attempts)
+    .values(rows.map((r) => ({ deliveryId: r.id, durationMs: 0, reply, outcome: "deferred" })));
 }
 
 /** Gives leased deliveries back at once (on a graceful stop) instead of waiting for the lease. */

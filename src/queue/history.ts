@@ -2,7 +2,7 @@
 // otherwise every relayed byte stays on disk forever. A message goes once none of its deliveries
 // is pending and none is a mailbox copy (a mailbox keeps its mail until the API deletes it), and
 // it came in more than the history period ago; its deliveries and attempts go with it (cascade).
-import { and, eq, inArray, lt, notExists, or, sql } from "drizzle-orm";
+import { and, eq, inArray, lt, notExists, notInArray, or, sql } from "drizzle-orm";
 import type { Db } from "../db/open.ts";
 import { deliveries, messages } from "../db/schema.ts";
 import { errorMessage, type Logger } from "../log.ts";
@@ -18,7 +18,8 @@ export async function purgeFinished(db: Db, days: number, limit = PURGE_BATCH): 
     .where(
       and(
         eq(deliveries.messageId, messages.id),
-        or(inArray(deliveries.status, ["queued", "deferred"]), eq(deliveries.target, "mailbox")),
+        // any status but the two final ones: a status added later is kept, not purged
+        or(notInArray(deliveries.status, ["delivered", "bounced"]), eq(deliveries.target, "mailbox")),
       ),
     );
   // SKIP LOCKED: instances sharing the database purge side by side without waiting on each other.

@@ -3,18 +3,23 @@
 // settles what comes back. New mail wakes it at once (LISTEN/NOTIFY on the queue channel);
 // polling is only the fallback, and the way deferred deliveries come due.
 
+import { sql } from "drizzle-orm";
 import type { Db } from "../db/open.ts";
 import { type Courier, destinationOf, type Job } from "../delivery/courier.ts";
 import { errorMessage, type Logger } from "../log.ts";
 import {
   type ClaimedDelivery,
   claimDue,
+  deferUnreadable,
   loadMessages,
   loadSizes,
   nextDueAt,
+  type QueuedMessage,
   releaseLeases,
   renewLeases,
 } from "./claim.ts";
+import { takeGroup } from "./grouping.ts";
+import { retryDelaySeconds } from "./retry.ts";
 import { type DsnWriter, type SettledDelivery, type SettlePolicy, settle } from "./settle.ts";
 
 /** Deliveries claimed in one round at most. */
@@ -73,6 +78,8 @@ export class Scheduler {
   private readonly destinations = new Map<string, Destination>();
   private inFlight = 0;
   private bytesInFlight = 0;
+  /** Message bytes of the deliveries claimed and not started (counted per delivery). */
+  private waitingBytes = 0;
   private readonly groups = new Set<Promise<void>>();
   private wakeUp: (() => void) | undefined;
   private woken = false;
@@ -110,6 +117,7 @@ export class Scheduler {
     const unstarted = [...this.destinations.values()].flatMap((d) => d.waiting.map((j) => j.delivery.id));
     this.destinations.clear();
     this.held.clear();
+    this.waitingBytes = 0;
     await releaseLeases(this.o.db, this.o.owner, unstarted).catch((err) =>
       this.o.log.warn("releasing leases failed", { error: errorMessage(err) }),
     );
@@ -132,9 +140,10 @@ export class Scheduler {
     }
     let dropped = 0;
     for (const [key, dest] of this.destinations) {
-      const before = dest.waiting.length;
-      dest.waiting = dest.waiting.filter((j) => !lost.has(j.delivery.id));
-      dropped += before - dest.waiting.length;
+      const kept = dest.waiting.filter((j) => !lost.has(j.delivery.id));
+      for (const j of dest.waiting) if (lost.has(j.delivery.id)) this.waitingBytes -= j.size;
+      dropped += dest.waiting.length - kept.length;
+      dest.waiting = kept;
       if (dest.running === 0 && dest.waiting.length === 0) this.destinations.delete(key);
     }
     for (const id of lost) this.held.delete(id);
@@ -150,8 +159,12 @@ export class Scheduler {
   private async loop(): Promise<void> {
     while (this.running) {
       this.woken = false;
-      // Claim about what can start soon: a claimed row waits in memory, and its lease is running.
-      const room = Math.min(MAX_CLAIM, this.o.concurrency * this.o.jobsPerGroup - this.waitingCount);
+      // Claim about what can start soon: a claimed row waits in memory, its lease is running, and
+      // no other instance can take it meanwhile.
+      const room =
+        this.waitingBytes >= this.o.maxBytesInFlight
+          ? 0
+          : Math.min(MAX_CLAIM, this.o.concurrency * this.o.jobsPerGroup - this.waitingCount);
       try {
         if (room > 0) await this.claim(room);
       } catch (err) {
@@ -190,16 +203,26 @@ export class Scheduler {
   }
 
   private async claim(limit: number): Promise<void> {
+    // Held before the claim: a group settling while we wait below takes its ids out of `held`,
+    // and a row our claim took back from it would look new.
+    const heldBefore = new Set(this.held);
     const claimed = await claimDue(this.o.db, this.o.owner, limit, this.o.leaseSeconds);
     if (claimed.length === 0) return;
     const sizes = await loadSizes(this.o.db, [...new Set(claimed.map((c) => c.messageId))]);
+    const giveBack: number[] = [];
     for (const delivery of claimed) {
       // Our own lease ran out (the database was away) and this claim took the row back: it is
       // already waiting or running here, and the claim just renewed the lease.
-      if (this.held.has(delivery.id)) continue;
+      if (heldBefore.has(delivery.id) || this.held.has(delivery.id)) continue;
       const size = sizes.get(delivery.messageId);
       if (size === undefined) continue; // removed meanwhile (queue rm): nothing to deliver
+      // Not more waiting than can run at once: the rest goes back for another instance (or us, later).
+      if (this.waitingBytes >= this.o.maxBytesInFlight) {
+        giveBack.push(delivery.id);
+        continue;
+      }
       this.held.add(delivery.id);
+      this.waitingBytes += size;
       const key = destinationOf(delivery.target, delivery.rcpt);
       let dest = this.destinations.get(key);
       if (!dest) {
@@ -208,17 +231,19 @@ export class Scheduler {
       }
       dest.waiting.push({ delivery, size });
     }
+    await releaseLeases(this.o.db, this.o.owner, giveBack);
   }
 
   private dispatch(): void {
     for (const [key, dest] of this.destinations) {
       while (dest.waiting.length > 0 && dest.running < dest.limit && this.inFlight < this.o.concurrency) {
         // oldest first: claimed in due order
-        const count = groupSize(dest.waiting, this.o.jobsPerGroup, this.o.maxGroupBytes);
-        const bytes = dest.waiting.slice(0, count).reduce((sum, w) => sum + w.size, 0);
-        // Over budget: wait for a group to finish (one group always may run, however big).
-        if (this.bytesInFlight > 0 && this.bytesInFlight + bytes > this.o.maxBytesInFlight) break;
+        const { count, bytes } = takeGroup(dest.waiting, this.o.jobsPerGroup, this.o.maxGroupBytes);
+        // Over budget: this group goes first once groups in flight finish (one group always may
+        // run, however big). Starting smaller groups meanwhile would keep it waiting for good.
+        if (this.bytesInFlight > 0 && this.bytesInFlight + bytes > this.o.maxBytesInFlight) return;
         const claimed = dest.waiting.splice(0, count);
+        for (const c of claimed) this.waitingBytes -= c.size;
         dest.running++;
         this.inFlight++;
         this.bytesInFlight += bytes;
@@ -236,24 +261,59 @@ export class Scheduler {
     }
   }
 
-  private async runGroup(key: string, dest: Destination, claimed: Waiting[]): Promise<void> {
-    let jobs: Job[];
+  /**
+   * The group's messages, bodies included. When the batch cannot be read, each message is read on
+   * its own: one that still cannot be (a damaged row) is deferred like a failed attempt, so it
+   * neither blocks its destination nor stays claimed. Undefined when the database is away: the
+   * leases then run out and the deliveries come back.
+   */
+  private async readMessages(
+    key: string,
+    claimed: Waiting[],
+  ): Promise<Map<string, QueuedMessage> | undefined> {
+    const ids = [...new Set(claimed.map((c) => c.delivery.messageId))];
     try {
-      const messages = await loadMessages(this.o.db, [...new Set(claimed.map((c) => c.delivery.messageId))]);
-      // a message removed since the claim (queue rm) has nothing left to deliver
-      jobs = claimed.flatMap(({ delivery }) => {
-        const message = messages.get(delivery.messageId);
-        return message ? [{ delivery, message }] : [];
-      });
+      return await loadMessages(this.o.db, ids);
     } catch (err) {
       this.o.log.error("loading messages failed", { destination: key, error: errorMessage(err) });
-      await releaseLeases(
+    }
+    // One damaged row must not hold back the rest: each message on its own.
+    const messages = new Map<string, QueuedMessage>();
+    const unreadable = new Set<string>();
+    for (const id of ids) {
+      try {
+        for (const [k, m] of await loadMessages(this.o.db, [id])) messages.set(k, m);
+      } catch {
+        unreadable.add(id);
+      }
+    }
+    if (unreadable.size === 0) return messages;
+    try {
+      await this.o.db.execute(sql`select 1`); // throws when it is the database that is away
+      const stuck = claimed.filter((c) => unreadable.has(c.delivery.messageId)).map((c) => c.delivery);
+      const delay = retryDelaySeconds(Math.min(...stuck.map((d) => d.attempts)) + 1, this.o.policy);
+      await deferUnreadable(
         this.o.db,
         this.o.owner,
-        claimed.map((c) => c.delivery.id),
-      ).catch(() => {}); // the database is away: the leases run out instead
-      return;
+        stuck.map((d) => d.id),
+        new Date(Date.now() + delay * 1000),
+      );
+      this.o.log.error("messages cannot be read: deferred", { ids: [...unreadable] });
+      return messages;
+    } catch (err) {
+      this.o.log.error("database unreachable while reading messages", { error: errorMessage(err) });
+      return undefined;
     }
+  }
+
+  private async runGroup(key: string, dest: Destination, claimed: Waiting[]): Promise<void> {
+    const messages = await this.readMessages(key, claimed);
+    if (!messages) return;
+    // a message removed since the claim (queue rm) has nothing left to deliver
+    const jobs: Job[] = claimed.flatMap(({ delivery }) => {
+      const message = messages.get(delivery.messageId);
+      return message ? [{ delivery, message }] : [];
+    });
     if (jobs.length === 0) return;
     const courier = this.o.courierFor(jobs[0]!.delivery.target);
     let reports: Awaited<ReturnType<Courier["deliver"]>>;
@@ -303,19 +363,4 @@ export class Scheduler {
       this.o.log.error("settling deliveries failed", { destination: key, error: errorMessage(err) });
     }
   }
-}
-
-/**
- * How many of the oldest waiting deliveries go into the next group: up to `maxJobs`, and no more
- * message bytes than `maxBytes`, but always at least one, or a big message would never go.
- */
-export function groupSize(waiting: readonly { size: number }[], maxJobs: number, maxBytes: number): number {
-  let count = 0;
-  let bytes = 0;
-  for (const w of waiting) {
-    if (count === maxJobs || (count > 0 && bytes + w.size > maxBytes)) break;
-    count++;
-    bytes += w.size;
-  }
-  return count;
 }

@@ -56,7 +56,12 @@ function schedulerOptions(database: Database, courier: Courier, owner: string): 
   };
 }
 
-async function enqueue(database: Database, count: number, target = "relay:sink.test:25"): Promise<string[]> {
+async function enqueue(
+  database: Database,
+  count: number,
+  target = "relay:sink.test:25",
+  { body = "body", recipients = 1 } = {},
+): Promise<string[]> {
   const enqueuer = new Enqueuer(database.db, log);
   const ids = Array.from({ length: count }, () => newMessageId());
   await Promise.all(
@@ -65,8 +70,11 @@ async function enqueue(database: Database, count: number, target = "relay:sink.t
         id,
         direction: "inbound",
         mailFrom: "s@remote.test",
-        raw: new TextEncoder().encode(`Subject: ${i}\r\n\r\nbody\r\n`),
-        deliveries: [{ rcpt: `r${i}@example.test`, target }],
+        raw: new TextEncoder().encode(`Subject: ${i}\r\n\r\n${body}\r\n`),
+        deliveries: Array.from({ length: recipients }, (_, k) => ({
+          rcpt: `r${i}.${k}@example.test`,
+          target,
+        })),
       }),
     ),
   );
@@ -275,14 +283,7 @@ describe.skipIf(!havePostgres)("message bodies in memory", () => {
         sizes.push(jobs.map((j) => j.message.raw.length));
         await Bun.sleep(50);
         loaded -= bytes;
-        return jobs.map((j) => ({
-          deliveryId: j.delivery.id,
-          outcome: "delivered",
-          reply: "250 ok",
-          status: "2.0.0",
-          remoteMta: null,
-          durationMs: 50,
-        }));
+        return allDelivered(jobs, 50);
       },
     };
     // 40 messages of ~1 KiB to 10 destinations; 2 KiB per group, 5 KiB in flight.
@@ -316,24 +317,82 @@ describe.skipIf(!havePostgres)("message bodies in memory", () => {
       await database.close();
     }
   });
+
+  test("a message goes once for all its recipients, however close to the group limit", async () => {
+    const database = await openDatabase({ databaseUrl: await freshDatabaseUrl(), dataDir: tempDir() });
+    await migrate(database);
+    const groups: number[][] = [];
+    const courier: Courier = {
+      async deliver(jobs) {
+        groups.push(jobs.map((j) => j.delivery.id));
+        return allDelivered(jobs, 1);
+      },
+    };
+    // 1.5 KB to 4 recipients at one relay: 6 KB if counted per recipient, over the 2 KB limit
+    await enqueue(database, 1, "relay:one.test:25", { body: "x".repeat(1500), recipients: 4 });
+    const scheduler = new Scheduler({ ...schedulerOptions(database, courier, "split"), maxGroupBytes: 2048 });
+    await scheduler.start();
+    try {
+      await waitFor(async () => groups.flat().length >= 4);
+      expect(groups).toHaveLength(1);
+    } finally {
+      await scheduler.stop();
+      await database.close();
+    }
+  });
+
+  test("a message whose body cannot be read is deferred; the rest of its group goes", async () => {
+    const database = await openDatabase({ databaseUrl: await freshDatabaseUrl(), dataDir: tempDir() });
+    await migrate(database);
+    const [damaged, ...good] = await enqueue(database, 5, "relay:one.test:25");
+    // A damaged row, for real: reading its body raises, as a lost TOAST chunk would.
+    await database.db.execute(sql`alter table messages rename to messages_stored`);
+    await database.db.execute(
+      sql.raw(
+        `create function damaged() returns bytea stable language plpgsql as $$ begin raise exception 'damaged row'; end $$`,
+      ),
+    );
+    await database.db.execute(
+      sql.raw(`create view messages as select id, received_at, direction, mail_from, helo, client_ip, auth_user, size,
+        case when id = '${damaged}' then damaged() else raw end as raw, auth_results, message_id_header, subject,
+        envid, ret from messages_stored`),
+    );
+    const seen = new Map<number, string[]>();
+    const scheduler = new Scheduler(schedulerOptions(database, timedCourier("a", 1, seen), "damaged"));
+    await scheduler.start();
+    try {
+      await waitFor(async () => seen.size >= 4);
+      const rows = await database.db.select().from(deliveries);
+      const bad = rows.find((r) => r.messageId === damaged)!;
+      expect(bad).toMatchObject({ status: "deferred", attempts: 1, leaseOwner: null });
+      expect(bad.lastReply).toContain("cannot be read");
+      expect(rows.filter((r) => good.includes(r.messageId) && r.status === "delivered")).toHaveLength(4);
+    } finally {
+      await scheduler.stop();
+      await database.close();
+    }
+  });
 });
+
+/** Every job delivered, as a courier reports it. */
+function allDelivered(jobs: Job[], durationMs: number): AttemptReport[] {
+  return jobs.map((j) => ({
+    deliveryId: j.delivery.id,
+    outcome: "delivered",
+    reply: "250 ok",
+    status: "2.0.0",
+    remoteMta: null,
+    durationMs,
+  }));
+}
 
 /** A courier that spends `ms` on each group and records, per delivery, who attempted it. */
 function timedCourier(owner: string, ms: number, seen: Map<number, string[]>): Courier {
   return {
     async deliver(jobs) {
       await Bun.sleep(ms);
-      return jobs.map((j) => {
-        seen.set(j.delivery.id, [...(seen.get(j.delivery.id) ?? []), owner]);
-        return {
-          deliveryId: j.delivery.id,
-          outcome: "delivered",
-          reply: "250 ok",
-          status: "2.0.0",
-          remoteMta: null,
-          durationMs: ms,
-        };
-      });
+      for (const j of jobs) seen.set(j.delivery.id, [...(seen.get(j.delivery.id) ?? []), owner]);
+      return allDelivered(jobs, ms);
     },
   };
 }
@@ -345,6 +404,12 @@ async function sharedDatabase(): Promise<[Database, Database, string]> {
   const b = await openDatabase({ databaseUrl: url, dataDir: tempDir() });
   await migrate(a);
   return [a, b, url];
+}
+
+/** Schedulers first (they settle through the databases), then the databases. */
+async function shutDown(schedulers: Scheduler[], databases: Database[]): Promise<void> {
+  for (const s of schedulers) await s.stop();
+  for (const d of databases) await d.close();
 }
 
 describe.skipIf(!havePostgres)("two schedulers on one PostgreSQL database", () => {
@@ -369,10 +434,7 @@ describe.skipIf(!havePostgres)("two schedulers on one PostgreSQL database", () =
       const rows = await a.db.select().from(deliveries);
       expect(rows.filter((r) => ids.includes(r.messageId) && r.status === "delivered")).toHaveLength(4);
     } finally {
-      await sa.stop();
-      await sb.stop();
-      await a.close();
-      await b.close();
+      await shutDown([sa, sb], [a, b]);
     }
   }, 60000);
 
@@ -453,6 +515,27 @@ describe.skipIf(!havePostgres)("two schedulers on one PostgreSQL database", () =
     }
   });
 
+  test("an instance claims no more than it can start: big mail left waiting goes to the other", async () => {
+    const [a, b] = await sharedDatabase();
+    const seen = new Map<number, string[]>();
+    const budget = { maxBytesInFlight: 10_000, maxGroupBytes: 10_000 };
+    const sa = new Scheduler({ ...schedulerOptions(a, timedCourier("a", 100, seen), "a"), ...budget });
+    const sb = new Scheduler({ ...schedulerOptions(b, timedCourier("b", 100, seen), "b"), ...budget });
+    await enqueue(a, 40, "relay:big.test:25", { body: "x".repeat(6000) });
+    await sa.start();
+    await Bun.sleep(300); // a claims first
+    await sb.start();
+    try {
+      await waitFor(async () => seen.size >= 40, 30000);
+      const by = (owner: string) => [...seen.values()].filter((o) => o[0] === owner).length;
+      expect(by("a") + by("b")).toBe(40);
+      expect(by("b")).toBeGreaterThan(5);
+      expect([...seen.values()].every((o) => o.length === 1)).toBe(true);
+    } finally {
+      await shutDown([sa, sb], [a, b]);
+    }
+  }, 60000);
+
   test("500 messages, each delivered exactly once", async () => {
     const [a, b] = await sharedDatabase();
     const seen = new Map<number, string[]>();
@@ -472,10 +555,7 @@ describe.skipIf(!havePostgres)("two schedulers on one PostgreSQL database", () =
       const rows = await a.db.select().from(deliveries);
       expect(rows.filter((r) => ids.includes(r.messageId) && r.status === "delivered")).toHaveLength(500);
     } finally {
-      await sa.stop();
-      await sb.stop();
-      await a.close();
-      await b.close();
+      await shutDown([sa, sb], [a, b]);
     }
   }, 90000);
 });

@@ -76,18 +76,24 @@ export class VerdictCache {
   }
 }
 
-export async function checkInbound(message: Uint8Array, ctx: AuthContext): Promise<AuthOutcome> {
+/** How an outcome came about: signed mail verified, unsigned mail checked, or a kept verdict reused. */
+export type AuthCheckKind = "verified" | "checked" | "reused";
+
+export async function checkInbound(
+  message: Uint8Array,
+  ctx: AuthContext,
+): Promise<AuthOutcome & { how: AuthCheckKind }> {
   const section = headerSection(message);
   // The fields as mailauth itself reads them: another reader could see a From, or a signature,
   // that mailauth does not (a fold before the colon, a stray control byte), and the key would
   // then not say what the outcome was made from.
   const fields = parseHeaders(Buffer.from(section)).parsed;
   if (ctx.seal || fields.some(({ key }) => key === "dkim-signature" || key?.startsWith("arc-"))) {
-    return evaluate(message, ctx, mailauthResolver(ctx.resolver));
+    return { ...(await evaluate(message, ctx, mailauthResolver(ctx.resolver))), how: "verified" };
   }
   const key = verdictKey(ctx, fields);
   const known = ctx.verdicts?.get(key);
-  if (known) return known;
+  if (known) return { ...known, how: "reused" };
   // Answers that failed for now (timeouts, SERVFAIL) expire at once, so their outcome is not kept.
   let expires = Number.POSITIVE_INFINITY;
   const observed = mailauthResolver(ctx.resolver, (e) => {
@@ -95,7 +101,7 @@ export async function checkInbound(message: Uint8Array, ctx: AuthContext): Promi
   });
   const outcome = await evaluate(section, ctx, observed);
   ctx.verdicts?.set(key, outcome, expires);
-  return outcome;
+  return { ...outcome, how: "checked" };
 }
 
 /**

@@ -7,6 +7,7 @@ import { count, inArray, sql } from "drizzle-orm";
 import type { Db } from "../db/open.ts";
 import { deliveries } from "../db/schema.ts";
 import type { RecordType } from "../dns/message.ts";
+import type { AuthCheckKind } from "../mail/authcheck.ts";
 import type { DsnAction } from "../mail/dsn.ts";
 import type { NewMessage } from "../queue/enqueue.ts";
 import type { SettledDelivery } from "../queue/settle.ts";
@@ -40,6 +41,7 @@ export type TargetKind = (typeof TARGET_KINDS)[number];
 export const QUEUE_STATUSES = ["queued", "deferred"] as const;
 const DSN_ACTIONS = ["failed", "delayed", "delivered"] as const satisfies readonly DsnAction[];
 const DNS_TYPES = ["A", "AAAA", "MX", "TXT", "PTR", "CNAME"] as const satisfies readonly RecordType[];
+const AUTH_CHECK_KINDS = ["verified", "checked", "reused"] as const satisfies readonly AuthCheckKind[];
 
 /** The kind of a delivery target (`relay:host:25` -> `relay`): never the host, URL or address. */
 export function targetKind(target: string): TargetKind {
@@ -123,6 +125,7 @@ export class PosternMetrics implements SmtpMetrics {
   readonly deliveryDuration;
   readonly dsnsSent;
   readonly dnsLookupDuration;
+  readonly authChecks;
 
   constructor(deps: PosternMetricsDeps = {}) {
     const r = new Registry({ onCollectError: deps.onCollectError });
@@ -191,6 +194,11 @@ export class PosternMetrics implements SmtpMetrics {
       labelNames: ["type"],
       buckets: SECONDS_FAST,
     });
+    this.authChecks = r.counter<"how">({
+      name: "postern_auth_checks_total",
+      help: "Inbound SPF/DKIM/DMARC/ARC outcomes: signed mail verified, unsigned mail checked, a kept verdict reused.",
+      labelNames: ["how"],
+    });
 
     // Every known series from the start, so rates and sums have no gaps.
     for (const port of PORTS) {
@@ -208,6 +216,7 @@ export class PosternMetrics implements SmtpMetrics {
     }
     for (const action of DSN_ACTIONS) this.dsnsSent.inc({ action }, 0);
     for (const type of DNS_TYPES) this.dnsLookupDuration.init({ type });
+    for (const how of AUTH_CHECK_KINDS) this.authChecks.inc({ how }, 0);
 
     const db = deps.db;
     if (db) {
@@ -320,5 +329,10 @@ export class PosternMetrics implements SmtpMetrics {
 
   dnsLookup(type: RecordType, seconds: number): void {
     this.dnsLookupDuration.observe({ type }, seconds);
+  }
+
+  /** An inbound message's SPF/DKIM/DMARC/ARC outcome, by how it was had. */
+  authChecked(how: AuthCheckKind): void {
+    this.authChecks.inc({ how });
   }
 }

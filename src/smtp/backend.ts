@@ -7,7 +7,13 @@ import type { Resolver } from "../dns/resolver.ts";
 import type { Directory } from "../domains/directory.ts";
 import type { Logger } from "../log.ts";
 import { domainOf, normalizeAddress, patternMatches } from "../mail/address.ts";
-import { type AuthVerdict, checkInbound, stripForgedAuthResults, VerdictCache } from "../mail/authcheck.ts";
+import {
+  type AuthCheckKind,
+  type AuthVerdict,
+  checkInbound,
+  stripForgedAuthResults,
+  VerdictCache,
+} from "../mail/authcheck.ts";
 import { type MailDomainStatus, mailDomainStatus } from "../mail/domain-checks.ts";
 import { headerValue, readHeaders } from "../mail/headers.ts";
 import { signIfLocal } from "../mail/signing.ts";
@@ -28,8 +34,8 @@ export interface BackendDeps {
   /** Set when inbound checks are on: address checks and SPF/DKIM/DMARC/ARC go through it. */
   resolver: Resolver | undefined;
   dmarcPolicy: "enforce" | "monitor";
-  /** Counts messages accepted, per port. */
-  metrics?: { messageReceived(port: PortKind): void };
+  /** Counts messages accepted, per port, and inbound checks by how they were made. */
+  metrics?: { messageReceived(port: PortKind): void; authChecked(how: AuthCheckKind): void };
   /** A line per accepted message. */
   log?: Logger;
 }
@@ -121,6 +127,7 @@ export function createSessionBackend(deps: BackendDeps): SessionBackend {
           verdicts,
           seal,
         });
+        deps.metrics?.authChecked(outcome.how);
         if (outcome.dmarcAction === "reject" && deps.dmarcPolicy === "enforce") {
           throw new MessageRefused(R.dmarcReject(outcome.verdict.dmarc.domain ?? "the From domain"));
         }

@@ -162,6 +162,32 @@ describe.skipIf(!havePostgres || !haveDkimpy)("inbound authentication", () => {
     }
   });
 
+  test("the same unsigned sender again reuses its verdict; /metrics counts each way", async () => {
+    const checks = async () => {
+      const text = await (await fetch(`http://127.0.0.1:${server.httpPort}/metrics`)).text();
+      const read = (how: string) =>
+        Number(new RegExp(`^postern_auth_checks_total\\{how="${how}"\\} (\\d+)$`, "m").exec(text)?.[1]);
+      return { verified: read("verified"), checked: read("checked"), reused: read("reused") };
+    };
+    const before = await checks();
+    expect(before.verified).toBeGreaterThanOrEqual(2); // the dkimpy-signed messages above
+    const send = () =>
+      swaks({
+        port,
+        from: "bulk@sender.test",
+        to: "alice@example.test",
+        data: message("bulk@sender.test", "bulk"),
+      });
+    const first = await stored(await send());
+    const second = await stored(await send());
+    expect(second.auth).toEqual(first.auth);
+    expect(first.auth.spf).toBe("pass");
+    const after = await checks();
+    expect(after.checked).toBe(before.checked + 1);
+    expect(after.reused).toBe(before.reused + 1);
+    expect(after.verified).toBe(before.verified);
+  });
+
   describe("outbound, from an authenticated user", () => {
     const submit = (to: string, data?: string) =>
       swaks({

@@ -10,6 +10,9 @@ import { errorMessage, type Logger } from "../log.ts";
 /** Rows deleted per statement: short transactions, whatever the backlog. */
 const PURGE_BATCH = 1000;
 
+/** The first purge after start: a restart does not put it off by a whole period (nor run it amid start-up). */
+const FIRST_PURGE_MS = 60_000;
+
 /** Deletes up to `limit` finished messages received more than `days` ago; returns how many. */
 export async function purgeFinished(db: Db, days: number, limit = PURGE_BATCH): Promise<number> {
   const stillNeeded = db
@@ -37,6 +40,7 @@ export async function purgeFinished(db: Db, days: number, limit = PURGE_BATCH): 
 /** Purges now and then, batch after batch until the backlog is gone. */
 export class HistoryPruner {
   private timer: ReturnType<typeof setInterval> | undefined;
+  private first: ReturnType<typeof setTimeout> | undefined;
   private running: Promise<void> | undefined;
 
   constructor(
@@ -48,14 +52,17 @@ export class HistoryPruner {
 
   start(): void {
     if (this.days === 0) return;
-    this.timer = setInterval(() => {
+    const tick = () => {
       this.running ??= this.purge().finally(() => {
         this.running = undefined;
       });
-    }, this.everyMs);
+    };
+    this.first = setTimeout(tick, Math.min(this.everyMs, FIRST_PURGE_MS));
+    this.timer = setInterval(tick, this.everyMs);
   }
 
   async stop(): Promise<void> {
+    clearTimeout(this.first);
     clearInterval(this.timer);
     this.timer = undefined;
     await this.running;

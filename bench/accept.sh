@@ -107,7 +107,7 @@ mem_probe() {
 	sleep 2
 	MEM_CONN=$(mem_tree "$pid")
 	MEM_PROBE=$(tr -d '\n' <"$ready" 2>/dev/null)
-	stop_pid "$HOLD_PID"
+	stop_extra "$HOLD_PID"
 	HOLD_PID=
 }
 
@@ -253,7 +253,6 @@ if [ -n "$REV" ]; then
 	ln -s "$ROOT/node_modules" "$SRC/node_modules"
 	POSTERN_VERSION="$(git -C "$ROOT" rev-parse --short "$REV") (REV=$REV, exported)"
 else
-	SRC=$ROOT
 	changed=$(git -C "$ROOT" status --porcelain -- src 2>/dev/null | awk '{ print $2 }' | tr '\n' ' ')
 	POSTERN_VERSION="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null) working tree${changed:+ (uncommitted: ${changed% })}"
 fi

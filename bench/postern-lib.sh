@@ -1,8 +1,7 @@
 # postern-lib.sh - helpers shared by accept.sh, relay.sh and checks.sh (sourced, does nothing by
 # itself): bookkeeping + cleanup of everything started, free ports, a throwaway PostgreSQL 15
-# cluster, Postern start/stop, load.sh in the background and its results. The caller sets WORK,
-# ROOT, BUN, PGBIN, SHARED_BENCH and BASE_PORT (and SRC, the Postern tree to run, when it is not
-# ROOT) and BENCH_NAME, then sources this file, which checks the machine, makes the scratch dir
+# cluster, Postern start/stop, load.sh in the background and its results. The caller sets ROOT,
+# BASE_PORT and BENCH_NAME, then sources this file, which checks the machine, makes the scratch dir
 # WORK and sources ../shared/bench/lib.sh (MSGS SESSIONS SIZE REPS WARMUP defaults, timing, CPU
 # and RSS of process trees).
 
@@ -11,6 +10,7 @@
 : "${PGBIN:=/usr/lib/postgresql/15/bin}"
 : "${KEEP:=0}"
 : "${NEWCONN_MSGS:=2000}"
+SRC=$ROOT # the Postern tree that runs; accept.sh's REV= points it at an exported commit
 [ -f "$SHARED_BENCH/load.sh" ] || { echo "error: no load.sh in $SHARED_BENCH (set SHARED_BENCH=)" >&2; exit 1; }
 SHARED_BENCH=$(cd "$SHARED_BENCH" && pwd)
 [ "$(id -u)" = 0 ] || { echo "error: run as root (PostgreSQL and Postfix run as their own users)" >&2; exit 1; }
@@ -41,6 +41,15 @@ stop_pid() { # PID: SIGTERM, up to 10 s, then SIGKILL
 	done
 	kill -9 "$p" 2>/dev/null
 	wait "$p" 2>/dev/null
+}
+
+# stop_extra PID: stops a daemon registered in EXTRA_PIDS and forgets it, so that cleanup never
+# signals a PID the system may have given to another process since
+stop_extra() {
+	local p keep=()
+	stop_pid "$1"
+	for p in "${EXTRA_PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+	EXTRA_PIDS=("${keep[@]}")
 }
 
 kill_tree() { # PID: TERM to it and every descendant (load.sh, its smtp-source and smtp-sink)
@@ -79,9 +88,9 @@ pg_start() { # throwaway cluster, default settings (fsync=on, synchronous_commit
 	chown postgres:postgres "$d"
 	su postgres -s /bin/sh -c "$PGBIN/initdb -D '$d/data' -U postgres --auth=trust -E UTF8" >"$d/initdb.log" 2>&1 ||
 		{ tail "$d/initdb.log"; die "initdb failed"; }
+	PG_DATA=$d/data # before the start: a start that times out still leaves a server for cleanup to stop
 	su postgres -s /bin/sh -c "$PGBIN/pg_ctl -D '$d/data' -l '$d/server.log' -w -o '-p $P_PG -c listen_addresses=127.0.0.1 -k $d' start" >/dev/null ||
 		{ tail "$d/server.log"; die "pg_ctl start failed"; }
-	PG_DATA=$d/data
 	PG_PID=$(head -1 "$PG_DATA/postmaster.pid")
 	PGDB=postgres pg_psql -c 'create database postern' || die "create database failed"
 	PG_VERSION=$(PGDB=postgres pg_psql -c 'show server_version' | cut -d' ' -f1)
@@ -102,7 +111,7 @@ postern_vars() {
 }
 
 postern_cli() { # ARGS...: bun src/cli.ts ARGS against DATABASE_URL (before serve)
-	(cd "${SRC:-$ROOT}" && env "${POSTERN_VARS[@]}" "$BUN" src/cli.ts "$@" >>"$WORK/cli.log" 2>&1) ||
+	(cd "$SRC" && env "${POSTERN_VARS[@]}" "$BUN" src/cli.ts "$@" >>"$WORK/cli.log" 2>&1) ||
 		{ tail -5 "$WORK/cli.log"; die "postern $* failed"; }
 }
 
@@ -114,7 +123,7 @@ postern_start() { # NAME: `serve` in the background, log in $WORK/postern-NAME.l
 		mkdir -p "$WORK/prof-$name"
 		flags=(--cpu-prof --cpu-prof-md --cpu-prof-dir="$WORK/prof-$name")
 	fi
-	(cd "${SRC:-$ROOT}" && exec env "${POSTERN_VARS[@]}" "$BUN" "${flags[@]}" src/cli.ts serve >"$WORK/postern-$name.log" 2>&1) &
+	(cd "$SRC" && exec env "${POSTERN_VARS[@]}" "$BUN" "${flags[@]}" src/cli.ts serve >"$WORK/postern-$name.log" 2>&1) &
 	POSTERN_PID=$!
 	wait_port "$P_HTTP" 60 || { cat "$WORK/postern-$name.log"; die "postern did not start"; }
 	port_listening "$P_SMTP" || { cat "$WORK/postern-$name.log"; die "postern does not listen on $P_SMTP"; }
@@ -125,7 +134,13 @@ postern_stop() {
 	POSTERN_PID=
 	if [ "${PROFILE:-0}" = 1 ]; then
 		mkdir -p "${PROFILE_OUT:=/tmp/postern-bench-profile}"
-		cp -r "$WORK"/prof-* "$PROFILE_OUT"/ 2>/dev/null && log "Bun CPU profiles in $PROFILE_OUT"
+		local d
+		for d in "$WORK"/prof-*; do # this run's profiles replace an earlier run's of the same name
+			[ -d "$d" ] || continue
+			rm -rf "${PROFILE_OUT:?}/$(basename "$d")"
+			cp -r "$d" "$PROFILE_OUT"/
+		done
+		log "Bun CPU profiles in $PROFILE_OUT"
 	fi
 }
 

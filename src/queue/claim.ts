@@ -50,7 +50,7 @@ export async function claimDue(
     .orderBy(asc(deliveries.nextAttemptAt))
     .limit(limit)
     .for("update", { skipLocked: true });
-  return db
+  const rows = await db
     .update(deliveries)
     .set({ leaseOwner: owner, leaseUntil: sql`now() + make_interval(secs => ${leaseSeconds})` })
     .where(inArray(deliveries.id, due))
@@ -64,7 +64,10 @@ export async function claimDue(
       attempts: deliveries.attempts,
       createdAt: deliveries.createdAt,
       warnedAt: deliveries.warnedAt,
+      due: deliveries.nextAttemptAt,
     });
+  // RETURNING comes in no particular order (a hash of the ids, as planned): due order again
+  return rows.sort((a, b) => a.due.getTime() - b.due.getTime() || a.id - b.id);
 }
 
 /** When the next pending delivery not leased now comes due, if any is waiting. */
@@ -154,22 +157,24 @@ export async function renewLeases(
 export async function deferUnreadable(db: Db, owner: string, ids: number[], retryAt: Date): Promise<void> {
   if (ids.length === 0) return;
   const reply = "local error: the message cannot be read from the database";
-  const rows = await db
-    .update(deliveries)
-    .set({
-      status: "deferred",
-      attempts: sql`${deliveries.attempts} + 1`,
-      nextAttemptAt: retryAt,
-      lastReply: reply,
-      leaseOwner: null,
-      leaseUntil: null,
-    })
-    .where(and(eq(deliveries.leaseOwner, owner), inArray(deliveries.id, ids)))
-    .returning({ id: deliveries.id });
-  if (rows.length === 0) return;
-  await db
-    .insert(attempts)
-    .values(rows.map((r) => ({ deliveryId: r.id, durationMs: 0, reply, outcome: "deferred" })));
+  await db.transaction(async (tx) => {
+    const rows = await tx
+      .update(deliveries)
+      .set({
+        status: "deferred",
+        attempts: sql`${deliveries.attempts} + 1`,
+        nextAttemptAt: retryAt,
+        lastReply: reply,
+        leaseOwner: null,
+        leaseUntil: null,
+      })
+      .where(and(eq(deliveries.leaseOwner, owner), inArray(deliveries.id, ids)))
+      .returning({ id: deliveries.id });
+    if (rows.length === 0) return;
+    await tx
+      .insert(attempts)
+      .values(rows.map((r) => ({ deliveryId: r.id, durationMs: 0, reply, outcome: "deferred" })));
+  });
 }
 
 /** Gives leased deliveries back at once (on a graceful stop) instead of waiting for the lease. */

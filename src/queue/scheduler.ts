@@ -78,8 +78,8 @@ export class Scheduler {
   private readonly destinations = new Map<string, Destination>();
   private inFlight = 0;
   private bytesInFlight = 0;
-  /** Message bytes of the deliveries claimed and not started (counted per delivery). */
-  private waitingBytes = 0;
+  /** A destination whose next group waits for room in the byte budget. */
+  private blocked: string | undefined;
   private readonly groups = new Set<Promise<void>>();
   private wakeUp: (() => void) | undefined;
   private woken = false;
@@ -117,7 +117,6 @@ export class Scheduler {
     const unstarted = [...this.destinations.values()].flatMap((d) => d.waiting.map((j) => j.delivery.id));
     this.destinations.clear();
     this.held.clear();
-    this.waitingBytes = 0;
     await releaseLeases(this.o.db, this.o.owner, unstarted).catch((err) =>
       this.o.log.warn("releasing leases failed", { error: errorMessage(err) }),
     );
@@ -141,7 +140,6 @@ export class Scheduler {
     let dropped = 0;
     for (const [key, dest] of this.destinations) {
       const kept = dest.waiting.filter((j) => !lost.has(j.delivery.id));
-      for (const j of dest.waiting) if (lost.has(j.delivery.id)) this.waitingBytes -= j.size;
       dropped += dest.waiting.length - kept.length;
       dest.waiting = kept;
       if (dest.running === 0 && dest.waiting.length === 0) this.destinations.delete(key);
@@ -159,12 +157,8 @@ export class Scheduler {
   private async loop(): Promise<void> {
     while (this.running) {
       this.woken = false;
-      // Claim about what can start soon: a claimed row waits in memory, its lease is running, and
-      // no other instance can take it meanwhile.
-      const room =
-        this.waitingBytes >= this.o.maxBytesInFlight
-          ? 0
-          : Math.min(MAX_CLAIM, this.o.concurrency * this.o.jobsPerGroup - this.waitingCount);
+      // Claim about what can start soon: a claimed row waits in memory, and its lease is running.
+      const room = Math.min(MAX_CLAIM, this.o.concurrency * this.o.jobsPerGroup - this.waitingCount);
       try {
         if (room > 0) await this.claim(room);
       } catch (err) {
@@ -209,20 +203,17 @@ export class Scheduler {
     const claimed = await claimDue(this.o.db, this.o.owner, limit, this.o.leaseSeconds);
     if (claimed.length === 0) return;
     const sizes = await loadSizes(this.o.db, [...new Set(claimed.map((c) => c.messageId))]);
-    const giveBack: number[] = [];
+    const retaken: number[] = [];
     for (const delivery of claimed) {
       // Our own lease ran out (the database was away) and this claim took the row back: it is
       // already waiting or running here, and the claim just renewed the lease.
-      if (heldBefore.has(delivery.id) || this.held.has(delivery.id)) continue;
-      const size = sizes.get(delivery.messageId);
-      if (size === undefined) continue; // removed meanwhile (queue rm): nothing to deliver
-      // Not more waiting than can run at once: the rest goes back for another instance (or us, later).
-      if (this.waitingBytes >= this.o.maxBytesInFlight) {
-        giveBack.push(delivery.id);
+      if (heldBefore.has(delivery.id) || this.held.has(delivery.id)) {
+        retaken.push(delivery.id);
         continue;
       }
+      const size = sizes.get(delivery.messageId);
+      if (size === undefined) continue; // removed meanwhile (queue rm): nothing to deliver
       this.held.add(delivery.id);
-      this.waitingBytes += size;
       const key = destinationOf(delivery.target, delivery.rcpt);
       let dest = this.destinations.get(key);
       if (!dest) {
@@ -231,19 +222,31 @@ export class Scheduler {
       }
       dest.waiting.push({ delivery, size });
     }
-    await releaseLeases(this.o.db, this.o.owner, giveBack);
+    // A retaken row whose group ended meanwhile without settling it: nobody works on it now.
+    await releaseLeases(
+      this.o.db,
+      this.o.owner,
+      retaken.filter((id) => !this.held.has(id)),
+    );
   }
 
   private dispatch(): void {
-    for (const [key, dest] of this.destinations) {
+    // The destination whose group did not fit the budget last time comes first, so that bytes
+    // freed go to it and not to smaller groups that would otherwise keep it waiting for good.
+    const blocked = this.blocked !== undefined ? this.destinations.get(this.blocked) : undefined;
+    const order = blocked ? [[this.blocked!, blocked] as const, ...this.destinations] : this.destinations;
+    this.blocked = undefined;
+    for (const [key, dest] of order) {
       while (dest.waiting.length > 0 && dest.running < dest.limit && this.inFlight < this.o.concurrency) {
         // oldest first: claimed in due order
         const { count, bytes } = takeGroup(dest.waiting, this.o.jobsPerGroup, this.o.maxGroupBytes);
-        // Over budget: this group goes first once groups in flight finish (one group always may
-        // run, however big). Starting smaller groups meanwhile would keep it waiting for good.
-        if (this.bytesInFlight > 0 && this.bytesInFlight + bytes > this.o.maxBytesInFlight) return;
+        // Over budget: nothing more starts until this group can (one group always may run,
+        // however big).
+        if (this.bytesInFlight > 0 && this.bytesInFlight + bytes > this.o.maxBytesInFlight) {
+          this.blocked = key;
+          return;
+        }
         const claimed = dest.waiting.splice(0, count);
-        for (const c of claimed) this.waitingBytes -= c.size;
         dest.running++;
         this.inFlight++;
         this.bytesInFlight += bytes;
@@ -277,7 +280,14 @@ export class Scheduler {
     } catch (err) {
       this.o.log.error("loading messages failed", { destination: key, error: errorMessage(err) });
     }
-    // One damaged row must not hold back the rest: each message on its own.
+    // One damaged row must not hold back the rest: each message on its own, if it is not the
+    // database that is away (then the leases run out and the deliveries come back).
+    try {
+      await this.o.db.execute(sql`select 1`);
+    } catch (err) {
+      this.o.log.error("database unreachable while reading messages", { error: errorMessage(err) });
+      return undefined;
+    }
     const messages = new Map<string, QueuedMessage>();
     const unreadable = new Set<string>();
     for (const id of ids) {
@@ -288,10 +298,9 @@ export class Scheduler {
       }
     }
     if (unreadable.size === 0) return messages;
+    const stuck = claimed.filter((c) => unreadable.has(c.delivery.messageId)).map((c) => c.delivery);
+    const delay = retryDelaySeconds(Math.min(...stuck.map((d) => d.attempts)) + 1, this.o.policy);
     try {
-      await this.o.db.execute(sql`select 1`); // throws when it is the database that is away
-      const stuck = claimed.filter((c) => unreadable.has(c.delivery.messageId)).map((c) => c.delivery);
-      const delay = retryDelaySeconds(Math.min(...stuck.map((d) => d.attempts)) + 1, this.o.policy);
       await deferUnreadable(
         this.o.db,
         this.o.owner,
@@ -299,11 +308,11 @@ export class Scheduler {
         new Date(Date.now() + delay * 1000),
       );
       this.o.log.error("messages cannot be read: deferred", { ids: [...unreadable] });
-      return messages;
     } catch (err) {
-      this.o.log.error("database unreachable while reading messages", { error: errorMessage(err) });
-      return undefined;
+      // their leases run out and they are tried again; the readable ones go now all the same
+      this.o.log.error("deferring unreadable messages failed", { error: errorMessage(err) });
     }
+    return messages;
   }
 
   private async runGroup(key: string, dest: Destination, claimed: Waiting[]): Promise<void> {

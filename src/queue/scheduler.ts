@@ -202,7 +202,15 @@ export class Scheduler {
     const heldBefore = new Set(this.held);
     const claimed = await claimDue(this.o.db, this.o.owner, limit, this.o.leaseSeconds);
     if (claimed.length === 0) return;
-    const sizes = await loadSizes(this.o.db, [...new Set(claimed.map((c) => c.messageId))]);
+    let sizes: Map<string, number>;
+    try {
+      sizes = await loadSizes(this.o.db, [...new Set(claimed.map((c) => c.messageId))]);
+    } catch (err) {
+      // what this claim took is given back rather than left leased for a whole lease
+      const taken = claimed.map((c) => c.id).filter((id) => !heldBefore.has(id) && !this.held.has(id));
+      await releaseLeases(this.o.db, this.o.owner, taken).catch(() => {});
+      throw err;
+    }
     const retaken: number[] = [];
     for (const delivery of claimed) {
       // Our own lease ran out (the database was away) and this claim took the row back: it is
@@ -231,37 +239,55 @@ export class Scheduler {
   }
 
   private dispatch(): void {
-    // The destination whose group did not fit the budget last time comes first, so that bytes
-    // freed go to it and not to smaller groups that would otherwise keep it waiting for good.
-    const blocked = this.blocked !== undefined ? this.destinations.get(this.blocked) : undefined;
-    const order = blocked ? [[this.blocked!, blocked] as const, ...this.destinations] : this.destinations;
+    // The destination whose group did not fit the budget last time gets the first group now, so
+    // that freed bytes go to it and not to smaller groups that would keep it waiting for good;
+    // then it goes to the back of the line, so that it cannot keep the others waiting either.
+    const first = this.blocked;
     this.blocked = undefined;
-    for (const [key, dest] of order) {
-      while (dest.waiting.length > 0 && dest.running < dest.limit && this.inFlight < this.o.concurrency) {
-        // oldest first: claimed in due order
-        const { count, bytes } = takeGroup(dest.waiting, this.o.jobsPerGroup, this.o.maxGroupBytes);
-        // Over budget: nothing more starts until this group can (one group always may run,
-        // however big).
-        if (this.bytesInFlight > 0 && this.bytesInFlight + bytes > this.o.maxBytesInFlight) {
-          this.blocked = key;
-          return;
-        }
-        const claimed = dest.waiting.splice(0, count);
-        dest.running++;
-        this.inFlight++;
-        this.bytesInFlight += bytes;
-        const group = this.runGroup(key, dest, claimed).finally(() => {
-          for (const c of claimed) this.held.delete(c.delivery.id);
-          dest.running--;
-          this.inFlight--;
-          this.bytesInFlight -= bytes;
-          this.groups.delete(group);
-          if (dest.running === 0 && dest.waiting.length === 0) this.destinations.delete(key);
-          if (this.running) this.dispatch();
-        });
-        this.groups.add(group);
-      }
+    const firstDest = first === undefined ? undefined : this.destinations.get(first);
+    if (first !== undefined && firstDest) {
+      // at its own connection limit: it keeps its turn for when one of its groups ends
+      if (firstDest.running >= firstDest.limit) this.blocked = first;
+      else if (!this.startGroups(first, firstDest, 1)) return;
+      this.destinations.delete(first);
+      this.destinations.set(first, firstDest);
     }
+    for (const [key, dest] of this.destinations) {
+      if (!this.startGroups(key, dest, Number.POSITIVE_INFINITY)) return;
+    }
+  }
+
+  /**
+   * Starts up to `most` groups of one destination, within its limit, the concurrency and the byte
+   * budget. False when a group did not fit the budget: nothing more starts until it can (one
+   * group always may run, however big), and it is remembered to go first.
+   */
+  private startGroups(key: string, dest: Destination, most: number): boolean {
+    for (let started = 0; started < most; started++) {
+      if (dest.waiting.length === 0 || dest.running >= dest.limit || this.inFlight >= this.o.concurrency)
+        break;
+      // oldest first: claimed in due order
+      const { count, bytes } = takeGroup(dest.waiting, this.o.jobsPerGroup, this.o.maxGroupBytes);
+      if (this.bytesInFlight > 0 && this.bytesInFlight + bytes > this.o.maxBytesInFlight) {
+        this.blocked ??= key;
+        return false;
+      }
+      const claimed = dest.waiting.splice(0, count);
+      dest.running++;
+      this.inFlight++;
+      this.bytesInFlight += bytes;
+      const group = this.runGroup(key, dest, claimed).finally(() => {
+        for (const c of claimed) this.held.delete(c.delivery.id);
+        dest.running--;
+        this.inFlight--;
+        this.bytesInFlight -= bytes;
+        this.groups.delete(group);
+        if (dest.running === 0 && dest.waiting.length === 0) this.destinations.delete(key);
+        if (this.running) this.dispatch();
+      });
+      this.groups.add(group);
+    }
+    return true;
   }
 
   /**

@@ -49,6 +49,7 @@ describe("VerdictCache", () => {
 
   test("a different From, MAIL FROM or client IP is judged on its own", async () => {
     const first = await checkInbound(message("a@sender.test"), ctx);
+    expect(first.how).toBe("checked");
     const otherFrom = await checkInbound(message("b@other.test"), ctx);
     expect(otherFrom.how).toBe("checked");
     expect(otherFrom.verdict.dmarc).toMatchObject({ result: "fail", domain: "other.test", policy: "none" });

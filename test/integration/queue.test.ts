@@ -385,6 +385,37 @@ describe.skipIf(!havePostgres)("message bodies in memory", () => {
     }
   }, 40000);
 
+  test("the destination that waited for room does not keep the others waiting in turn", async () => {
+    const database = await openDatabase({ databaseUrl: await freshDatabaseUrl(), dataDir: tempDir() });
+    await migrate(database);
+    const order: string[] = [];
+    const courier: Courier = {
+      async deliver(jobs) {
+        await Bun.sleep(50);
+        for (const j of jobs) order.push(j.delivery.target);
+        return allDelivered(jobs, 50);
+      },
+    };
+    await enqueue(database, 30, "relay:x.test:25", { body: "x".repeat(3000) });
+    const scheduler = new Scheduler({
+      ...schedulerOptions(database, courier, "turns"),
+      perDestination: 20,
+      initialPerDestination: 20,
+      maxGroupBytes: 3500,
+      maxBytesInFlight: 10_000,
+    });
+    await scheduler.start();
+    try {
+      await Bun.sleep(200); // x.test's backlog fills the budget and waits for room
+      await enqueue(database, 5, "relay:y.test:25");
+      await waitFor(async () => order.length >= 35, 30000);
+      expect(order.lastIndexOf("relay:y.test:25")).toBeLessThan(25);
+    } finally {
+      await scheduler.stop();
+      await database.close();
+    }
+  }, 40000);
+
   test("a message whose body cannot be read is deferred; the rest of its group goes", async () => {
     const database = await openDatabase({ databaseUrl: await freshDatabaseUrl(), dataDir: tempDir() });
     await migrate(database);

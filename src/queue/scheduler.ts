@@ -207,7 +207,7 @@ export class Scheduler {
       sizes = await loadSizes(this.o.db, [...new Set(claimed.map((c) => c.messageId))]);
     } catch (err) {
       // what this claim took is given back rather than left leased for a whole lease
-      const taken = claimed.map((c) => c.id).filter((id) => !heldBefore.has(id) && !this.held.has(id));
+      const taken = claimed.map((c) => c.id).filter((id) => !this.held.has(id));
       await releaseLeases(this.o.db, this.o.owner, taken).catch(() => {});
       throw err;
     }
@@ -246,11 +246,16 @@ export class Scheduler {
     this.blocked = undefined;
     const firstDest = first === undefined ? undefined : this.destinations.get(first);
     if (first !== undefined && firstDest) {
-      // at its own connection limit: it keeps its turn for when one of its groups ends
-      if (firstDest.running >= firstDest.limit) this.blocked = first;
-      else if (!this.startGroups(first, firstDest, 1)) return;
-      this.destinations.delete(first);
-      this.destinations.set(first, firstDest);
+      if (this.inFlight >= this.o.concurrency) {
+        this.blocked = first; // nothing can start now: the turn stays
+        return;
+      }
+      // At its own connection limit it has no turn: the next group that does not fit takes it.
+      if (firstDest.running < firstDest.limit) {
+        if (!this.startGroups(first, firstDest, 1)) return;
+        this.destinations.delete(first);
+        this.destinations.set(first, firstDest);
+      }
     }
     for (const [key, dest] of this.destinations) {
       if (!this.startGroups(key, dest, Number.POSITIVE_INFINITY)) return;

@@ -93,8 +93,9 @@ export function createSessionBackend(deps: BackendDeps): SessionBackend {
     },
 
     async accept(id, envelope, received) {
+      const receivedHeaders = readHeaders(received);
       // A mail loop (forwards pointing at each other) ends here (RFC 5321 6.3).
-      if (readHeaders(received).filter(([n]) => n === "received").length > MAX_HOPS) {
+      if (receivedHeaders.filter(([n]) => n === "received").length > MAX_HOPS) {
         throw new MessageRefused(R.tooManyHops());
       }
       let content = received;
@@ -134,7 +135,9 @@ export function createSessionBackend(deps: BackendDeps): SessionBackend {
         authResults = { ...outcome.verdict, quarantine: outcome.dmarcAction === "quarantine" };
         content = Buffer.concat([Buffer.from(outcome.headers, "latin1"), content]);
       }
-      const headers = readHeaders(content);
+      // Submission fix-ups may add a Message-ID; inbound mail only gains trace fields on top, so
+      // its Message-ID and Subject are those already read.
+      const headers = envelope.authUser ? readHeaders(content) : receivedHeaders;
       await enqueuer.enqueue({
         id,
         direction: envelope.authUser ? "outbound" : "inbound",

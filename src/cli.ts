@@ -8,7 +8,8 @@ import { callControlSocket, controlSocketPath } from "./control/socket.ts";
 import { LockHeldError } from "./db/lock.ts";
 import { migrate } from "./db/migrate.ts";
 import { openDatabase } from "./db/open.ts";
-import { errorMessage } from "./log.ts";
+import { guardProcess } from "./guard.ts";
+import { createLogger, errorMessage } from "./log.ts";
 import { startServer } from "./serve.ts";
 
 const USAGE = `usage: postern <verb>
@@ -35,6 +36,7 @@ function fail(message: string, code: number): never {
 }
 
 async function serve(config: Config): Promise<void> {
+  guardProcess(createLogger(config.logLevel));
   const server = await startServer(config);
   let stopping = false;
   const stop = async () => {

@@ -22,6 +22,17 @@ export function createLogger(
   return { debug: emit("debug"), info: emit("info"), warn: emit("warn"), error: emit("error") };
 }
 
+/**
+ * One line saying what went wrong. A failed query says why it failed, not the query: drizzle's
+ * message carries the statement and its parameters, which can be whole messages or secrets.
+ */
 export function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
+  const cause = (err as { cause?: unknown } | undefined)?.cause;
+  const text =
+    err instanceof Error && err.message.startsWith("Failed query") && cause instanceof Error
+      ? cause.message
+      : err instanceof Error
+        ? err.message
+        : String(err);
+  return text.split("\n")[0]!.slice(0, 300);
 }

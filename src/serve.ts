@@ -3,6 +3,7 @@ import { randomBytes } from "node:crypto";
 import { runVerb } from "./commands/dispatch.ts";
 import type { Config } from "./config.ts";
 import { controlSocketPath, serveControlSocket } from "./control/socket.ts";
+import { DatabaseHealth } from "./db/health.ts";
 import { migrate } from "./db/migrate.ts";
 import { openDatabase } from "./db/open.ts";
 import { courierRegistry } from "./delivery/couriers.ts";
@@ -12,7 +13,7 @@ import { createHttpHandler } from "./http/app.ts";
 import { createLogger, errorMessage } from "./log.ts";
 import { PosternMetrics } from "./metrics/postern.ts";
 import { loadTlsMaterial } from "./net/tls.ts";
-import { Enqueuer, QUEUE_CHANNEL } from "./queue/enqueue.ts";
+import { ENQUEUE_DEADLINE_MS, Enqueuer, QUEUE_CHANNEL } from "./queue/enqueue.ts";
 import { HistoryPruner } from "./queue/history.ts";
 import { newMessageId } from "./queue/ids.ts";
 import { dsnWriter } from "./queue/notices.ts";
@@ -59,10 +60,22 @@ export async function startServer(config: Config): Promise<RunningServer> {
   }
   log.info("database ready", { kind: database.kind });
   const directory = new Directory(database.db);
+  let scheduler: Scheduler | undefined;
+  const health = new DatabaseHealth({
+    ping: () => database.ping(),
+    log,
+    onChange: (up) => {
+      metrics.databaseState(up);
+      // claim at once rather than at the end of the outage backoff
+      if (up) scheduler?.wake();
+    },
+  });
   const metrics = new PosternMetrics({
     db: database.db,
-    onCollectError: (metric, err) =>
-      log.warn("metric collection failed", { metric, error: errorMessage(err) }),
+    // while the database is away, every scrape would say so again: the health line said it once
+    onCollectError: (metric, err) => {
+      if (health.up) log.warn("metric collection failed", { metric, error: errorMessage(err) });
+    },
   });
 
   const control =
@@ -89,7 +102,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const resolver = await createResolver(config.dnsServers, {
     onLookup: (type, seconds) => metrics.dnsLookup(type, seconds),
   });
-  const scheduler = new Scheduler({
+  scheduler = new Scheduler({
     db: database.db,
     owner: `${config.hostname}:${process.pid}:${randomBytes(4).toString("hex")}`,
     courierFor: courierRegistry(config, resolver, directory),
@@ -110,6 +123,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     log,
     ...SCHEDULER_LIMITS,
     listen: (onNotify) => database.listen(QUEUE_CHANNEL, onNotify),
+    soleWorker: database.kind === "pglite",
   });
   const enqueuer = new Enqueuer(database.db, log, (_ids, written) => {
     metrics.committed(written);
@@ -145,6 +159,8 @@ export async function startServer(config: Config): Promise<RunningServer> {
         clock,
         log,
         metrics,
+        // a grace of one second past the deadline: the 451 itself still goes out
+        commitDeadlineMs: ENQUEUE_DEADLINE_MS + 1000,
         policy: {
           port: kind,
           hostname: config.hostname,
@@ -183,6 +199,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
   });
   log.info("http listening", { address: config.listen, port: http.port });
   await scheduler.start();
+  health.start();
   const history = new HistoryPruner(database.db, config.historyDays, log);
   history.start();
 
@@ -194,6 +211,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
       await Promise.all(listeners.map((l) => l.stop()));
       await scheduler.stop();
       await history.stop();
+      await health.stop();
       control?.stop();
       await http.stop(true);
       await database.close();

@@ -52,11 +52,58 @@ function openPostgres(url: string): Database {
     kind: "postgres",
     driver: { kind: "postgres", db },
     ping: () => ping(db),
-    async listen(channel, onNotify) {
-      const sub = await client.listen(channel, onNotify);
-      return () => sub.unlisten();
-    },
+    listen: (channel, onNotify) => listenAcrossRestarts(url, channel, onNotify),
     close: () => client.end({ timeout: 5 }),
+  };
+}
+
+/** How soon a LISTEN lost with its connection is tried again, and again while that fails. */
+const RELISTEN_MS = 1000;
+
+/**
+ * LISTEN on a connection of its own that is subscribed again whenever it is lost (a database
+ * restart, a fail-over), for as long as it takes. postgres.js's own `listen` tries once and
+ * then gives up silently, so after an outage new mail would wait for the poll. Once subscribed
+ * again `onNotify` is called: whatever was notified meanwhile was missed.
+ */
+async function listenAcrossRestarts(
+  url: string,
+  channel: string,
+  onNotify: () => void,
+): Promise<() => Promise<void>> {
+  let stopped = false;
+  let retry: ReturnType<typeof setTimeout> | undefined;
+  // `onnotify` is the option postgres.js's own `listen` is built on; its types leave it out.
+  const options: postgres.Options<Record<string, postgres.PostgresType>> & {
+    onnotify(channel: string): void;
+  } = {
+    max: 1,
+    idle_timeout: 0,
+    max_lifetime: null,
+    fetch_types: false,
+    onnotice: () => {},
+    onnotify: (ch) => {
+      if (ch === channel) onNotify();
+    },
+    onclose: () => again(),
+  };
+  const client = postgres(url, options);
+  const subscribe = () => client`listen ${client(channel)}`;
+  const again = () => {
+    if (stopped) return;
+    clearTimeout(retry);
+    retry = setTimeout(() => {
+      subscribe().then(
+        () => onNotify(),
+        () => again(),
+      );
+    }, RELISTEN_MS);
+  };
+  await subscribe();
+  return async () => {
+    stopped = true;
+    clearTimeout(retry);
+    await client.end({ timeout: 5 });
   };
 }
 

@@ -111,3 +111,14 @@ export const attempts = pgTable(
   },
   (t) => [index("attempts_delivery_idx").on(t.deliveryId)],
 );
+
+/**
+ * One row per running scheduler, renewed every few seconds: a lease whose owner stopped renewing
+ * here is free at once, however long the lease (a crashed process's deliveries go out again
+ * within seconds, on any node). Liveness is judged by the database's clock alone.
+ */
+export const workers = pgTable("workers", {
+  owner: text("owner").primaryKey(),
+  aliveUntil: at("alive_until").notNull(),
+  startedAt: at("started_at").notNull().defaultNow(),
+});

@@ -15,6 +15,19 @@ export interface HttpDeps {
 }
 
 export function createHttpHandler(deps: HttpDeps): (req: Request) => Promise<Response> {
+  const route = routes(deps);
+  return async (req) => {
+    try {
+      return await route(req);
+    } catch (err) {
+      // The database being away is no bug of ours: the client may try again (the health check logs it).
+      if (!(await deps.database.ping())) return json(503, { error: "database unavailable, try again later" });
+      throw err;
+    }
+  };
+}
+
+function routes(deps: HttpDeps): (req: Request) => Promise<Response> {
   return async (req) => {
     const url = new URL(req.url);
     if (url.pathname === "/healthz") {

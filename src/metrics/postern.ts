@@ -126,6 +126,7 @@ export class PosternMetrics implements SmtpMetrics {
   readonly dsnsSent;
   readonly dnsLookupDuration;
   readonly authChecks;
+  readonly databaseUp;
 
   constructor(deps: PosternMetricsDeps = {}) {
     const r = new Registry({ onCollectError: deps.onCollectError });
@@ -199,6 +200,12 @@ export class PosternMetrics implements SmtpMetrics {
       help: "Inbound SPF/DKIM/DMARC/ARC outcomes: signed mail verified, unsigned mail checked, a kept verdict reused.",
       labelNames: ["how"],
     });
+
+    this.databaseUp = r.gauge({
+      name: "postern_database_up",
+      help: "1 while the database answers this process's health check, 0 while it does not.",
+    });
+    this.databaseUp.set(undefined, 1);
 
     // Every known series from the start, so rates and sums have no gaps.
     for (const port of PORTS) {
@@ -323,6 +330,11 @@ export class PosternMetrics implements SmtpMetrics {
       } else if (s.nextAttemptAt !== undefined) this.deferred.inc({ target });
       else this.bounced.inc({ target });
     }
+  }
+
+  /** The database health check changed its mind. */
+  databaseState(up: boolean): void {
+    this.databaseUp.set(undefined, up ? 1 : 0);
   }
 
   // --- DNS ---

@@ -1,8 +1,9 @@
 // Taking due deliveries for this process: FOR UPDATE SKIP LOCKED so that instances sharing the
 // database take disjoint rows, and a lease so that a dead instance's rows come back when it ends.
-import { and, asc, eq, inArray, isNull, lt, lte, or, sql } from "drizzle-orm";
+import { and, asc, eq, inArray, isNull, lt, lte, notInArray, or, sql } from "drizzle-orm";
 import type { Db } from "../db/open.ts";
 import { attempts, deliveries, messages } from "../db/schema.ts";
+import { ownerGone } from "./liveness.ts";
 
 export interface ClaimedDelivery {
   id: number;
@@ -30,12 +31,16 @@ export interface QueuedMessage {
 
 const PENDING = ["queued", "deferred"];
 
-/** Leases up to `limit` due deliveries for `owner`, oldest due first. */
+/**
+ * Leases up to `limit` due deliveries for `owner`, oldest due first: those nobody holds, those
+ * whose lease ran out, and (with `takeOver`) those whose holder no longer proves it is alive.
+ */
 export async function claimDue(
   db: Db,
   owner: string,
   limit: number,
   leaseSeconds: number,
+  takeOver = true,
 ): Promise<ClaimedDelivery[]> {
   const due = db
     .select({ id: deliveries.id })
@@ -44,7 +49,11 @@ export async function claimDue(
       and(
         inArray(deliveries.status, PENDING),
         lte(deliveries.nextAttemptAt, sql`now()`),
-        or(isNull(deliveries.leaseUntil), lt(deliveries.leaseUntil, sql`now()`)),
+        or(
+          isNull(deliveries.leaseUntil),
+          lt(deliveries.leaseUntil, sql`now()`),
+          takeOver ? ownerGone() : undefined,
+        ),
       ),
     )
     .orderBy(asc(deliveries.nextAttemptAt))
@@ -175,6 +184,24 @@ export async function deferUnreadable(db: Db, owner: string, ids: number[], retr
       .insert(attempts)
       .values(rows.map((r) => ({ deliveryId: r.id, durationMs: 0, reply, outcome: "deferred" })));
   });
+}
+
+/**
+ * Gives back `owner`'s leases on pending deliveries it does not hold. A claim whose answer was
+ * lost with its connection may have leased rows nobody here knows of; as our own, they would
+ * wait for the whole lease, since we are alive.
+ */
+export async function releaseUnheld(db: Db, owner: string, held: number[]): Promise<void> {
+  await db
+    .update(deliveries)
+    .set({ leaseOwner: null, leaseUntil: null })
+    .where(
+      and(
+        eq(deliveries.leaseOwner, owner),
+        inArray(deliveries.status, PENDING),
+        held.length > 0 ? notInArray(deliveries.id, held) : undefined,
+      ),
+    );
 }
 
 /** Gives leased deliveries back at once (on a graceful stop) instead of waiting for the lease. */

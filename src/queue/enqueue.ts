@@ -3,9 +3,10 @@
 // (group commit): one WAL flush then serves many sessions, and each caller still learns only
 // after the commit that holds its own message.
 import { sql } from "drizzle-orm";
+import { isConnectionError } from "../db/errors.ts";
 import type { Db, Tx } from "../db/open.ts";
 import { deliveries, messages } from "../db/schema.ts";
-import type { Logger } from "../log.ts";
+import { errorMessage, type Logger } from "../log.ts";
 
 export interface NewDelivery {
   rcpt: string;
@@ -54,6 +55,9 @@ export class EnqueueTimeout extends Error {
 
 /** The NOTIFY channel that tells schedulers new deliveries are due. */
 export const QUEUE_CHANNEL = "postern_queue";
+
+/** Between writes of a message while the database is out of reach. */
+const WAIT_FOR_DATABASE_MS = { first: 250, max: 2000 };
 
 /** Upper bound of one group commit, to keep the transaction and its statements small. */
 const MAX_BATCH = 64;
@@ -120,34 +124,50 @@ export class Enqueuer {
         for (const p of batch) p.writing = true;
         try {
           await this.write(batch.map((p) => p.message));
-          for (const p of batch) p.resolve();
-          this.onCommitted(
-            batch.map((p) => p.message.id),
-            batch.map((p) => p.message),
-          );
+          this.committed(batch);
         } catch (err) {
-          if (batch.length === 1) {
-            this.log.error("enqueue failed", { id: batch[0]!.message.id, error: databaseError(err) });
-            batch[0]!.reject(err);
-            continue;
-          }
-          // One bad message must not fail its neighbours: write each on its own.
-          for (const p of batch) {
-            if (p.expired) continue; // already answered 451: the client sends it again
-            try {
-              await this.write([p.message]);
-              p.resolve();
-              this.onCommitted([p.message.id], [p.message]);
-            } catch (e) {
-              this.log.error("enqueue failed", { id: p.message.id, error: databaseError(e) });
-              p.reject(e);
-            }
-          }
+          // One bad message must not fail its neighbours: each on its own. What a batch of one
+          // failed with is already known.
+          for (const p of batch) await this.writeAlone(p, batch.length === 1 ? err : undefined);
         }
       }
     } finally {
       this.flushing = false;
     }
+  }
+
+  /**
+   * Writes one message until the database says yes, or a no that is not about reaching it. While
+   * it is out of reach the write is tried again until the deadline answers 451: a COMMIT cut off
+   * with its connection may have gone through, and asking again is what tells (the message's own
+   * id is then taken), so the client hears 250 once, not 451 and then a second copy.
+   */
+  private async writeAlone(p: Pending, failed: unknown): Promise<void> {
+    let err = failed;
+    for (let tries = 0; !p.expired; tries++) {
+      if (tries > 0 || err === undefined) {
+        try {
+          await this.write([p.message]);
+          return this.committed([p]);
+        } catch (e) {
+          if (isOwnEarlierCommit(e)) return this.committed([p]);
+          err = e;
+        }
+      }
+      if (!isConnectionError(err)) {
+        this.log.error("enqueue failed", { id: p.message.id, error: errorMessage(err) });
+        return p.reject(err);
+      }
+      await Bun.sleep(Math.min(WAIT_FOR_DATABASE_MS.first * 2 ** tries, WAIT_FOR_DATABASE_MS.max));
+    }
+  }
+
+  private committed(batch: Pending[]): void {
+    for (const p of batch) p.resolve();
+    this.onCommitted(
+      batch.map((p) => p.message.id),
+      batch.map((p) => p.message),
+    );
   }
 
   private write(batch: NewMessage[]): Promise<void> {
@@ -214,11 +234,13 @@ export async function writeMessages(db: Db | Tx, batch: NewMessage[]): Promise<v
 }
 
 /**
- * What went wrong, without the query: drizzle's error message carries the parameters, which
- * here are whole messages.
+ * The message id is already taken: ids are ours and unique, so only an earlier commit of this
+ * very message (whose outcome was lost with the connection) can have taken it.
  */
-export function databaseError(err: unknown): string {
-  const cause = (err as { cause?: unknown }).cause;
-  const text = cause instanceof Error ? cause.message : err instanceof Error ? err.message : String(err);
-  return text.split("\n")[0]!.slice(0, 300);
+function isOwnEarlierCommit(err: unknown): boolean {
+  for (let e = err; e instanceof Error; e = (e as { cause?: unknown }).cause) {
+    const pg = e as { code?: string; constraint_name?: string; constraint?: string };
+    if (pg.code === "23505") return (pg.constraint_name ?? pg.constraint) === "messages_pkey";
+  }
+  return false;
 }

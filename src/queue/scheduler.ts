@@ -16,9 +16,11 @@ import {
   nextDueAt,
   type QueuedMessage,
   releaseLeases,
+  releaseUnheld,
   renewLeases,
 } from "./claim.ts";
 import { takeGroup } from "./grouping.ts";
+import { freeAllLeases, HEARTBEAT_MS, heartbeat, retire, TAKEOVER_QUIET_MS } from "./liveness.ts";
 import { retryDelaySeconds } from "./retry.ts";
 import { type DsnWriter, type SettledDelivery, type SettlePolicy, settle } from "./settle.ts";
 
@@ -27,6 +29,9 @@ const MAX_CLAIM = 500;
 
 /** Wake a little after the next retry is due rather than before: early finds nothing. */
 const RETRY_SLACK_MS = 25;
+
+/** Between claims while the database does not answer: the first retries soon, then less often. */
+const OUTAGE_BACKOFF_MS = { first: 500, max: 5000 };
 
 export interface SchedulerOptions {
   db: Db;
@@ -57,6 +62,11 @@ export interface SchedulerOptions {
   stopGraceMs: number;
   /** Subscribes to the queue channel; resolves to the unsubscribe function. */
   listen?(onNotify: () => void): Promise<() => Promise<void>>;
+  /**
+   * No other process can hold leases (the embedded database, under its lock): whatever an earlier
+   * process left leased is free at start, not when its lease runs out.
+   */
+  soleWorker?: boolean;
   /** Told of each batch of attempts once its settling transaction has committed (metrics). */
   onSettled?(settled: SettledDelivery[]): void;
 }
@@ -88,14 +98,37 @@ export class Scheduler {
   /** Claimed and not yet settled: the deliveries whose leases we keep alive. */
   private readonly held = new Set<number>();
   private renewTimer: ReturnType<typeof setInterval> | undefined;
+  private heartbeatTimer: ReturnType<typeof setInterval> | undefined;
+  /** Claims are failing (the database is away) since this attempt; 0 when they work. */
+  private claimFailures = 0;
+  /**
+   * Something was left leased to us that nothing here holds: a claim whose answer was lost, a
+   * group that could not read its messages or record its outcome. Given back at the next claim.
+   */
+  private strays = false;
+  /** Set once `stop` gives up on groups still running: they stop retrying their settle. */
+  private abandoned = false;
+  /** When this process last failed to reach the database (ms since epoch; 0: never). */
+  private lastTrouble = 0;
 
   constructor(private readonly o: SchedulerOptions) {}
 
   async start(): Promise<void> {
+    if (this.o.soleWorker) await freeAllLeases(this.o.db);
+    // alive before the first claim, or another node could take what this one claims
+    await heartbeat(this.o.db, this.o.owner);
     this.running = true;
     this.unlisten = await this.o.listen?.(() => this.wake());
     this.loopDone = this.loop();
     this.renewTimer = setInterval(() => void this.renewLeases(), (this.o.leaseSeconds * 1000) / 3);
+    this.heartbeatTimer = setInterval(
+      () =>
+        void heartbeat(this.o.db, this.o.owner).catch((err) => {
+          this.lastTrouble = Date.now();
+          this.o.log.debug("heartbeat failed", { error: errorMessage(err) });
+        }),
+      HEARTBEAT_MS,
+    );
   }
 
   /** New mail is due: claim now instead of at the next poll. */
@@ -113,13 +146,21 @@ export class Scheduler {
     await this.loopDone;
     const finished = Promise.all(this.groups);
     await Promise.race([finished, Bun.sleep(this.o.stopGraceMs)]);
+    this.abandoned = true;
     clearInterval(this.renewTimer);
+    clearInterval(this.heartbeatTimer);
     const unstarted = [...this.destinations.values()].flatMap((d) => d.waiting.map((j) => j.delivery.id));
     this.destinations.clear();
     this.held.clear();
-    await releaseLeases(this.o.db, this.o.owner, unstarted).catch((err) =>
-      this.o.log.warn("releasing leases failed", { error: errorMessage(err) }),
-    );
+    try {
+      await releaseLeases(this.o.db, this.o.owner, unstarted);
+      // what a group still running holds is free at once for the others: we are gone
+      await retire(this.o.db, this.o.owner);
+    } catch (err) {
+      this.o.log.warn("giving back leases failed: they are free once this process's heartbeat lapses", {
+        error: errorMessage(err),
+      });
+    }
   }
 
   /**
@@ -160,9 +201,22 @@ export class Scheduler {
       // Claim about what can start soon: a claimed row waits in memory, and its lease is running.
       const room = Math.min(MAX_CLAIM, this.o.concurrency * this.o.jobsPerGroup - this.waitingCount);
       try {
+        if (this.strays || this.claimFailures > 0) {
+          await releaseUnheld(this.o.db, this.o.owner, [...this.held]);
+          this.strays = false;
+        }
         if (room > 0) await this.claim(room);
+        if (this.claimFailures > 0)
+          this.o.log.info("claiming deliveries again", { after: this.claimFailures });
+        this.claimFailures = 0;
       } catch (err) {
-        this.o.log.error("claiming deliveries failed", { error: errorMessage(err) });
+        this.lastTrouble = Date.now();
+        // One line per outage, not one per try: the database health check says the rest.
+        if (this.claimFailures++ === 0)
+          this.o.log.error("claiming deliveries failed: retrying", { error: errorMessage(err) });
+        const ms = Math.min(OUTAGE_BACKOFF_MS.first * 2 ** (this.claimFailures - 1), OUTAGE_BACKOFF_MS.max);
+        if (this.running) await this.sleep(ms);
+        continue;
       }
       this.dispatch();
       if (this.woken || !this.running) continue;
@@ -200,7 +254,8 @@ export class Scheduler {
     // Held before the claim: a group settling while we wait below takes its ids out of `held`,
     // and a row our claim took back from it would look new.
     const heldBefore = new Set(this.held);
-    const claimed = await claimDue(this.o.db, this.o.owner, limit, this.o.leaseSeconds);
+    const takeOver = Date.now() - this.lastTrouble > TAKEOVER_QUIET_MS;
+    const claimed = await claimDue(this.o.db, this.o.owner, limit, this.o.leaseSeconds, takeOver);
     if (claimed.length === 0) return;
     let sizes: Map<string, number>;
     try {
@@ -348,7 +403,10 @@ export class Scheduler {
 
   private async runGroup(key: string, dest: Destination, claimed: Waiting[]): Promise<void> {
     const messages = await this.readMessages(key, claimed);
-    if (!messages) return;
+    if (!messages) {
+      this.strays = true;
+      return;
+    }
     // a message removed since the claim (queue rm) has nothing left to deliver
     const jobs: Job[] = claimed.flatMap(({ delivery }) => {
       const message = messages.get(delivery.messageId);
@@ -377,14 +435,11 @@ export class Scheduler {
       dest.limit = Math.min(dest.limit + 1, this.o.perDestination);
     else dest.limit = Math.max(1, Math.floor(dest.limit / 2));
     const byId = new Map(reports.map((r) => [r.deliveryId, r]));
-    try {
-      const settled = await settle(
-        this.o.db,
-        this.o.owner,
-        jobs.map((j) => ({ ...j, report: byId.get(j.delivery.id)! })),
-        this.o.policy,
-        this.o.dsns,
-      );
+    const settled = await this.settleSurely(
+      key,
+      jobs.map((j) => ({ ...j, report: byId.get(j.delivery.id)! })),
+    );
+    if (settled) {
       this.o.onSettled?.(settled);
       for (const s of settled) {
         this.o.log.info("delivery attempt", {
@@ -398,9 +453,40 @@ export class Scheduler {
       }
       // Settled mail may have produced DSNs: look for work again.
       this.wake();
-    } catch (err) {
-      // The lease runs out and another round (here or elsewhere) tries again: at least once.
-      this.o.log.error("settling deliveries failed", { destination: key, error: errorMessage(err) });
+    }
+  }
+
+  /**
+   * Records what the attempts did, trying again while the database is away: the mail went (or
+   * did not), and forgetting that would send it again. The deliveries stay held meanwhile, their
+   * leases renewed whenever the database answers. A settle whose COMMIT broke off but went
+   * through is harmless to repeat: it only touches rows still leased to us, and it cleared them.
+   * Given up only once our lease could have run out, or on a stop that no longer waits.
+   */
+  private async settleSurely(
+    key: string,
+    jobs: Parameters<typeof settle>[2],
+  ): Promise<SettledDelivery[] | undefined> {
+    const giveUpAt = Date.now() + this.o.leaseSeconds * 1000;
+    for (let failures = 0; ; failures++) {
+      try {
+        const settled = await settle(this.o.db, this.o.owner, jobs, this.o.policy, this.o.dsns);
+        if (failures > 0) this.o.log.info("settled after retrying", { destination: key, failures });
+        return settled;
+      } catch (err) {
+        if (failures === 0)
+          this.o.log.error("settling deliveries failed: retrying", {
+            destination: key,
+            error: errorMessage(err),
+          });
+        if (this.abandoned || Date.now() >= giveUpAt) {
+          // the lease runs out and another round (here or elsewhere) tries again: at least once
+          this.o.log.error("settling deliveries given up", { destination: key, failures: failures + 1 });
+          this.strays = true;
+          return undefined;
+        }
+        await Bun.sleep(Math.min(OUTAGE_BACKOFF_MS.first * 2 ** failures, OUTAGE_BACKOFF_MS.max));
+      }
     }
   }
 }

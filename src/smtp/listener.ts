@@ -1,7 +1,7 @@
 // Bun.listen glue for one SMTP port: connection limits, TLS (STARTTLS and implicit),
 // timeouts, and partial writes. Every SMTP rule lives in the session.
 import type { Socket, SocketHandler, TCPSocketListener } from "bun";
-import type { Logger } from "../log.ts";
+import { errorMessage, type Logger } from "../log.ts";
 import type { ConnectionTrack, SmtpMetrics } from "../metrics/postern.ts";
 import type { TlsMaterial } from "../net/tls.ts";
 import { SocketWriter } from "../net/writer.ts";
@@ -84,13 +84,17 @@ export interface ListenerOptions {
   handshakeTimeoutSeconds?: number;
   /** Counts connections, sessions and their outcomes, AUTH failures. */
   metrics?: SmtpMetrics;
+  /** How long a commit may take before its session is answered 451: `stop` waits that long for one. */
+  commitDeadlineMs?: number;
 }
 
 export interface SmtpListener {
   port: number;
   /**
    * Stops accepting; open sessions finish the command in progress, are told 421 and closed.
-   * Resolves when they are gone, or after `graceMs` with the stragglers cut off.
+   * Resolves when they are gone, or after `graceMs` with the stragglers cut off; a session still
+   * answering a command (a commit in progress) is waited for up to the enqueue deadline, so that
+   * no commit lands after its session was cut.
    */
   stop(graceMs?: number): Promise<void>;
 }
@@ -138,6 +142,12 @@ export function listenSmtp(opts: ListenerOptions): SmtpListener {
         },
         close: () => writer.end(),
         startTls: () => upgrade(socket, conn),
+        fault: (err) =>
+          opts.log.warn("smtp step failed: answered 4xx", {
+            port: opts.kind,
+            ip: conn.ip,
+            error: errorMessage(err),
+          }),
       },
       opts.clock,
       conn.ip,
@@ -267,8 +277,14 @@ export function listenSmtp(opts: ListenerOptions): SmtpListener {
     async stop(graceMs = 10_000) {
       listener.stop(false);
       for (const s of sessions) s.shutdown();
-      const deadline = Date.now() + graceMs;
-      while (sessions.size > 0 && Date.now() < deadline) await Bun.sleep(20);
+      const started = Date.now();
+      const busyGraceMs = Math.max(graceMs, opts.commitDeadlineMs ?? 0);
+      const waiting = () => {
+        const elapsed = Date.now() - started;
+        for (const s of sessions) if (elapsed < (s.busy ? busyGraceMs : graceMs)) return true;
+        return false;
+      };
+      while (waiting()) await Bun.sleep(20);
       listener.stop(true);
     },
   };

@@ -75,6 +75,9 @@ export const R = {
     reply(550, "5.7.1", `Error: message rejected by the DMARC policy of ${domain} (p=reject)`),
   utf8Needed: () => reply(553, "5.6.7", "Error: non-ASCII address needs SMTPUTF8"),
   localError: () => reply(451, "4.3.0", "Error: queue file write error, try again later"),
+  tryAgainLater: () => reply(451, "4.3.0", "Error: temporary local problem, try again later"),
+  authUnavailable: () => reply(454, "4.7.0", "Error: temporary authentication failure, try again later"),
+  internalError: () => reply(421, "4.3.0", "Error: internal error, closing connection"),
   tooManyErrors: () => reply(421, "4.7.0", "Error: too many errors, closing connection"),
   tooManyAuthFailures: () =>
     reply(421, "4.7.0", "Error: too many authentication failures, closing connection"),

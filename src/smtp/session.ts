@@ -2,6 +2,7 @@
 // listener feeds it bytes and carries out its output, and a backend answers the questions that
 // need the directory or the queue. So every rule here is tested without a network.
 import { decodeBase64, decodePlain, encodeBase64 } from "../auth/sasl.ts";
+import { errorMessage } from "../log.ts";
 import { receivedHeader } from "../mail/received.ts";
 import { type MailParams, parseCommand, type RcptParams } from "./command.ts";
 import { concat, type DecodedMessage, MessageDecoder } from "./data.ts";
@@ -75,11 +76,59 @@ export class MessageRefused extends Error {
   }
 }
 
+export type BackendStep = keyof SessionBackend;
+
+/**
+ * A backend question that could not be answered (the database or DNS away). The session answers
+ * it with a 4xx and goes on: the client tries again later, and nothing is bounced for it.
+ */
+export class BackendFailure extends Error {
+  constructor(
+    readonly step: BackendStep,
+    override readonly cause: unknown,
+  ) {
+    super(`${step} failed: ${errorMessage(cause)}`);
+  }
+}
+
+/** The same backend, with every failure but a refusal turned into a `BackendFailure` naming its step. */
+function guarded(backend: SessionBackend): SessionBackend {
+  const wrap =
+    <A extends unknown[], T>(step: BackendStep, call: (...args: A) => Promise<T>) =>
+    async (...args: A): Promise<T> => {
+      try {
+        return await call(...args);
+      } catch (err) {
+        throw err instanceof MessageRefused ? err : new BackendFailure(step, err);
+      }
+    };
+  return {
+    authenticate: wrap("authenticate", (u, p) => backend.authenticate(u, p)),
+    checkSender: wrap("checkSender", (a, c) => backend.checkSender(a, c)),
+    checkRecipient: wrap("checkRecipient", (a, c) => backend.checkRecipient(a, c)),
+    accept: wrap("accept", (i, e, c) => backend.accept(i, e, c)),
+  };
+}
+
+/** The transient reply for a step the backend could not answer. */
+function unavailable(step: BackendStep): Reply {
+  switch (step) {
+    case "authenticate":
+      return R.authUnavailable();
+    case "accept":
+      return R.localError();
+    default:
+      return R.tryAgainLater();
+  }
+}
+
 export interface SessionOutput {
   send(text: string): void;
   /** Begin the TLS handshake; the listener calls `tlsStarted` when it completes. */
   startTls(): void;
   close(): void;
+  /** A step failed for a reason of ours (logged); the client was given a 4xx for it. */
+  fault(err: unknown): void;
 }
 
 export interface SessionClock {
@@ -125,20 +174,27 @@ export class SmtpSession {
   private authFailures = 0;
   /** Set when the session must end: it does once the command in progress is answered. */
   private closing: Reply | undefined;
+  private readonly backend: SessionBackend;
 
   constructor(
     private readonly policy: SessionPolicy,
-    private readonly backend: SessionBackend,
+    backend: SessionBackend,
     private readonly out: SessionOutput,
     private readonly clock: SessionClock,
     private readonly remoteIp: string,
     implicitTls?: TlsInfo,
   ) {
+    this.backend = guarded(backend);
     this.tls = implicitTls;
   }
 
   get closed(): boolean {
     return this.mode.kind === "closed";
+  }
+
+  /** A command is being answered (a commit may be in progress). */
+  get busy(): boolean {
+    return this.running;
   }
 
   /** How long the listener waits for the next bytes before calling `timedOut`. */
@@ -188,7 +244,7 @@ export class SmtpSession {
       this.closeSoon(R.tooManyErrors());
       return;
     }
-    void this.pump();
+    this.pump().catch((err) => this.out.fault(err));
   }
 
   private send(r: Reply): void {
@@ -233,7 +289,7 @@ export class SmtpSession {
           }
           this.input = this.input.subarray(end);
           this.mode = { kind: "command" };
-          await this.finishMessage(mode.decoder.result(), false);
+          await this.step(() => this.finishMessage(mode.decoder.result(), false));
           continue;
         }
         if (mode.kind === "bdat") {
@@ -243,7 +299,7 @@ export class SmtpSession {
           mode.remaining -= n;
           if (mode.remaining > 0) break;
           this.mode = { kind: "command" };
-          await this.finishChunk(mode);
+          await this.step(() => this.finishChunk(mode));
           continue;
         }
         const lf = this.input.indexOf(LF);
@@ -280,12 +336,28 @@ export class SmtpSession {
           this.answer(R.badSyntax("Error: NUL character in command"));
           continue;
         }
-        if (mode.kind === "auth") await this.authStep(mode, line);
-        else await this.command(line);
+        await this.step(() => (mode.kind === "auth" ? this.authStep(mode, line) : this.command(line)));
       }
     } finally {
       this.running = false;
       if (this.closing) this.closeWith(this.closing);
+    }
+  }
+
+  /**
+   * Runs one step so that it ends in a reply whatever happens: a refusal is answered with its own
+   * reply; a backend failure with a 4xx, and the session goes on (not counted as the client's
+   * error); anything else is a fault of ours that leaves the state unknown: 421 and close.
+   */
+  private async step(run: () => Promise<void> | void): Promise<void> {
+    try {
+      await run();
+    } catch (err) {
+      if (!(err instanceof MessageRefused)) this.out.fault(err);
+      if (this.closed) return;
+      if (err instanceof MessageRefused) this.answer(err.reply);
+      else if (err instanceof BackendFailure) this.send(unavailable(err.step));
+      else this.closeSoon(R.internalError());
     }
   }
 
@@ -530,12 +602,7 @@ export class SmtpSession {
       date: new Date(this.clock.now()),
     });
     const content = concat([new TextEncoder().encode(header), ...m.chunks]);
-    try {
-      await this.backend.accept(id, envelope, content);
-    } catch (err) {
-      if (!this.closed) this.answer(err instanceof MessageRefused ? err.reply : R.localError());
-      return;
-    }
+    await this.backend.accept(id, envelope, content);
     if (!this.closed) this.send(R.queued(id));
   }
 }

@@ -48,10 +48,12 @@ export interface GatewayOptions {
   bare?: boolean;
   /** Reuse a database another gateway already set up (PostgreSQL only). */
   databaseUrl?: string;
+  /** A fresh database on this PostgreSQL server (a superuser URL) instead of the suite's. */
+  server?: string;
 }
 
 export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
-  const url = opts.postgres ? (opts.databaseUrl ?? (await freshDatabaseUrl())) : undefined;
+  const url = opts.postgres ? (opts.databaseUrl ?? (await freshDatabaseUrl(opts.server))) : undefined;
   const dns = await startDnsServer(structuredClone(ZONE));
   const env = cliEnv({
     DATABASE_URL: url,

@@ -31,6 +31,9 @@ function pgBinDir(): string | undefined {
 /** True when the suite can reach PostgreSQL (its own cluster or TEST_DATABASE_URL). */
 export const havePostgres = Boolean(process.env.TEST_DATABASE_URL || pgBinDir());
 
+/** True when a test can start (and stop) a PostgreSQL cluster of its own. */
+export const haveClusters = Boolean(pgBinDir());
+
 function run(cmd: string[], asPostgres: boolean): void {
   const isRoot = process.getuid?.() === 0;
   const argv = asPostgres && isRoot ? ["runuser", "-u", "postgres", "--", ...cmd] : cmd;
@@ -38,7 +41,20 @@ function run(cmd: string[], asPostgres: boolean): void {
   if (res.status !== 0) throw new Error(`${cmd[0]} failed: ${res.stderr || res.stdout}`);
 }
 
-async function startCluster(): Promise<string> {
+/** A PostgreSQL cluster of the test run's own, which a test may stop and start again. */
+export interface TestCluster {
+  /** The superuser's URL (database `postgres`). */
+  url: string;
+  /** `pg_ctl stop -m fast`: sessions are cut, as in a managed database's restart. */
+  stop(): void;
+  /** Starts it again on the same port; returns once it accepts connections. */
+  start(): void;
+  /** Stops it (if running) and removes its files. */
+  destroy(): void;
+}
+
+/** A new cluster on a free port, started. */
+export async function startCluster(): Promise<TestCluster> {
   const bin = pgBinDir();
   if (!bin) throw new Error("no PostgreSQL binaries (initdb, pg_ctl) and no TEST_DATABASE_URL");
   const dir = mkdtempSync(join(tmpdir(), "postern-pg-"));
@@ -47,12 +63,31 @@ async function startCluster(): Promise<string> {
   const port = await freePort();
   run([join(bin, "initdb"), "-D", data, "-U", "postgres", "-A", "trust", "--no-sync"], true);
   const opts = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200`;
-  run([join(bin, "pg_ctl"), "-D", data, "-o", opts, "-l", join(dir, "log"), "-w", "start"], true);
-  stopCluster = () => {
-    run([join(bin, "pg_ctl"), "-D", data, "-m", "immediate", "stop"], true);
-    rmSync(dir, { recursive: true, force: true });
+  const pgCtl = (...args: string[]) => run([join(bin, "pg_ctl"), "-D", data, ...args], true);
+  const start = () => pgCtl("-o", opts, "-l", join(dir, "log"), "-w", "start");
+  start();
+  let running = true;
+  return {
+    url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    stop() {
+      pgCtl("-m", "fast", "-w", "stop");
+      running = false;
+    },
+    start() {
+      start();
+      running = true;
+    },
+    destroy() {
+      if (running) pgCtl("-m", "immediate", "stop");
+      rmSync(dir, { recursive: true, force: true });
+    },
   };
-  return `postgres://postgres@127.0.0.1:${port}/postgres`;
+}
+
+async function sharedCluster(): Promise<string> {
+  const cluster = await startCluster();
+  stopCluster = () => cluster.destroy();
+  return cluster.url;
 }
 
 function uidOf(user: string): number {
@@ -62,12 +97,12 @@ function gidOf(user: string): number {
   return Number(spawnSync("id", ["-g", user], { encoding: "utf8" }).stdout.trim());
 }
 
-/** A new, empty database on the test server; returns its URL. */
-export async function freshDatabaseUrl(): Promise<string> {
+/** A new, empty database on the test server (or on `server`, a superuser URL); returns its URL. */
+export async function freshDatabaseUrl(server?: string): Promise<string> {
   adminUrl ??= process.env.TEST_DATABASE_URL
     ? Promise.resolve(process.env.TEST_DATABASE_URL)
-    : startCluster();
-  const url = new URL(await adminUrl);
+    : sharedCluster();
+  const url = new URL(server ?? (await adminUrl));
   const name = `postern_test_${process.pid}_${Math.random().toString(36).slice(2, 10)}`;
   const admin = postgres(url.href, { max: 1, onnotice: () => {} });
   try {

@@ -5,13 +5,14 @@ import { asc, eq, sql } from "drizzle-orm";
 import postgres from "postgres";
 import { migrate } from "../../src/db/migrate.ts";
 import { type Database, openDatabase } from "../../src/db/open.ts";
-import { attempts, deliveries, messages } from "../../src/db/schema.ts";
+import { attempts, deliveries, messages, workers } from "../../src/db/schema.ts";
 import type { Courier, Job } from "../../src/delivery/courier.ts";
 import { Directory } from "../../src/domains/directory.ts";
 import { createLogger } from "../../src/log.ts";
 import { claimDue, loadMessages, renewLeases } from "../../src/queue/claim.ts";
 import { Enqueuer } from "../../src/queue/enqueue.ts";
 import { newMessageId } from "../../src/queue/ids.ts";
+import { heartbeat } from "../../src/queue/liveness.ts";
 import { dsnWriter } from "../../src/queue/notices.ts";
 import { Scheduler, type SchedulerOptions } from "../../src/queue/scheduler.ts";
 import { type AttemptReport, settle } from "../../src/queue/settle.ts";
@@ -262,10 +263,11 @@ describe.each(drivers)("the queue on %s", (_name, open) => {
     expect(mine).toEqual([...ids].reverse());
   });
 
-  test("a lease held by a dead worker runs out and another worker delivers", async () => {
+  test("a lease runs out, even while its holder proves it is alive, and another worker delivers", async () => {
     const [id] = await enqueue(database, 1, "relay:lease.test:25");
-    // "dead" claims the delivery and never settles it (a kill -9 right after the claim).
-    const claimed = await claimDue(database.db, "dead", 100, 1);
+    // "stuck" claims the delivery and never settles it, but it is alive (a hung process).
+    await heartbeat(database.db, "stuck");
+    const claimed = await claimDue(database.db, "stuck", 100, 1);
     expect(claimed.map((c) => c.messageId)).toContain(id!);
     const courier = new ScriptedCourier(() => ({ outcome: "delivered", reply: "250 ok", status: "2.0.0" }));
     const scheduler = new Scheduler(schedulerOptions(database, courier, "heir"));
@@ -274,8 +276,33 @@ describe.each(drivers)("the queue on %s", (_name, open) => {
       await Bun.sleep(500);
       expect(courier.seen.filter((j) => j.message.id === id)).toHaveLength(0); // still leased
       await waitFor(async () => courier.seen.some((j) => j.message.id === id));
-      const [row] = await database.db.select().from(deliveries).where(eq(deliveries.messageId, id!));
-      expect(row!.status).toBe("delivered");
+      // seen by the courier a moment before its settle commits
+      await waitFor(async () => {
+        const [row] = await database.db.select().from(deliveries).where(eq(deliveries.messageId, id!));
+        return row!.status === "delivered";
+      });
+    } finally {
+      await scheduler.stop();
+    }
+  });
+  test("a worker that stops proving it is alive loses its leases at once, however long they are", async () => {
+    const [id] = await enqueue(database, 1, "relay:crash.test:25");
+    await heartbeat(database.db, "crashed");
+    const claimed = await claimDue(database.db, "crashed", 100, 3600);
+    expect(claimed.map((c) => c.messageId)).toContain(id!);
+    expect(await claimDue(database.db, "other", 100, 60)).toEqual([]); // alive: its hour-long lease holds
+    // its last proof of life lapses (a kill -9 stops the renewals)
+    await database.db
+      .update(workers)
+      .set({ aliveUntil: sql`now() - interval '1 second'` })
+      .where(eq(workers.owner, "crashed"));
+    const courier = new ScriptedCourier(() => ({ outcome: "delivered", reply: "250 ok", status: "2.0.0" }));
+    const scheduler = new Scheduler(schedulerOptions(database, courier, "heir"));
+    const started = Date.now();
+    await scheduler.start();
+    try {
+      await waitFor(async () => courier.seen.some((j) => j.message.id === id));
+      expect(Date.now() - started).toBeLessThan(10_000);
     } finally {
       await scheduler.stop();
     }
@@ -522,7 +549,8 @@ describe.skipIf(!havePostgres)("two schedulers on one PostgreSQL database", () =
     await sa.start();
     try {
       await waitFor(async () => (await a.db.select().from(deliveries)).every((r) => r.leaseOwner === "a"));
-      // As if "a" had been out of reach for a whole lease and "z" had claimed what it held.
+      // As if "a" had been out of reach for a whole lease and "z" (alive) had claimed what it held.
+      await heartbeat(a.db, "z");
       await a.db.update(deliveries).set({ leaseOwner: "z", leaseUntil: sql`now() + interval '1 hour'` });
       await Bun.sleep(4000); // both would be done by now: 2 x 1.5 s, one after the other
       expect(seen.size).toBe(1); // the one already running when the lease was lost

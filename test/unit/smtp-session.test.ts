@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { R } from "../../src/smtp/reply.ts";
 import {
+  type BackendStep,
   type Envelope,
   MAX_COMMAND_OCTETS,
   type PortKind,
@@ -38,6 +39,12 @@ class MemoryBackend implements SessionBackend {
   readonly calls: string[] = [];
   /** accept() throws while this is set. */
   failAccept = false;
+  /** These steps throw as a backend does when its database is away. */
+  readonly failing = new Set<BackendStep>();
+
+  private fail(step: BackendStep): void {
+    if (this.failing.has(step)) throw new Error(`${step}: connect ECONNREFUSED 127.0.0.1:5432`);
+  }
   /** accept() waits for this before committing. */
   gate: Promise<void> | undefined;
   /** Real timer delays (ms) taken by the next checks, in order; proves replies keep their order. */
@@ -50,6 +57,7 @@ class MemoryBackend implements SessionBackend {
 
   async authenticate(username: string, password: string): Promise<string | undefined> {
     this.calls.push(`auth ${username}`);
+    this.fail("authenticate");
     const login = username.toLowerCase();
     return login === ALICE && password === PASSWORD ? login : undefined;
   }
@@ -57,6 +65,7 @@ class MemoryBackend implements SessionBackend {
   async checkSender(address: string, ctx: { authUser: string | undefined }) {
     this.calls.push(`sender ${address}`);
     await this.pause();
+    this.fail("checkSender");
     if (ctx.authUser && address !== "" && address.toLowerCase() !== ctx.authUser) {
       return R.senderNotOwned(address);
     }
@@ -66,6 +75,7 @@ class MemoryBackend implements SessionBackend {
   async checkRecipient(address: string, ctx: { authUser: string | undefined }): Promise<RecipientDecision> {
     this.calls.push(`rcpt ${address}`);
     await this.pause();
+    this.fail("checkRecipient");
     const domain = address.slice(address.lastIndexOf("@") + 1).toLowerCase();
     if (domain === "example.test") {
       return this.local.has(address.toLowerCase())
@@ -79,6 +89,7 @@ class MemoryBackend implements SessionBackend {
     this.calls.push(`accept ${id}`);
     if (this.gate) await this.gate;
     if (this.failAccept) throw new Error("disk full");
+    this.fail("accept");
     this.stored.push({ id, envelope, content: Buffer.from(content).toString("latin1") });
   }
 }
@@ -96,6 +107,9 @@ class Harness {
   out = "";
   closed = false;
   tlsRequests = 0;
+  readonly faults: unknown[] = [];
+  /** The listener's TLS upgrade throws: a fault of ours, not the backend's. */
+  startTlsFails = false;
   now = T0;
   readonly delays: number[] = [];
   readonly backend = new MemoryBackend();
@@ -123,10 +137,14 @@ class Harness {
           this.out += text;
         },
         startTls: () => {
+          if (this.startTlsFails) throw new Error("upgrade blew up");
           this.tlsRequests++;
         },
         close: () => {
           this.closed = true;
+        },
+        fault: (err) => {
+          this.faults.push(err);
         },
       },
       {
@@ -1093,5 +1111,74 @@ describe("BDAT", () => {
     expect(await split.send(stream, 1)).toEqual(wholeReplies);
     expect(split.backend.stored).toEqual(whole.backend.stored);
     expect(whole.backend.stored[0]!.content).toEndWith(`${DATE}\r\nab\r\ncd\r\ne.\r\n`);
+  });
+});
+
+describe("a backend that fails (database or DNS away)", () => {
+  const SUBMIT = `MAIL FROM:<${ALICE}>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n${BODY}.\r\nNOOP\r\n`;
+  test.each<[BackendStep, string, string[]]>([
+    ["authenticate", `AUTH PLAIN ${plain(ALICE, PASSWORD)}\r\nNOOP\r\n`, ["454 4.7.0", "250 2.0.0"]],
+    // DATA is refused, so the message's lines are read as commands: each gets its own reply
+    [
+      "checkSender",
+      SUBMIT,
+      ["451 4.3.0", "503 5.5.1", "503 5.5.1", ...Array(4).fill("500 5.5.2"), "250 2.0.0"],
+    ],
+    [
+      "checkRecipient",
+      SUBMIT,
+      ["250 2.1.0", "451 4.3.0", "503 5.5.1", ...Array(4).fill("500 5.5.2"), "250 2.0.0"],
+    ],
+    ["accept", SUBMIT, ["250 2.1.0", "250 2.1.5", "354", "451 4.3.0", "250 2.0.0"]],
+  ])(
+    "%p throwing → a 4xx for that step, and the next pipelined command gets its own reply",
+    async (step, input, expected) => {
+      const h = new Harness({ port: "submission", implicitTls: true });
+      if (step !== "authenticate") await h.lines("EHLO client.test", `AUTH PLAIN ${plain(ALICE, PASSWORD)}`);
+      else await h.lines("EHLO client.test");
+      h.backend.failing.add(step);
+      expect(codes(await h.send(input))).toEqual(expected);
+      expect(h.faults).toHaveLength(1);
+      expect(String(h.faults[0])).toContain("ECONNREFUSED");
+      expect(h.closed).toBe(false);
+      expect(h.backend.stored).toEqual([]);
+      // the backend is back: the same session goes on as if nothing happened
+      h.backend.failing.clear();
+      if (step === "authenticate") {
+        expect(codes(await h.lines(`AUTH PLAIN ${plain(ALICE, PASSWORD)}`))).toEqual(["235 2.7.0"]);
+      }
+      expect(codes(await h.send(SUBMIT)).at(-2)).toBe("250 2.0.0");
+      expect(h.backend.stored).toHaveLength(1);
+    },
+  );
+
+  test("BDAT's last chunk with accept() throwing → 451 4.3.0; the session goes on", async () => {
+    const h = new Harness();
+    await h.lines("EHLO client.test");
+    h.backend.failing.add("accept");
+    const replies = await h.send(
+      `MAIL FROM:<carol@remote.test>\r\nRCPT TO:<bob@example.test>\r\nBDAT ${BODY.length} LAST\r\n${BODY}NOOP\r\n`,
+    );
+    expect(codes(replies)).toEqual(["250 2.1.0", "250 2.1.5", "451 4.3.0", "250 2.0.0"]);
+    expect(h.closed).toBe(false);
+  });
+
+  test("backend failures are not the client's errors: more of them than the error limit do not close", async () => {
+    const h = new Harness({ policy: { maxErrors: 3 } });
+    await h.lines("EHLO client.test", "MAIL FROM:<carol@remote.test>");
+    h.backend.failing.add("checkRecipient");
+    const replies = await h.send("RCPT TO:<bob@example.test>\r\n".repeat(5));
+    expect(codes(replies)).toEqual(Array(5).fill("451 4.3.0"));
+    expect(h.closed).toBe(false);
+  });
+
+  test("a step failing for any other reason → 421 4.3.0 and close; nothing after it runs", async () => {
+    const h = new Harness();
+    await h.lines("EHLO client.test");
+    h.startTlsFails = true;
+    const replies = await h.send("STARTTLS\r\nNOOP\r\n");
+    expect(codes(replies)).toEqual(["220 2.0.0", "421 4.3.0"]);
+    expect(h.closed).toBe(true);
+    expect(String(h.faults[0])).toContain("upgrade blew up");
   });
 });

@@ -1,0 +1,69 @@
+// An SMTP server that is not ours: Python's aiosmtpd (Debian's python3-aiosmtpd) storing what it
+// receives in a Maildir. Delivery tests that count what arrived use it, so that a misreading of
+// the RFC shared by our client and our own parser cannot pass unseen.
+import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { tempDir } from "./cli.ts";
+import { freePort } from "./serve.ts";
+
+const PYTHON = "/usr/bin/python3";
+
+/** True when Debian's python3 has aiosmtpd. */
+export const haveAiosmtpd =
+  existsSync(PYTHON) && Bun.spawnSync([PYTHON, "-c", "import aiosmtpd"], { stderr: "ignore" }).exitCode === 0;
+
+export interface Aiosmtpd {
+  port: number;
+  /** The Subject of every message received so far (one entry per message). */
+  subjects(): string[];
+  /** Stops it (by its PID) and waits until it is gone. */
+  stop(): Promise<void>;
+}
+
+/** Starts aiosmtpd on 127.0.0.1:`port` (a free one by default); resolves once it accepts connections. */
+export async function startAiosmtpd(
+  port?: number,
+  maildir = tempDir("postern-aiosmtpd-"),
+): Promise<Aiosmtpd> {
+  const p = port ?? (await freePort());
+  // Python's Maildir makes these only for a folder that does not exist yet
+  for (const sub of ["tmp", "new", "cur"]) mkdirSync(join(maildir, sub), { recursive: true });
+  const proc = Bun.spawn(
+    [PYTHON, "-m", "aiosmtpd", "-n", "-l", `127.0.0.1:${p}`, "-c", "aiosmtpd.handlers.Mailbox", maildir],
+    { stdin: "ignore", stdout: "ignore", stderr: "pipe" },
+  );
+  const deadline = Date.now() + 15000;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`aiosmtpd exited: ${await new Response(proc.stderr).text()}`);
+    const up = await Bun.connect({ hostname: "127.0.0.1", port: p, socket: { data() {} } }).then(
+      (s) => {
+        s.end();
+        return true;
+      },
+      () => false,
+    );
+    if (up) break;
+    if (Date.now() > deadline) {
+      proc.kill("SIGKILL");
+      throw new Error("aiosmtpd did not start listening");
+    }
+    await Bun.sleep(50);
+  }
+  return {
+    port: p,
+    subjects() {
+      const dir = join(maildir, "new");
+      if (!existsSync(dir)) return [];
+      return readdirSync(dir).map((f) => {
+        const m = /^Subject: (.*)$/im.exec(readFileSync(join(dir, f), "latin1"));
+        return m ? m[1]!.trim() : "";
+      });
+    },
+    async stop() {
+      proc.kill("SIGTERM");
+      const killer = setTimeout(() => proc.kill("SIGKILL"), 3000);
+      await proc.exited;
+      clearTimeout(killer);
+    },
+  };
+}

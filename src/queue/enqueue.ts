@@ -98,7 +98,9 @@ export class Enqueuer {
       timer: setTimeout(() => this.expire(pending), this.deadlineMs),
     };
     this.queue.push(pending);
-    if (!this.flushing) void this.flush();
+    // flush ends in a logged error at worst; the messages it held then get their 451 at the deadline
+    if (!this.flushing)
+      this.flush().catch((err) => this.log.error("enqueue failed", { error: errorMessage(err) }));
     return promise;
   }
 

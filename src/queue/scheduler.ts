@@ -119,7 +119,9 @@ export class Scheduler {
     await heartbeat(this.o.db, this.o.owner);
     this.running = true;
     this.unlisten = await this.o.listen?.(() => this.wake());
-    this.loopDone = this.loop();
+    this.loopDone = this.loop().catch((err) => {
+      this.o.log.error("the delivery loop stopped", { error: errorMessage(err) });
+    });
     this.renewTimer = setInterval(() => void this.renewLeases(), (this.o.leaseSeconds * 1000) / 3);
     this.heartbeatTimer = setInterval(
       () =>
@@ -336,15 +338,20 @@ export class Scheduler {
       dest.running++;
       this.inFlight++;
       this.bytesInFlight += bytes;
-      const group = this.runGroup(key, dest, claimed).finally(() => {
-        for (const c of claimed) this.held.delete(c.delivery.id);
-        dest.running--;
-        this.inFlight--;
-        this.bytesInFlight -= bytes;
-        this.groups.delete(group);
-        if (dest.running === 0 && dest.waiting.length === 0) this.destinations.delete(key);
-        if (this.running) this.dispatch();
-      });
+      const group = this.runGroup(key, dest, claimed)
+        // a group's failures are reported inside it; anything else is a bug, logged, not fatal
+        .catch((err) =>
+          this.o.log.error("delivery group failed", { destination: key, error: errorMessage(err) }),
+        )
+        .finally(() => {
+          for (const c of claimed) this.held.delete(c.delivery.id);
+          dest.running--;
+          this.inFlight--;
+          this.bytesInFlight -= bytes;
+          this.groups.delete(group);
+          if (dest.running === 0 && dest.waiting.length === 0) this.destinations.delete(key);
+          if (this.running) this.dispatch();
+        });
       this.groups.add(group);
     }
     return true;

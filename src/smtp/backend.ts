@@ -129,8 +129,11 @@ export function createSessionBackend(deps: BackendDeps): SessionBackend {
           seal,
         });
         deps.metrics?.authChecked(outcome.how);
-        if (outcome.dmarcAction === "reject" && deps.dmarcPolicy === "enforce") {
-          throw new MessageRefused(R.dmarcReject(outcome.verdict.dmarc.domain ?? "the From domain"));
+        if (deps.dmarcPolicy === "enforce") {
+          if (outcome.dmarcAction === "reject")
+            throw new MessageRefused(R.dmarcReject(outcome.verdict.dmarc.domain ?? "the From domain"));
+          // DNS did not say what the From domain asks for: whether to refuse is not known yet
+          if (outcome.verdict.dmarc.result === "temperror") throw new MessageRefused(R.dmarcUnresolved());
         }
         authResults = { ...outcome.verdict, quarantine: outcome.dmarcAction === "quarantine" };
         content = Buffer.concat([Buffer.from(outcome.headers, "latin1"), content]);

@@ -73,6 +73,8 @@ export const R = {
     reply(450, "4.1.2", "Error: recipient address rejected: domain lookup failed, try again"),
   dmarcReject: (domain: string) =>
     reply(550, "5.7.1", `Error: message rejected by the DMARC policy of ${domain} (p=reject)`),
+  dmarcUnresolved: () =>
+    reply(451, "4.4.3", "Error: DNS look-ups for the From domain's DMARC policy failed, try again later"),
   utf8Needed: () => reply(553, "5.6.7", "Error: non-ASCII address needs SMTPUTF8"),
   localError: () => reply(451, "4.3.0", "Error: queue file write error, try again later"),
   tryAgainLater: () => reply(451, "4.3.0", "Error: temporary local problem, try again later"),

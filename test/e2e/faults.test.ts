@@ -6,7 +6,7 @@ import type { TCPSocketListener } from "bun";
 import { haveAiosmtpd, startAiosmtpd } from "../helpers/aiosmtpd.ts";
 import { runCli } from "../helpers/cli.ts";
 import { ADMIN_TOKEN, DOMAIN, type Gateway, PASSWORD, startGateway, USER } from "../helpers/gateway.ts";
-import { haveClusters, startCluster, type TestCluster } from "../helpers/pg.ts";
+import { haveClusters, havePostgres, startCluster, type TestCluster } from "../helpers/pg.ts";
 import { freePort } from "../helpers/serve.ts";
 import { waitFor } from "../helpers/server.ts";
 import { ehloClient, type SmtpReply, sendOnNewSession } from "../helpers/smtp-client.ts";
@@ -259,4 +259,39 @@ describe.skipIf(!haveAiosmtpd)("kill -9 with deliveries in flight", () => {
     },
     90000,
   );
+});
+
+describe.skipIf(!havePostgres)("the DNS server goes away", () => {
+  let gw: Gateway;
+  beforeAll(async () => {
+    gw = await startGateway({ postgres: true });
+    await gw.dns.close();
+  }, 60000);
+  afterAll(async () => {
+    await gw?.close();
+  });
+
+  test("each step that needs DNS answers 4xx (4.1.8, 4.1.2, 4.4.3); the session and the process go on", async () => {
+    const { client } = await ehloClient(gw.server.smtpPort);
+    // a sender domain never looked up before: nothing cached to fall back on
+    expect(codeOf(await client.command("MAIL FROM:<s@elsewhere.test>", 20000))).toBe("451 4.1.8");
+    expect((await client.command("NOOP")).code).toBe(250);
+    // the null sender needs no look-up; the From domain's DMARC policy does
+    expect((await client.command("MAIL FROM:<>")).code).toBe(250);
+    expect((await client.command(`RCPT TO:<${MAILBOX}>`)).code).toBe(250);
+    expect((await client.command("DATA")).code).toBe(354);
+    await client.write("From: <a@unresolvable.test>\r\nSubject: no dns\r\n\r\nbody\r\n.\r\n");
+    expect(codeOf(await client.readReply(20000))).toBe("451 4.4.3");
+    expect((await client.command("NOOP")).code).toBe(250);
+    await client.quit();
+
+    const sub = await ehloClient(gw.server.submissionsPort, { tls: true });
+    const credentials = Buffer.from(`\0${USER}\0${PASSWORD}`).toString("base64");
+    expect((await sub.client.command(`AUTH PLAIN ${credentials}`)).code).toBe(235);
+    expect((await sub.client.command(`MAIL FROM:<${USER}>`)).code).toBe(250);
+    expect(codeOf(await sub.client.command("RCPT TO:<x@unresolvable.test>", 20000))).toBe("450 4.1.2");
+    await sub.client.quit();
+    expect(gw.server.proc.exitCode).toBeNull();
+    expect((await fetch(`http://127.0.0.1:${gw.server.httpPort}/healthz`)).status).toBe(200);
+  }, 60000);
 });

@@ -147,12 +147,17 @@ export async function startDnsServer(zone: Zone, options: DnsTestServerOptions =
 
   server.port = port;
   server.spec = host === "::1" ? `[::1]:${port}` : `${host}:${port}`;
-  server.close = async () => {
-    for (const socket of connections) socket.destroy();
-    await Promise.all([
-      new Promise<void>((resolve) => udp.close(() => resolve())),
-      new Promise<void>((resolve) => tcp.close(() => resolve())),
-    ]);
+  let closed: Promise<void> | undefined;
+  // once: a test that stops the server early (a dead resolver) leaves it to the cleanup too
+  server.close = () => {
+    closed ??= (async () => {
+      for (const socket of connections) socket.destroy();
+      await Promise.all([
+        new Promise<void>((resolve) => udp.close(() => resolve())),
+        new Promise<void>((resolve) => tcp.close(() => resolve())),
+      ]);
+    })();
+    return closed;
   };
   return server;
 }

@@ -86,6 +86,12 @@ describe.skipIf(!haveClusters || !haveAiosmtpd)("PostgreSQL restarts under a run
     await client.quit();
     const kept = await gw.mailbox(MAILBOX);
     expect(kept.map((m) => m.subject)).toContain("across the outage");
+    // LISTEN is back on a connection of its own: new mail wakes the scheduler, not the next poll
+    await waitFor("LISTEN subscribed again", async () => {
+      const [row] =
+        await gw.sql!`select count(*)::int as n from pg_stat_activity where query ilike 'listen%'`;
+      return row!.n >= 1 ? true : undefined;
+    });
   }, 60000);
 
   test("a load across a 6 s outage: every message acknowledged is kept once and relayed once", async () => {

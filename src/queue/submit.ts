@@ -4,6 +4,7 @@
 import type { Db } from "../db/open.ts";
 import type { Directory } from "../domains/directory.ts";
 import { addressProblem, domainOf, normalizeAddress } from "../mail/address.ts";
+import { stripForgedAuthResults } from "../mail/authcheck.ts";
 import { headerValue, readHeaders } from "../mail/headers.ts";
 import { rfc5322Date } from "../mail/received.ts";
 import { signIfLocal } from "../mail/signing.ts";
@@ -62,7 +63,7 @@ export async function submitMessage(deps: SubmitDeps, mail: Injection): Promise<
   const now = new Date();
   const received = `Received: by ${deps.hostname} (Postern, via ${mail.via}) id ${id};\r\n\t${rfc5322Date(now)}\r\n`;
   const fixed = fixUpSubmission(
-    Buffer.concat([Buffer.from(received), mail.raw]),
+    Buffer.concat([Buffer.from(received), stripForgedAuthResults(mail.raw, deps.hostname)]),
     [`*@${domainOf(from)}`],
     deps.hostname,
     now,

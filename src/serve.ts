@@ -1,7 +1,7 @@
 // The composition root: settings -> database -> services -> listeners, and the orderly stop.
 import { randomBytes } from "node:crypto";
 import { runVerb } from "./commands/dispatch.ts";
-import type { Config } from "./config.ts";
+import { type Config, secretRedactor } from "./config.ts";
 import { controlSocketPath, serveControlSocket } from "./control/socket.ts";
 import { migrate } from "./db/migrate.ts";
 import { openDatabase } from "./db/open.ts";
@@ -49,7 +49,7 @@ const clock: SessionClock = {
 };
 
 export async function startServer(config: Config): Promise<RunningServer> {
-  const log = createLogger(config.logLevel);
+  const log = createLogger(config.logLevel, undefined, secretRedactor(config));
   const database = await openDatabase(config);
   try {
     await migrate(database);

@@ -130,8 +130,9 @@ export const send: Verb = async (ctx, args) => {
         directory: new Directory(ctx.db),
         enqueuer: new Enqueuer(ctx.db, log),
         hostname: ctx.config.hostname,
+        maxMessageBytes: ctx.config.maxMessageBytes,
       },
-      { from: values.from, to: values.to, raw, via: "cli" },
+      { from: values.from, to: values.to, raw, via: "cli", field: "message" },
     );
     ctx.io.out(`queued as ${id}\n`);
   } catch (err) {

@@ -14,7 +14,8 @@ import {
   SmtpSession,
 } from "./session.ts";
 
-const HANDSHAKE_TIMEOUT_SECONDS = 60;
+/** A TLS handshake takes a few round trips: a client that needs longer is holding a slot. */
+const HANDSHAKE_TIMEOUT_SECONDS = 20;
 
 export interface ConnectionLimits {
   total: number;
@@ -113,19 +114,31 @@ export function listenSmtp(opts: ListenerOptions): SmtpListener {
     }
   };
 
+  /**
+   * Counts the connection from accept, before any TLS: a client that never finishes the handshake
+   * holds a slot like any other (else a flood of silent connections to 465 escapes every limit).
+   */
+  const admit = (socket: Socket<Connection>, conn: Connection): boolean => {
+    const admission = opts.counter.admit(conn.ip);
+    if (admission === "ok") {
+      conn.admitted = true;
+      return true;
+    }
+    conn.track?.mark("refused_limit");
+    // On 465 no reply can be sent before a handshake, and a client over the limit gets none.
+    if (implicitTls) socket.terminate();
+    else {
+      socket.write(formatReply(admission === "total" ? R.tooManyConnections() : R.tooManyFromYou()));
+      socket.end();
+    }
+    return false;
+  };
+
   const begin = (
     socket: Socket<Connection>,
     conn: Connection,
     tlsInfo: { protocol: string; cipher: string } | undefined,
   ) => {
-    const admission = opts.counter.admit(conn.ip);
-    if (admission !== "ok") {
-      conn.track?.mark("refused_limit");
-      socket.write(formatReply(admission === "total" ? R.tooManyConnections() : R.tooManyFromYou()));
-      socket.end();
-      return;
-    }
-    conn.admitted = true;
     const writer = new SocketWriter(socket as Socket<unknown>);
     conn.writer = writer;
     const session = new SmtpSession(
@@ -250,6 +263,7 @@ export function listenSmtp(opts: ListenerOptions): SmtpListener {
       openedAt: performance.now(),
       deadline: 0,
     };
+    if (!admit(socket, socket.data)) return;
     // On 465 a write before the handshake is lost: the session begins in `handshake`.
     if (implicitTls) armTimeout(socket, socket.data, handshakeTimeout);
     else begin(socket, socket.data, undefined);

@@ -3,7 +3,7 @@
 import type { Socket, SocketHandler, TCPSocketListener } from "bun";
 import type { Logger } from "../log.ts";
 import type { ConnectionTrack, SmtpMetrics } from "../metrics/postern.ts";
-import type { TlsMaterial } from "../net/tls.ts";
+import { serverTlsOptions, type TlsMaterial } from "../net/tls.ts";
 import { SocketWriter } from "../net/writer.ts";
 import { formatReply, R } from "./reply.ts";
 import {
@@ -104,6 +104,8 @@ export function listenSmtp(opts: ListenerOptions): SmtpListener {
   };
   const implicitTls = opts.kind === "submissions";
   if (implicitTls && !opts.tls) throw new Error("port 465 needs a TLS certificate");
+  // One policy for 465 and STARTTLS on 25 and 587 alike.
+  const tls = opts.tls && serverTlsOptions(opts.tls);
   const sessions = new Set<SmtpSession>();
   const handshakeTimeout = opts.handshakeTimeoutSeconds ?? HANDSHAKE_TIMEOUT_SECONDS;
 
@@ -168,7 +170,7 @@ export function listenSmtp(opts: ListenerOptions): SmtpListener {
     try {
       const [, tlsSocket] = socket.upgradeTLS<Connection>({
         data: next,
-        tls: opts.tls!,
+        tls: tls!,
         socket: tlsHandlers,
       });
       conn.writer!.retarget(tlsSocket as Socket<unknown>);
@@ -272,7 +274,7 @@ export function listenSmtp(opts: ListenerOptions): SmtpListener {
   const listener: TCPSocketListener<Connection> = Bun.listen<Connection>({
     hostname: opts.hostname,
     port: opts.port,
-    ...(implicitTls ? { tls: opts.tls } : {}),
+    ...(implicitTls ? { tls } : {}),
     socket: implicitTls ? { ...tlsHandlers, open } : { ...common, open },
   });
 

@@ -3,13 +3,13 @@
 import { existsSync } from "node:fs";
 import type { CommandIO } from "./commands/context.ts";
 import { checkVerb, readsStdin, runVerb } from "./commands/dispatch.ts";
-import { type Config, ConfigError, loadConfig } from "./config.ts";
+import { type Config, ConfigError, loadConfig, secretRedactor } from "./config.ts";
 import { callControlSocket, controlSocketPath } from "./control/socket.ts";
 import { LockHeldError } from "./db/lock.ts";
 import { migrate } from "./db/migrate.ts";
 import { openDatabase } from "./db/open.ts";
 import { guardProcess } from "./guard.ts";
-import { createLogger, errorMessage } from "./log.ts";
+import { createLogger, errorMessage, oneLineError } from "./log.ts";
 import { startServer } from "./serve.ts";
 
 const USAGE = `usage: postern <verb>
@@ -36,7 +36,7 @@ function fail(message: string, code: number): never {
 }
 
 async function serve(config: Config): Promise<void> {
-  guardProcess(createLogger(config.logLevel));
+  guardProcess(createLogger(config.logLevel, undefined, secretRedactor(config)));
   const server = await startServer(config);
   let stopping = false;
   const stop = async () => {
@@ -101,7 +101,7 @@ async function main(argv: string[]): Promise<void> {
     if (verb === "serve") await serve(config);
     else process.exit(await databaseVerb(config, argv));
   } catch (err) {
-    fail(errorMessage(err).split("\n")[0]!, 1);
+    fail(secretRedactor(config)(oneLineError(err)), 1);
   }
 }
 

@@ -3,6 +3,7 @@
 import { hostname } from "node:os";
 import { resolve } from "node:path";
 import { z } from "zod";
+import { HIDDEN, redactDatabaseUrl, redactor, redactUrlPasswords, urlPassword } from "./secrets.ts";
 
 const port = z.coerce.number().int().min(0).max(65535);
 const positiveInt = z.coerce.number().int().positive();
@@ -107,7 +108,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     const issue = result.error.issues[0]!;
     const name = String(issue.path[0]);
     throw new ConfigError(
-      `${name}=${JSON.stringify(present[name] ?? "")} is invalid: expected ${expected(issue)}`,
+      `${name}=${shownValue(name, present[name] ?? "")} is invalid: expected ${expected(issue)}`,
     );
   }
   const s = result.data;
@@ -157,6 +158,27 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     dnsChecks: s.POSTERN_DNS_CHECKS === "on",
     logLevel: s.POSTERN_LOG_LEVEL,
   };
+}
+
+/** Settings whose value is a secret as a whole: an error names them, never shows them. */
+const SECRET_SETTINGS = new Set(["POSTERN_ADMIN_TOKEN", "POSTERN_SMARTHOST_PASSWORD"]);
+
+/** A setting's value as an error message may show it: secrets hidden, URL passwords too. */
+function shownValue(name: string, value: string): string {
+  if (SECRET_SETTINGS.has(name)) return `${HIDDEN} (${value.length} characters, not shown)`;
+  if (name === "DATABASE_URL") return JSON.stringify(redactDatabaseUrl(value));
+  return JSON.stringify(redactUrlPasswords(value));
+}
+
+/** Hides the secrets of these settings wherever they appear in a text (errors, log lines). */
+export function secretRedactor(
+  config: Pick<Config, "databaseUrl" | "adminToken" | "smarthostAuth">,
+): (text: string) => string {
+  return redactor([
+    ...urlPassword(config.databaseUrl ?? ""),
+    config.adminToken,
+    config.smarthostAuth?.password,
+  ]);
 }
 
 function expected(issue: z.core.$ZodIssue): string {

@@ -11,13 +11,18 @@ export interface Logger {
   error(msg: string, fields?: Fields): void;
 }
 
+/**
+ * `redact` sees every line before it is written: the server passes one that hides the secrets of
+ * its settings, so an error quoting a URL or a token cannot put them in the log.
+ */
 export function createLogger(
   level: LogLevel,
   write: (line: string) => void = (l) => process.stdout.write(l),
+  redact: (line: string) => string = (l) => l,
 ): Logger {
   const emit = (lvl: LogLevel) => (msg: string, fields?: Fields) => {
     if (RANK[lvl] < RANK[level]) return;
-    write(`${JSON.stringify({ time: new Date().toISOString(), level: lvl, msg, ...fields })}\n`);
+    write(`${redact(JSON.stringify({ time: new Date().toISOString(), level: lvl, msg, ...fields }))}\n`);
   };
   return { debug: emit("debug"), info: emit("info"), warn: emit("warn"), error: emit("error") };
 }
@@ -35,4 +40,14 @@ export function errorMessage(err: unknown): string {
         ? err.message
         : String(err);
   return text.split("\n")[0]!.slice(0, 300);
+}
+
+/**
+ * One line for an operator: the first line of the message, and of its cause when there is one
+ * (a failed query says which query; its cause says why: "connect ECONNREFUSED 10.0.0.5:5432").
+ */
+export function oneLineError(err: unknown): string {
+  const first = (e: unknown) => errorMessage(e).split("\n")[0]!.trim();
+  const cause = err instanceof Error && err.cause !== undefined ? first(err.cause) : "";
+  return cause && !first(err).includes(cause) ? `${first(err)}: ${cause}` : first(err);
 }

@@ -1,7 +1,7 @@
 // The composition root: settings -> database -> services -> listeners, and the orderly stop.
 import { randomBytes } from "node:crypto";
 import { runVerb } from "./commands/dispatch.ts";
-import type { Config } from "./config.ts";
+import { type Config, secretRedactor } from "./config.ts";
 import { controlSocketPath, serveControlSocket } from "./control/socket.ts";
 import { DatabaseHealth } from "./db/health.ts";
 import { migrate } from "./db/migrate.ts";
@@ -9,6 +9,7 @@ import { openDatabase } from "./db/open.ts";
 import { courierRegistry } from "./delivery/couriers.ts";
 import { createResolver } from "./dns/resolver.ts";
 import { Directory } from "./domains/directory.ts";
+import { maxRequestBodyBytes } from "./http/api.ts";
 import { createHttpHandler } from "./http/app.ts";
 import { createLogger, errorMessage } from "./log.ts";
 import { PosternMetrics } from "./metrics/postern.ts";
@@ -50,7 +51,7 @@ const clock: SessionClock = {
 };
 
 export async function startServer(config: Config): Promise<RunningServer> {
-  const log = createLogger(config.logLevel);
+  const log = createLogger(config.logLevel, undefined, secretRedactor(config));
   const database = await openDatabase(config);
   try {
     await migrate(database);
@@ -186,10 +187,19 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const http = Bun.serve({
     hostname: config.listen,
     port: config.httpPort,
+    // A backstop only: /api/send refuses a body over its limit itself, with a 413 that says why
+    // (Bun's own 413 is empty), which needs Bun's cap above it.
+    maxRequestBodySize: 2 * maxRequestBodyBytes(config.maxMessageBytes),
     fetch: createHttpHandler({
       database,
       adminToken: config.adminToken,
-      api: { database, directory, enqueuer, hostname: config.hostname },
+      api: {
+        database,
+        directory,
+        enqueuer,
+        hostname: config.hostname,
+        maxMessageBytes: config.maxMessageBytes,
+      },
       metrics,
     }),
     error(err) {

@@ -1,3 +1,4 @@
+import { secretRedactor } from "../config.ts";
 import { Directory } from "../domains/directory.ts";
 import { createLogger } from "../log.ts";
 import { Enqueuer } from "../queue/enqueue.ts";
@@ -121,7 +122,7 @@ export const send: Verb = async (ctx, args) => {
   if (!values.from || !values.to?.length)
     throw new UsageError("usage: postern send --from A --to B [--to C] < message.eml");
   const raw = new TextEncoder().encode((await ctx.io.stdin()).replace(/\r?\n/g, "\r\n"));
-  const log = createLogger(ctx.config.logLevel);
+  const log = createLogger(ctx.config.logLevel, undefined, secretRedactor(ctx.config));
   try {
     const id = await submitMessage(
       {
@@ -129,8 +130,9 @@ export const send: Verb = async (ctx, args) => {
         directory: new Directory(ctx.db),
         enqueuer: new Enqueuer(ctx.db, log),
         hostname: ctx.config.hostname,
+        maxMessageBytes: ctx.config.maxMessageBytes,
       },
-      { from: values.from, to: values.to, raw, via: "cli" },
+      { from: values.from, to: values.to, raw, via: "cli", field: "message" },
     );
     ctx.io.out(`queued as ${id}\n`);
   } catch (err) {

@@ -1,5 +1,7 @@
 // `webhook:URL` targets: the message POSTed as JSON, signed with the route's secret.
-// 2xx is delivered; anything else, or no answer, is retried like a 4xx.
+// 2xx is delivered; anything else, or no answer, is retried like a 4xx. Redirects are never
+// followed: the operator chose this URL, and a redirect would carry the signed message to one
+// the receiver chose (an internal address, or http after https).
 import { createHmac } from "node:crypto";
 import PostalMime from "postal-mime";
 import type { AttemptReport } from "../queue/settle.ts";
@@ -39,6 +41,14 @@ export async function webhookPayload(job: Job): Promise<WebhookPayload> {
   };
 }
 
+/** The attempt history's line for an answer; a redirect says where it pointed and that we stayed. */
+function replyText(res: Response): string {
+  const status = `HTTP ${res.status} ${res.statusText}`.trim();
+  if (res.status < 300 || res.status >= 400) return status;
+  const location = res.headers.get("location");
+  return `${status}: redirect not followed${location ? ` (Location: ${location.slice(0, 200)})` : ""}`;
+}
+
 export class WebhookCourier implements Courier {
   constructor(
     /** The secret of the route that sent this recipient to this URL. */
@@ -68,12 +78,13 @@ export class WebhookCourier implements Courier {
         body,
         headers,
         signal: AbortSignal.timeout(this.timeoutMs),
+        redirect: "manual",
       });
       await res.body?.cancel();
       const ok = res.status >= 200 && res.status < 300;
       return reportAll([job], {
         outcome: ok ? "delivered" : "deferred",
-        reply: `HTTP ${res.status} ${res.statusText}`.trim(),
+        reply: replyText(res),
         status: ok ? "2.0.0" : "4.4.0",
         remoteMta: host,
         durationMs: performance.now() - started,

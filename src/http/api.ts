@@ -15,6 +15,17 @@ export interface ApiDeps {
   directory: Directory;
   enqueuer: Enqueuer;
   hostname: string;
+  /** POSTERN_MAX_MESSAGE_BYTES: /api/send keeps SMTP's limit. */
+  maxMessageBytes: number;
+}
+
+/**
+ * The largest request body the HTTP server reads: a message at the size limit, base64-encoded
+ * as an attachment (4/3, plus line breaks and JSON escapes: 1.4), and 64 KiB for the rest.
+ * Anything bigger is refused before it is read whole, let alone parsed.
+ */
+export function maxRequestBodyBytes(maxMessageBytes: number): number {
+  return Math.ceil(maxMessageBytes * 1.4) + 64 * 1024;
 }
 
 const MAILBOX_PATH = /^\/api\/mailboxes\/([^/]+)\/messages$/;
@@ -117,10 +128,27 @@ async function listQueueRoute(deps: ApiDeps, params: URLSearchParams): Promise<R
   );
 }
 
+const tooLarge = (limit: number) => json(413, { error: `body: larger than ${limit} octets`, field: "body" });
+
+/** The body as text, or the 413 for one over `limit` (a declared length is refused unread). */
+async function cappedText(req: Request, limit: number): Promise<string | Response> {
+  if (Number(req.headers.get("content-length") ?? 0) > limit) return tooLarge(limit);
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for await (const chunk of req.body ?? []) {
+    total += chunk.length;
+    if (total > limit) return tooLarge(limit);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}
+
 async function send(deps: ApiDeps, req: Request): Promise<Response> {
+  const text = await cappedText(req, maxRequestBodyBytes(deps.maxMessageBytes));
+  if (text instanceof Response) return text;
   let body: unknown;
   try {
-    body = await req.json();
+    body = JSON.parse(text);
   } catch {
     return badRequest("body", "not JSON");
   }
@@ -142,7 +170,9 @@ async function send(deps: ApiDeps, req: Request): Promise<Response> {
   try {
     raw =
       "raw" in mail
-        ? new TextEncoder().encode(mail.raw.replace(/\r?\n/g, "\r\n"))
+        ? // LF alone is how most HTTP clients end lines: read as CRLF, as Postfix's sendmail
+          // does. A CR alone has no such reading and is refused (checkInjectedContent).
+          new TextEncoder().encode(mail.raw.replace(/\r?\n/g, "\r\n"))
         : await composeMessage({ ...mail, messageIdDomain: domainOf(mail.from), date: new Date() });
   } catch (err) {
     if (err instanceof ComposeError) return badRequest(err.field, err.message);
@@ -151,11 +181,18 @@ async function send(deps: ApiDeps, req: Request): Promise<Response> {
   try {
     const id = await submitMessage(
       { ...deps, db: deps.database.db },
-      { from: mail.from, to: [...mail.to, ...("cc" in mail ? (mail.cc ?? []) : [])], raw, via: "api" },
+      {
+        from: mail.from,
+        to: [...mail.to, ...("cc" in mail ? (mail.cc ?? []) : [])],
+        raw,
+        via: "api",
+        field: "raw" in mail ? "raw" : "message",
+      },
     );
     return json(202, { id });
   } catch (err) {
-    if (err instanceof SubmitError) return badRequest(err.field, err.reason);
+    if (err instanceof SubmitError)
+      return json(err.status, { error: `${err.field}: ${err.reason}`, field: err.field });
     throw err;
   }
 }

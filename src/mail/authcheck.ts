@@ -181,16 +181,59 @@ export function stripForgedAuthResults(message: Uint8Array, authservId: string):
   // read as mailauth reads it (a fold before the colon still makes the field), and as a mail
   // reader could, so that no spelling of the field survives
   const fields = parseHeaders(section).parsed;
-  const id = authservId.toLowerCase();
+  const ours = sameAuthservId(authservId);
   const kept = fields.filter(({ key, line }) => {
     if (key !== "authentication-results") return true;
-    // authserv-id is the first token of the value, after any comments (RFC 8601 2.2).
     const text = line.toString("latin1");
-    const value = text.slice(text.indexOf(":") + 1).replace(/\r\n/g, "");
-    const m = /^\s*(?:\([^)]*\)\s*)*([^\s;(]+)/.exec(value);
-    return m?.[1]?.toLowerCase() !== id;
+    return !ours(readAuthservId(text.slice(text.indexOf(":") + 1)));
   });
   if (kept.length === fields.length) return message;
   const crlf = Buffer.from("\r\n");
   return Buffer.concat([...kept.flatMap((f) => [f.line, crlf]), crlf, message.subarray(section.length)]);
+}
+
+/** authserv-ids compare case-insensitively; a trailing dot names the same host. */
+function sameAuthservId(ours: string): (id: string | undefined) => boolean {
+  const norm = (id: string) => id.toLowerCase().replace(/\.$/, "");
+  const want = norm(ours);
+  return (id) => id !== undefined && norm(id) === want;
+}
+
+/**
+ * The authserv-id of an Authentication-Results value (RFC 8601 2.2): after CFWS (folding
+ * white space and comments, which nest and may hold quoted-pairs), a token or a quoted-string
+ * (RFC 2045 `value`). Read the way a mail reader would, so a forgery cannot hide our name from
+ * us behind a quote or a nested comment. undefined when there is no value to read.
+ */
+export function readAuthservId(value: string): string | undefined {
+  const start = skipCfws(value, 0);
+  if (value[start] === '"') return readQuoted(value, start);
+  // RFC 2045 token: printable ASCII but tspecials (and octets beyond ASCII, for UTF-8 names)
+  const m = /^[!#$%&'*+\-.0-9A-Z^_`a-z{|}~\u0080-\uffff]+/.exec(value.slice(start));
+  return m?.[0];
+}
+
+/** Index of the first character after white space and (nested) comments from `i`. */
+function skipCfws(text: string, i: number): number {
+  let depth = 0;
+  for (; i < text.length; i++) {
+    const c = text[i];
+    if (depth > 0 && c === "\\") i++;
+    else if (c === "(") depth++;
+    else if (c === ")" && depth > 0) depth--;
+    else if (depth === 0 && !/\s/.test(c!)) return i;
+  }
+  return i;
+}
+
+/** The content of the quoted-string opening at `i`, quoted-pairs undone. */
+function readQuoted(text: string, i: number): string {
+  let out = "";
+  for (let j = i + 1; j < text.length; j++) {
+    const c = text[j]!;
+    if (c === '"') break;
+    if (c === "\\") out += text[++j] ?? "";
+    else if (c !== "\r" && c !== "\n") out += c;
+  }
+  return out;
 }

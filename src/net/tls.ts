@@ -1,7 +1,7 @@
 // The server's certificate: the operator's PEM files, or a self-signed pair made once in the
 // data dir (opportunistic STARTTLS between MTAs does not verify certificates, RFC 7435).
 
-import { generateKeyPairSync, randomBytes } from "node:crypto";
+import { constants, generateKeyPairSync, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import forge from "node-forge";
@@ -10,6 +10,32 @@ import type { Config } from "../config.ts";
 export interface TlsMaterial {
   cert: string;
   key: string;
+}
+
+/**
+ * TLS 1.2 suites our listeners accept: ECDHE key exchange (forward secrecy: a key stolen later
+ * does not open recorded sessions, and passwords travel on 587 and 465) with an AEAD cipher (no
+ * CBC with its padding oracles). TLS 1.3 suites are all of that kind and stay as they are.
+ */
+export const SERVER_CIPHERS = [
+  "ECDHE-ECDSA-AES128-GCM-SHA256",
+  "ECDHE-RSA-AES128-GCM-SHA256",
+  "ECDHE-ECDSA-AES256-GCM-SHA384",
+  "ECDHE-RSA-AES256-GCM-SHA384",
+  "ECDHE-ECDSA-CHACHA20-POLY1305",
+  "ECDHE-RSA-CHACHA20-POLY1305",
+].join(":");
+
+/** The options of every listening TLS context, implicit (465) and after STARTTLS: TLS 1.2 at least. */
+export function serverTlsOptions(material: TlsMaterial): TlsMaterial & {
+  ciphers: string;
+  secureOptions: number;
+} {
+  return {
+    ...material,
+    ciphers: SERVER_CIPHERS,
+    secureOptions: constants.SSL_OP_NO_TLSv1 | constants.SSL_OP_NO_TLSv1_1,
+  };
 }
 
 export async function loadTlsMaterial(

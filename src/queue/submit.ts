@@ -4,6 +4,7 @@
 import type { Db } from "../db/open.ts";
 import type { Directory } from "../domains/directory.ts";
 import { addressProblem, domainOf, normalizeAddress } from "../mail/address.ts";
+import { stripForgedAuthResults } from "../mail/authcheck.ts";
 import { headerValue, readHeaders } from "../mail/headers.ts";
 import { rfc5322Date } from "../mail/received.ts";
 import { signIfLocal } from "../mail/signing.ts";
@@ -16,15 +17,62 @@ export interface SubmitDeps {
   directory: Directory;
   enqueuer: Enqueuer;
   hostname: string;
+  /** POSTERN_MAX_MESSAGE_BYTES: the same cap as SMTP's. */
+  maxMessageBytes: number;
 }
 
-/** A refused injection, naming the field at fault (for a 400 or a one-line CLI error). */
+/**
+ * A refused injection, naming the field at fault (for the HTTP answer or a one-line CLI error).
+ * `status` is 413 for a message over the size limit, 400 otherwise.
+ */
 export class SubmitError extends Error {
   constructor(
     readonly field: string,
     readonly reason: string,
+    readonly status: 400 | 413 = 400,
   ) {
     super(`${field}: ${reason}`);
+  }
+}
+
+/** RFC 5322 2.1.1: a line is at most 998 octets, its CRLF not counted. */
+const MAX_LINE_OCTETS = 998;
+const CR = 13;
+const LF = 10;
+
+/**
+ * The limits SMTP enforces, for mail that did not come by SMTP: the size cap, CRLF line ends
+ * only (a bare CR or LF is read differently by each next hop: the smuggling class of bugs), and
+ * the line length. Throws a SubmitError naming `field`, the line and the limit.
+ */
+export function checkInjectedContent(raw: Uint8Array, maxBytes: number, field: string): void {
+  if (raw.length > maxBytes) {
+    throw new SubmitError(
+      field,
+      `the message is ${raw.length} octets; the limit is ${maxBytes} (POSTERN_MAX_MESSAGE_BYTES)`,
+      413,
+    );
+  }
+  let line = 1;
+  let lineStart = 0;
+  for (let i = 0; i < raw.length; i++) {
+    const b = raw[i];
+    if (b === CR && raw[i + 1] !== LF) throw new SubmitError(field, `bare CR (without LF) in line ${line}`);
+    if (b !== LF) continue;
+    if (raw[i - 1] !== CR) throw new SubmitError(field, `bare LF (without CR) in line ${line}`);
+    lineTooLong(i - 1 - lineStart, line, field);
+    line++;
+    lineStart = i + 1;
+  }
+  lineTooLong(raw.length - lineStart, line, field);
+}
+
+function lineTooLong(octets: number, line: number, field: string): void {
+  if (octets > MAX_LINE_OCTETS) {
+    throw new SubmitError(
+      field,
+      `line ${line} is ${octets} octets long; the limit is ${MAX_LINE_OCTETS} (RFC 5322 2.1.1)`,
+    );
   }
 }
 
@@ -34,9 +82,12 @@ export interface Injection {
   raw: Uint8Array;
   /** Who injected it, for the Received header and the message row: "api" or "cli". */
   via: "api" | "cli";
+  /** What a refusal of the content names: "raw" (the default) or "message" for composed mail. */
+  field?: string;
 }
 
 export async function submitMessage(deps: SubmitDeps, mail: Injection): Promise<string> {
+  checkInjectedContent(mail.raw, deps.maxMessageBytes, mail.field ?? "raw");
   const from = normalizeAddress(mail.from);
   const fromProblem = addressProblem(from);
   if (fromProblem) throw new SubmitError("from", fromProblem);
@@ -62,7 +113,7 @@ export async function submitMessage(deps: SubmitDeps, mail: Injection): Promise<
   const now = new Date();
   const received = `Received: by ${deps.hostname} (Postern, via ${mail.via}) id ${id};\r\n\t${rfc5322Date(now)}\r\n`;
   const fixed = fixUpSubmission(
-    Buffer.concat([Buffer.from(received), mail.raw]),
+    Buffer.concat([Buffer.from(received), stripForgedAuthResults(mail.raw, deps.hostname)]),
     [`*@${domainOf(from)}`],
     deps.hostname,
     now,

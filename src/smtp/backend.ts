@@ -98,7 +98,9 @@ export function createSessionBackend(deps: BackendDeps): SessionBackend {
       if (receivedHeaders.filter(([n]) => n === "received").length > MAX_HOPS) {
         throw new MessageRefused(R.tooManyHops());
       }
-      let content = received;
+      // Whatever else is checked: no field claiming our authserv-id leaves here but our own
+      // (RFC 8601 5), also with the DNS checks off and on the submission ports.
+      let content = stripForgedAuthResults(received, hostname);
       let authResults: (AuthVerdict & { quarantine: boolean }) | undefined;
       if (envelope.authUser) {
         const user = await findUser(envelope.authUser);
@@ -115,7 +117,6 @@ export function createSessionBackend(deps: BackendDeps): SessionBackend {
         }
         content = await signIfLocal(directory, fixed.content);
       } else if (resolver) {
-        content = stripForgedAuthResults(content, hostname);
         // Mail we forward carries our ARC seal, made with the key of the domain it was sent to.
         const forwarded = envelope.recipients.find((r) => r.target.startsWith("forward:"));
         const seal = forwarded && (await directory.signingKey(domainOf(forwarded.address)));

@@ -1,10 +1,13 @@
 // What the outbound client must know about a message before it sends it, and the MAIL / RCPT
 // command lines it sends. Pure.
+import { ATOM } from "./command.ts";
 
 const CR = 13;
 const LF = 10;
 const NON_ASCII = /[^\p{ASCII}]/u;
 const XTEXT = /^([\x21-\x2a\x2c-\x3c\x3e-\x7e]|\+[0-9A-F]{2})*$/;
+/** RFC 5321 esmtp-param: a keyword, and a value of printable ASCII but "=" (no space, no control). */
+const ESMTP_PARAM = /^[A-Za-z0-9][A-Za-z0-9-]*(=[\x21-\x3c\x3e-\x7e]+)?$/;
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 
 /** True when any octet has the high bit set (the body then needs 8BITMIME to be sent as is). */
@@ -76,11 +79,24 @@ export function asXtext(value: string): string {
   return XTEXT.test(value) ? value : encodeXtext(value);
 }
 
-/** ORCPT is "addr-type;xtext"; without a type, rfc822 is meant. */
-export function orcptParam(orcpt: string): string {
+/**
+ * ORCPT is "addr-type;xtext"; without a type, rfc822 is meant. A type that is not an atom (a
+ * row written before the server checked it) is not passed on: undefined.
+ */
+export function orcptParam(orcpt: string): string | undefined {
   const semi = orcpt.indexOf(";");
   if (semi <= 0) return `rfc822;${asXtext(orcpt)}`;
-  return `${orcpt.slice(0, semi)};${asXtext(orcpt.slice(semi + 1))}`;
+  const type = orcpt.slice(0, semi);
+  return ATOM.test(type) ? `${type};${asXtext(orcpt.slice(semi + 1))}` : undefined;
+}
+
+/**
+ * The command line with its parameters. A parameter that is not a well-formed esmtp-param is
+ * left out: nothing we relay may put a CR, LF or space inside the line the next hop reads.
+ */
+function commandLine(head: string, params: string[]): string {
+  const safe = params.filter((p) => ESMTP_PARAM.test(p));
+  return `${head}${safe.map((p) => ` ${p}`).join("")}\r\n`;
 }
 
 /** NOTIFY=NEVER or a list of SUCCESS, FAILURE, DELAY (RFC 3461 4.1); undefined when unusable. */
@@ -110,13 +126,14 @@ export function mailCommand(from: string, o: MailOptions): string {
   if (o.smtputf8) params.push("SMTPUTF8");
   if (o.dsn?.ret) params.push(`RET=${o.dsn.ret}`);
   if (o.dsn?.envid) params.push(`ENVID=${asXtext(o.dsn.envid)}`);
-  return `MAIL FROM:<${from}>${params.map((p) => ` ${p}`).join("")}\r\n`;
+  return commandLine(`MAIL FROM:<${from}>`, params);
 }
 
 export function rcptCommand(to: string, dsn: { notify?: string; orcpt?: string } | undefined): string {
   const params: string[] = [];
   const notify = dsn?.notify ? notifyParam(dsn.notify) : undefined;
   if (notify) params.push(`NOTIFY=${notify}`);
-  if (dsn?.orcpt) params.push(`ORCPT=${orcptParam(dsn.orcpt)}`);
-  return `RCPT TO:<${to}>${params.map((p) => ` ${p}`).join("")}\r\n`;
+  const orcpt = dsn?.orcpt ? orcptParam(dsn.orcpt) : undefined;
+  if (orcpt) params.push(`ORCPT=${orcpt}`);
+  return commandLine(`RCPT TO:<${to}>`, params);
 }

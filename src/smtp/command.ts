@@ -38,6 +38,8 @@ const DOT_ATOM_LOCAL =
   /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\uffff-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\uffff-]+)*$/;
 const QUOTED_LOCAL = /^"([\x20\x21\x23-\x5b\x5d-\x7e\u0080-\uffff]|\\[\x20-\x7e])*"$/;
 const XTEXT = /^([\x21-\x2a\x2c-\x3c\x3e-\x7e]|\+[0-9A-F]{2})*$/;
+/** RFC 5322 atom (atext only): what RFC 3461 allows as ORCPT's addr-type. */
+export const ATOM = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+$/;
 const NO_ARGS = new Set(["DATA", "RSET", "QUIT", "STARTTLS"]);
 
 export function isValidDomain(domain: string): boolean {
@@ -152,6 +154,9 @@ function parseRcptParams(params: string[]): RcptParams | Reply {
         if (!value || semi <= 0 || !XTEXT.test(value.slice(semi + 1)) || value.length > 500) {
           return R.badParameter("Error: ORCPT must be addr-type;xtext");
         }
+        // The type travels to the next hop as it is: anything but an atom could end the command
+        // line there (a bare CR to a server that splits on it) or break its parser.
+        if (!ATOM.test(value.slice(0, semi))) return R.badSyntax("Error: ORCPT addr-type must be an atom");
         out.orcpt = value;
         break;
       }
@@ -162,7 +167,22 @@ function parseRcptParams(params: string[]): RcptParams | Reply {
   return out;
 }
 
+/**
+ * A control character inside a command line (after its CRLF is taken off), named for the reply;
+ * undefined when there is none. A CR, LF, NUL or TAB in a command is never meant: relayed on,
+ * it is a second command to any server that splits lines differently (command smuggling).
+ */
+export function controlCharacter(line: string): string | undefined {
+  for (let i = 0; i < line.length; i++) {
+    const c = line.charCodeAt(i);
+    if (c < 0x20 || c === 0x7f) return `0x${c.toString(16).toUpperCase().padStart(2, "0")}`;
+  }
+  return undefined;
+}
+
 export function parseCommand(line: string): Parsed {
+  const control = controlCharacter(line);
+  if (control) return fail(R.badSyntax(`Error: control character ${control} in command`));
   const space = line.indexOf(" ");
   const verb = (space < 0 ? line : line.slice(0, space)).toUpperCase();
   const arg = space < 0 ? "" : line.slice(space + 1);

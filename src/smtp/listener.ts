@@ -3,7 +3,7 @@
 import type { Socket, SocketHandler, TCPSocketListener } from "bun";
 import { errorMessage, type Logger } from "../log.ts";
 import type { ConnectionTrack, SmtpMetrics } from "../metrics/postern.ts";
-import type { TlsMaterial } from "../net/tls.ts";
+import { serverTlsOptions, type TlsMaterial } from "../net/tls.ts";
 import { SocketWriter } from "../net/writer.ts";
 import { formatReply, R } from "./reply.ts";
 import {
@@ -14,7 +14,8 @@ import {
   SmtpSession,
 } from "./session.ts";
 
-const HANDSHAKE_TIMEOUT_SECONDS = 60;
+/** A TLS handshake takes a few round trips: a client that needs longer is holding a slot. */
+const HANDSHAKE_TIMEOUT_SECONDS = 20;
 
 export interface ConnectionLimits {
   total: number;
@@ -107,6 +108,8 @@ export function listenSmtp(opts: ListenerOptions): SmtpListener {
   };
   const implicitTls = opts.kind === "submissions";
   if (implicitTls && !opts.tls) throw new Error("port 465 needs a TLS certificate");
+  // One policy for 465 and STARTTLS on 25 and 587 alike.
+  const tls = opts.tls && serverTlsOptions(opts.tls);
   const sessions = new Set<SmtpSession>();
   const handshakeTimeout = opts.handshakeTimeoutSeconds ?? HANDSHAKE_TIMEOUT_SECONDS;
 
@@ -117,19 +120,31 @@ export function listenSmtp(opts: ListenerOptions): SmtpListener {
     }
   };
 
+  /**
+   * Counts the connection from accept, before any TLS: a client that never finishes the handshake
+   * holds a slot like any other (else a flood of silent connections to 465 escapes every limit).
+   */
+  const admit = (socket: Socket<Connection>, conn: Connection): boolean => {
+    const admission = opts.counter.admit(conn.ip);
+    if (admission === "ok") {
+      conn.admitted = true;
+      return true;
+    }
+    conn.track?.mark("refused_limit");
+    // On 465 no reply can be sent before a handshake, and a client over the limit gets none.
+    if (implicitTls) socket.terminate();
+    else {
+      socket.write(formatReply(admission === "total" ? R.tooManyConnections() : R.tooManyFromYou()));
+      socket.end();
+    }
+    return false;
+  };
+
   const begin = (
     socket: Socket<Connection>,
     conn: Connection,
     tlsInfo: { protocol: string; cipher: string } | undefined,
   ) => {
-    const admission = opts.counter.admit(conn.ip);
-    if (admission !== "ok") {
-      conn.track?.mark("refused_limit");
-      socket.write(formatReply(admission === "total" ? R.tooManyConnections() : R.tooManyFromYou()));
-      socket.end();
-      return;
-    }
-    conn.admitted = true;
     const writer = new SocketWriter(socket as Socket<unknown>);
     conn.writer = writer;
     const session = new SmtpSession(
@@ -165,7 +180,7 @@ export function listenSmtp(opts: ListenerOptions): SmtpListener {
     try {
       const [, tlsSocket] = socket.upgradeTLS<Connection>({
         data: next,
-        tls: opts.tls!,
+        tls: tls!,
         socket: tlsHandlers,
       });
       conn.writer!.retarget(tlsSocket as Socket<unknown>);
@@ -260,6 +275,7 @@ export function listenSmtp(opts: ListenerOptions): SmtpListener {
       openedAt: performance.now(),
       deadline: 0,
     };
+    if (!admit(socket, socket.data)) return;
     // On 465 a write before the handshake is lost: the session begins in `handshake`.
     if (implicitTls) armTimeout(socket, socket.data, handshakeTimeout);
     else begin(socket, socket.data, undefined);
@@ -268,7 +284,7 @@ export function listenSmtp(opts: ListenerOptions): SmtpListener {
   const listener: TCPSocketListener<Connection> = Bun.listen<Connection>({
     hostname: opts.hostname,
     port: opts.port,
-    ...(implicitTls ? { tls: opts.tls } : {}),
+    ...(implicitTls ? { tls } : {}),
     socket: implicitTls ? { ...tlsHandlers, open } : { ...common, open },
   });
 

@@ -4,7 +4,7 @@
 import { decodeBase64, decodePlain, encodeBase64 } from "../auth/sasl.ts";
 import { errorMessage } from "../log.ts";
 import { receivedHeader } from "../mail/received.ts";
-import { type MailParams, parseCommand, type RcptParams } from "./command.ts";
+import { controlCharacter, type MailParams, parseCommand, type RcptParams } from "./command.ts";
 import { concat, type DecodedMessage, MessageDecoder } from "./data.ts";
 import { formatPlain, formatReply, R, type Reply } from "./reply.ts";
 
@@ -330,10 +330,11 @@ export class SmtpSession {
           continue;
         }
         const line = textDecoder.decode(raw.at(-1) === 13 ? raw.subarray(0, -1) : raw);
-        if (line.includes("\0")) {
+        const control = controlCharacter(line);
+        if (control) {
           // Never leave an AUTH exchange waiting: the next line would be read as credentials.
           this.mode = { kind: "command" };
-          this.answer(R.badSyntax("Error: NUL character in command"));
+          this.answer(R.badSyntax(`Error: control character ${control} in command`));
           continue;
         }
         await this.step(() => (mode.kind === "auth" ? this.authStep(mode, line) : this.command(line)));

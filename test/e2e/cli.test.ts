@@ -144,6 +144,37 @@ describe.skipIf(!havePostgres)("CLI verbs on PostgreSQL", () => {
   });
 });
 
+describe("secrets in settings never reach stderr", () => {
+  const SECRET = "S3cretDbPass";
+  const env = cliEnv({ POSTERN_DATA_DIR: tempDir(), POSTERN_HOSTNAME: "mx.example.test" });
+  test.each([
+    [
+      "a DATABASE_URL with a bad scheme",
+      { DATABASE_URL: `postgresq://postern:${SECRET}@db/postern` },
+      "DATABASE_URL=",
+    ],
+    [
+      "a malformed DATABASE_URL (password with an unencoded @ and /)",
+      { DATABASE_URL: `postern:${SECRET}@x/y@db/postern` },
+      "DATABASE_URL=",
+    ],
+    [
+      "a database that does not answer",
+      { DATABASE_URL: `postgres://postern:${SECRET}@127.0.0.1:1/postern` },
+      "ECONNREFUSED",
+    ],
+    ["a database URL Bun cannot parse", { DATABASE_URL: `postgres://postern:${SECRET}@db:99999/x` }, "URL"],
+    ["a short admin token", { POSTERN_ADMIN_TOKEN: SECRET }, "POSTERN_ADMIN_TOKEN="],
+  ])("%s: one line naming the problem, not the secret", async (_name, vars, names) => {
+    for (const verb of [["domain", "ls"], ["serve"]]) {
+      const r = await runCli(verb, { ...env, ...vars });
+      expect(r.code).toBe(1);
+      expectOneLineError(r.stderr, names);
+      expect(r.stderr + r.stdout).not.toContain(SECRET);
+    }
+  });
+});
+
 describe("serve on the embedded database", () => {
   const dataDir = tempDir();
   const env = cliEnv({ POSTERN_DATA_DIR: dataDir, POSTERN_HOSTNAME: "mx.embedded.test" });

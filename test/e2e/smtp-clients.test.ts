@@ -82,6 +82,26 @@ function submitAsUser(
   });
 }
 
+/** openssl s_client with these arguments and this input; what it printed and its exit status. */
+async function sClient(args: string[], input = ""): Promise<{ out: string; err: string; code: number }> {
+  const proc = Bun.spawn(["openssl", "s_client", ...args], {
+    stdin: new TextEncoder().encode(input),
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const timer = setTimeout(() => proc.kill("SIGKILL"), 15000);
+  try {
+    const [out, err, code] = await Promise.all([
+      new Response(proc.stdout).text(),
+      new Response(proc.stderr).text(),
+      proc.exited,
+    ]);
+    return { out, err, code };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 describe.skipIf(!havePostgres)("real SMTP clients on PostgreSQL", () => {
   const gw = suiteGateway({ postgres: true });
 
@@ -181,26 +201,10 @@ describe.skipIf(!havePostgres)("real SMTP clients on PostgreSQL", () => {
       "QUIT",
       "",
     ].join("\n");
-    const proc = Bun.spawn(
-      [
-        "openssl",
-        "s_client",
-        "-starttls",
-        "smtp",
-        "-connect",
-        `127.0.0.1:${gw.server.smtpPort}`,
-        "-quiet",
-        "-crlf",
-      ],
-      { stdin: new TextEncoder().encode(script), stdout: "pipe", stderr: "pipe" },
+    const { out, err } = await sClient(
+      ["-starttls", "smtp", "-connect", `127.0.0.1:${gw.server.smtpPort}`, "-quiet", "-crlf"],
+      script,
     );
-    const timer = setTimeout(() => proc.kill("SIGKILL"), 15000);
-    const [out, err] = await Promise.all([
-      new Response(proc.stdout).text(),
-      new Response(proc.stderr).text(),
-    ]);
-    await proc.exited;
-    clearTimeout(timer);
     // Only the TLS side of the dialogue is printed: first the answer to our EHLO.
     expect(out).toStartWith("250-mx.example.test\r\n");
     const ehlo = out.slice(0, out.indexOf("250 "));
@@ -217,6 +221,34 @@ describe.skipIf(!havePostgres)("real SMTP clients on PostgreSQL", () => {
     // The generated self-signed certificate, named for POSTERN_HOSTNAME.
     expect(err).toContain("CN = mx.example.test");
   }, 20000);
+
+  test("TLS on 25, 587 and 465: TLS 1.2 only with ECDHE and AEAD ciphers; TLS 1.3 as is", async () => {
+    const ports: [string, string[]][] = [
+      ["25", ["-starttls", "smtp", "-connect", `127.0.0.1:${gw.server.smtpPort}`]],
+      ["587", ["-starttls", "smtp", "-connect", `127.0.0.1:${gw.server.submissionPort}`]],
+      ["465", ["-connect", `127.0.0.1:${gw.server.submissionsPort}`]],
+    ];
+    const negotiated = (out: string) => /Cipher is (\S+)/.exec(out)?.[1];
+    for (const [name, target] of ports) {
+      for (const weak of ["AES128-SHA", "AES256-GCM-SHA384", "ECDHE-RSA-AES128-SHA", "AES256-SHA"]) {
+        const r = await sClient([...target, "-tls1_2", "-cipher", weak]);
+        expect({ port: name, cipher: weak, got: negotiated(r.out) }).toEqual({
+          port: name,
+          cipher: weak,
+          got: "(NONE)",
+        });
+        expect(r.err).toMatch(/handshake failure|no shared cipher/);
+      }
+      for (const good of ["ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-RSA-CHACHA20-POLY1305"]) {
+        const r = await sClient([...target, "-tls1_2", "-cipher", good]);
+        expect({ port: name, got: negotiated(r.out) }).toEqual({ port: name, got: good });
+      }
+      const old = await sClient([...target, "-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"]);
+      expect({ port: name, got: negotiated(old.out) }).toEqual({ port: name, got: "(NONE)" });
+      const v13 = await sClient([...target, "-tls1_3"]);
+      expect(v13.out).toMatch(/New, TLSv1\.3, Cipher is TLS_/);
+    }
+  }, 60000);
 });
 
 describe("real SMTP clients on the embedded database", () => {

@@ -332,6 +332,31 @@ describe.skipIf(!havePostgres)("hostile SMTP clients", () => {
     for (const c of three) c.destroy();
   }, 10000);
 
+  test("silent TCP connections to 465 count from accept: over the per-IP limit, port 25 says 421", async () => {
+    const { smtpPort, submissionsPort } = limited.server;
+    // Never a ClientHello: before, these held no slot until a handshake that never came.
+    const silent = await Promise.all(
+      Array.from({ length: 6 }, () => SmtpClient.connect(submissionsPort, { timeoutMs: 5000 })),
+    );
+    open.push(...silent);
+    await Bun.sleep(200);
+    const refused = await SmtpClient.connect(smtpPort);
+    open.push(refused);
+    expect(summary(await refused.readReply())).toStartWith("421 4.7.0");
+    // Three hold the slots; the others were closed at once (no reply can precede a handshake).
+    const closed = await Promise.all(silent.map((c) => c.waitClosed(1000)));
+    expect(closed.filter(Boolean)).toHaveLength(3);
+    for (const c of silent) c.destroy();
+    let again: SmtpReply | undefined;
+    for (let i = 0; i < 40 && again?.code !== 220; i++) {
+      await Bun.sleep(50);
+      const c = await SmtpClient.connect(smtpPort);
+      again = await c.readReply();
+      await c.quit();
+    }
+    expect(again?.code).toBe(220);
+  }, 15000);
+
   test.skipIf(!existsSync("/proc/self/status"))(
     "a client pipelining megabytes of commands without reading the replies is held back",
     async () => {

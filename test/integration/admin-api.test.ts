@@ -11,6 +11,7 @@ import { startTestServer, waitFor } from "../helpers/server.ts";
 import { SmtpSink } from "../helpers/sink.ts";
 
 const TOKEN = "admin-token-for-the-api-tests";
+const MAX_BYTES = 200_000;
 
 describe.skipIf(!havePostgres)("admin API", () => {
   let dns: DnsTestServer;
@@ -48,6 +49,7 @@ describe.skipIf(!havePostgres)("admin API", () => {
       POSTERN_OUTBOUND_PORT: String(sink.port),
       POSTERN_RETRY_BASE_SECONDS: "600",
       POSTERN_RETRY_MAX_SECONDS: "600",
+      POSTERN_MAX_MESSAGE_BYTES: String(MAX_BYTES),
     });
     base = `http://127.0.0.1:${server.httpPort}`;
   });
@@ -110,6 +112,60 @@ describe.skipIf(!havePostgres)("admin API", () => {
     expect(await notJson.json()).toMatchObject({ field: "body" });
     expect((await api("/api/queue?status=lost")).status).toBe(400);
     expect((await api("/api/queue?limit=0")).status).toBe(400);
+  });
+
+  test("POST /api/send keeps SMTP's limits: size (413), line length and bare CR (400), body cap (413)", async () => {
+    const raw = (body: string) => ({
+      from: "a@example.test",
+      to: ["box3@example.test"],
+      raw: `From: a@example.test\r\nSubject: limits\r\n\r\n${body}`,
+    });
+    const refused = async (body: unknown, status: number) => {
+      const r = await post("/api/send", body);
+      expect(r.status).toBe(status);
+      return (await r.json()) as { error: string; field: string };
+    };
+    const line = `${"z".repeat(98)}\r\n`;
+    expect(await refused(raw(line.repeat(MAX_BYTES / 100 + 10)), 413)).toEqual({
+      field: "raw",
+      error: expect.stringMatching(/^raw: the message is \d+ octets; the limit is 200000 /),
+    });
+    expect(await refused(raw(`short\r\n${"w".repeat(999)}\r\n`), 400)).toEqual({
+      field: "raw",
+      error: "raw: line 5 is 999 octets long; the limit is 998 (RFC 5322 2.1.1)",
+    });
+    expect(await refused(raw("one\rQUIT\r\n"), 400)).toEqual({
+      field: "raw",
+      error: "raw: bare CR (without LF) in line 4",
+    });
+    // Composed mail too: a text that makes a message over the limit.
+    const big = { from: "a@example.test", to: ["box3@example.test"], subject: "s", text: line.repeat(2100) };
+    expect((await refused(big, 413)).field).toBe("message");
+    // Over the body cap (the limit * 1.4 + 64 KiB): refused unread, so not even "not JSON".
+    const huge = "{".repeat(Math.ceil(MAX_BYTES * 1.4) + 64 * 1024 + 1);
+    const declared = await api("/api/send", { method: "POST", body: huge });
+    expect(declared.status).toBe(413);
+    expect(await declared.json()).toMatchObject({ field: "body" });
+    const streamed = await api("/api/send", {
+      method: "POST",
+      body: new ReadableStream({
+        start(c) {
+          c.enqueue(new TextEncoder().encode(huge));
+          c.close();
+        },
+      }),
+    });
+    expect(streamed.status).toBe(413);
+    // Lines ended by LF alone are read as CRLF; just under every limit goes through.
+    const fits = await post("/api/send", {
+      ...raw(""),
+      raw: `From: a@example.test\nSubject: lf only\n\n${"y".repeat(998)}\n`,
+    });
+    expect(fits.status).toBe(202);
+    const res = await api("/api/mailboxes/box3@example.test/messages");
+    const kept = (await res.json()) as { subject: string; raw: string }[];
+    expect(kept.map((m) => m.subject)).toEqual(["lf only"]);
+    expect(kept[0]!.raw).toContain(`\r\n\r\n${"y".repeat(998)}\r\n`);
   });
 
   test.skipIf(!haveDkimpy)(
@@ -219,5 +275,14 @@ describe.skipIf(!havePostgres)("admin API", () => {
     const bad = await runCli(["send", "--from", "cli@elsewhere.test", "--to", "x@example.test"], env, "x");
     expect(bad.code).toBe(1);
     expect(bad.stderr.trim()).toBe("postern: from: elsewhere.test is not a local domain");
+    const long = await runCli(
+      ["send", "--from", "cli@example.test", "--to", "box2@example.test"],
+      env,
+      `From: cli@example.test\n\n${"x".repeat(1200)}\n`,
+    );
+    expect(long.code).toBe(1);
+    expect(long.stderr.trim()).toBe(
+      "postern: message: line 3 is 1200 octets long; the limit is 998 (RFC 5322 2.1.1)",
+    );
   });
 });

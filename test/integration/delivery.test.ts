@@ -288,6 +288,24 @@ describe.skipIf(!havePostgres)("delivery", () => {
     expect(m.mailFrom).toBe("s@sender.test");
   });
 
+  test("a CR smuggled into ORCPT gets 501 5.5.4 and never reaches the inner server", async () => {
+    const c = await SmtpClient.connect(server.smtpPorts.smtp);
+    await c.readReply();
+    await c.command("EHLO sender.test");
+    expect((await c.command("MAIL FROM:<s@sender.test>")).code).toBe(250);
+    const evil = await c.command("RCPT TO:<inner@example.test> ORCPT=rfc822\rQUIT\t<>;smuggled+2Bb");
+    expect(`${evil.code} ${evil.lines[0]}`).toStartWith("501 5.5.4");
+    const fine = await c.command("RCPT TO:<inner@example.test> ORCPT=rfc822;inner@example.test");
+    expect(fine.code).toBe(250);
+    await c.command("DATA");
+    expect((await c.command("From: s@sender.test\r\nSubject: orcpt check\r\n\r\nhi\r\n.")).code).toBe(250);
+    await c.quit();
+    const m = await waitFor("relayed message", async () => sinkMessage("orcpt check"));
+    expect(m.rcpts.map((r) => r.params)).toEqual([["ORCPT=rfc822;inner@example.test"]]);
+    const commands = sink.connections.flatMap((conn) => conn.commands);
+    expect(commands.filter((line) => /smuggled|\t|\r/.test(line))).toEqual([]);
+  });
+
   test("forward:ADDRESS re-sends with an SRS sender and an ARC seal", async () => {
     const c = await SmtpClient.connect(server.smtpPorts.smtp);
     await c.readReply();

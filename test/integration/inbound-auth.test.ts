@@ -38,6 +38,7 @@ describe.skipIf(!havePostgres || !haveDkimpy)("inbound authentication", () => {
   let server: RunningServer;
   let sql: postgres.Sql;
   let port: number;
+  let databaseUrl: string;
 
   beforeAll(async () => {
     dns = await startDnsServer({
@@ -58,6 +59,7 @@ describe.skipIf(!havePostgres || !haveDkimpy)("inbound authentication", () => {
       "nullmx.test": { MX: [{ exchange: ".", priority: 0 }] },
     });
     const url = await freshDatabaseUrl();
+    databaseUrl = url;
     const env = cliEnv({ DATABASE_URL: url, POSTERN_HOSTNAME: HOST });
     expect((await runCli(["domain", "add", "example.test"], env)).code).toBe(0);
     expect((await runCli(["route", "add", "*@example.test", "mailbox"], env)).code).toBe(0);
@@ -148,6 +150,46 @@ describe.skipIf(!havePostgres || !haveDkimpy)("inbound authentication", () => {
     expect(raw).not.toContain(forged);
     expect(raw).toContain(other);
     expect(raw.match(/Authentication-Results: mx\.example\.test/g)).toHaveLength(1);
+  });
+
+  describe("forged Authentication-Results claiming our authserv-id", () => {
+    const forgeries = [
+      'Authentication-Results: "mx.example.test"; dkim=pass header.d=bank.test; dmarc=pass',
+      "Authentication-Results: (a(b)c) mx.example.test; dkim=pass header.d=bank.test",
+      "Authentication-Results: (x) MX.Example.TEST.; dmarc=pass header.from=bank.test",
+    ];
+    const legit = "Authentication-Results: relay.other.test; spf=pass smtp.mailfrom=bank.test";
+    const send = (to: number, subject: string) =>
+      swaks({
+        port: to,
+        from: "a@sender.test",
+        to: "alice@example.test",
+        data: message("a@sender.test", subject, [...forgeries, legit].join("\r\n")),
+      });
+
+    test("are gone from the stored message; another authserv-id's results stay", async () => {
+      const { raw } = await stored(await send(port, "forged ar"));
+      for (const f of forgeries) expect(raw).not.toContain(f);
+      expect(raw).toContain(legit);
+      expect(raw.match(/Authentication-Results: mx\.example\.test;/gi)).toHaveLength(1);
+    });
+
+    test("are gone with POSTERN_DNS_CHECKS=off too", async () => {
+      const unchecked = await startTestServer({
+        DATABASE_URL: databaseUrl,
+        POSTERN_HOSTNAME: HOST,
+        POSTERN_DNS_CHECKS: "off",
+      });
+      try {
+        const { raw, auth } = await stored(await send(unchecked.smtpPorts.smtp, "forged ar unchecked"));
+        expect(auth).toBeNull();
+        for (const f of forgeries) expect(raw).not.toContain(f);
+        expect(raw).toContain(legit);
+        expect(raw).not.toMatch(/Authentication-Results: \S*mx\.example\.test/i);
+      } finally {
+        await unchecked.stop();
+      }
+    });
   });
 
   test("MAIL FROM a domain that does not exist: 550 5.1.8; a DNS failure: 451 4.1.8", async () => {

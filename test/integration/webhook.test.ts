@@ -55,10 +55,8 @@ describe("webhook targets", () => {
     await database?.close();
   });
 
-  test("a 500 is retried, then a 200 delivers; every POST carries a valid signature and the message", async () => {
-    const target = `webhook:http://127.0.0.1:${server.port}/hook`;
-    await database.db.insert(routes).values({ pattern: "hook@example.test", target, secret: SECRET });
-    answers = [500];
+  /** Runs a scheduler over `target` while `until` is false (10 s at most); returns the message id. */
+  async function deliverTo(target: string, until: () => boolean): Promise<string> {
     const directory = new Directory(database.db);
     const courier = new WebhookCourier((rcpt, t) => directory.secretFor(rcpt, t));
     const scheduler = new Scheduler({
@@ -91,10 +89,24 @@ describe("webhook targets", () => {
         deliveries: [{ rcpt: "hook@example.test", target }],
       });
       const deadline = Date.now() + 10000;
-      while (received.length < 2 && Date.now() < deadline) await Bun.sleep(50);
+      while (!until() && Date.now() < deadline) await Bun.sleep(50);
     } finally {
       await scheduler.stop();
     }
+    return id;
+  }
+
+  async function attemptsOf(id: string) {
+    const [d] = await database.db.select().from(deliveries).where(eq(deliveries.messageId, id));
+    const tries = await database.db.select().from(attempts).where(eq(attempts.deliveryId, d!.id));
+    return { status: d!.status, tries: tries.map((t) => [t.outcome, t.reply]) };
+  }
+
+  test("a 500 is retried, then a 200 delivers; every POST carries a valid signature and the message", async () => {
+    const target = `webhook:http://127.0.0.1:${server.port}/hook`;
+    await database.db.insert(routes).values({ pattern: "hook@example.test", target, secret: SECRET });
+    answers = [500];
+    const id = await deliverTo(target, () => received.length >= 2);
     expect(received).toHaveLength(2);
     for (const r of received) {
       expect(r.signature).toBe(createHmac("sha256", SECRET).update(r.body).digest("hex"));
@@ -111,12 +123,57 @@ describe("webhook targets", () => {
       raw: MESSAGE,
     });
     expect(payload.headers).toContainEqual({ key: "to", value: "hook@example.test" });
-    const [d] = await database.db.select().from(deliveries).where(eq(deliveries.messageId, id));
-    expect(d!.status).toBe("delivered");
-    const tries = await database.db.select().from(attempts).where(eq(attempts.deliveryId, d!.id));
-    expect(tries.map((t) => [t.outcome, t.reply])).toEqual([
-      ["deferred", "HTTP 500 Internal Server Error"],
-      ["delivered", "HTTP 200 OK"],
-    ]);
+    expect(await attemptsOf(id)).toEqual({
+      status: "delivered",
+      tries: [
+        ["deferred", "HTTP 500 Internal Server Error"],
+        ["delivered", "HTTP 200 OK"],
+      ],
+    });
+  });
+
+  test("a redirect is not followed: the attempt is deferred, the internal URL receives nothing", async () => {
+    const internal: string[] = [];
+    const inner = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      fetch: async (req) => {
+        internal.push(await req.text());
+        return new Response("", { status: 200 });
+      },
+    });
+    const location = `http://127.0.0.1:${inner.port}/internal/admin`;
+    let asked = 0;
+    const redirecting = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      fetch: () => {
+        asked++;
+        return new Response("", { status: 307, headers: { location } });
+      },
+    });
+    try {
+      const target = `webhook:http://127.0.0.1:${redirecting.port}/hook`;
+      await database.db
+        .insert(routes)
+        .values({ pattern: "hook@example.test", target, secret: SECRET })
+        .onConflictDoUpdate({ target: routes.pattern, set: { target } });
+      const id = await deliverTo(target, () => asked >= 2);
+      // A retry came too: the redirect was an ordinary failed attempt.
+      expect(asked).toBeGreaterThanOrEqual(2);
+      const story = await attemptsOf(id);
+      expect(story.tries.length).toBeGreaterThanOrEqual(2);
+      expect(story.status).toBe("deferred");
+      for (const t of story.tries) {
+        expect(t).toEqual([
+          "deferred",
+          `HTTP 307 Temporary Redirect: redirect not followed (Location: ${location})`,
+        ]);
+      }
+      expect(internal).toEqual([]);
+    } finally {
+      redirecting.stop(true);
+      inner.stop(true);
+    }
   });
 });

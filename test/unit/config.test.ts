@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { ConfigError, parseConfig } from "../../src/config.ts";
+import { ConfigError, parseConfig, secretRedactor } from "../../src/config.ts";
+import { createLogger } from "../../src/log.ts";
 
 describe("parseConfig", () => {
   test("defaults follow the contract", () => {
@@ -57,7 +58,15 @@ describe("parseConfig", () => {
     ],
     [
       { POSTERN_ADMIN_TOKEN: "short" },
-      'POSTERN_ADMIN_TOKEN="short" is invalid: expected at least 16 characters',
+      "POSTERN_ADMIN_TOKEN=*** (5 characters, not shown) is invalid: expected at least 16 characters",
+    ],
+    [
+      { DATABASE_URL: "postgresq://postern:S3cretDbPass@db/postern" },
+      'DATABASE_URL="postgresq://***@db/postern" is invalid: expected a postgres:// URL',
+    ],
+    [
+      { DATABASE_URL: "postern:S3cret@Db/Pass@db/postern" },
+      'DATABASE_URL="***@db/postern" is invalid: expected a postgres:// URL',
     ],
     [{ POSTERN_TLS_CERT: "/c.pem" }, "POSTERN_TLS_CERT and POSTERN_TLS_KEY must be set together"],
     [
@@ -73,5 +82,27 @@ describe("parseConfig", () => {
     } catch (err) {
       expect((err as Error).message).not.toContain("\n");
     }
+  });
+
+  test("the secrets of a valid configuration are hidden in any text and in log lines", () => {
+    const config = parseConfig({
+      DATABASE_URL: "postgres://postern:p%40ss%22word@db/postern",
+      POSTERN_ADMIN_TOKEN: "admin-token-0123456789",
+      POSTERN_SMARTHOST: "smart.test",
+      POSTERN_SMARTHOST_USER: "relay",
+      POSTERN_SMARTHOST_PASSWORD: "smarthost-pass",
+    });
+    const redact = secretRedactor(config);
+    expect(
+      redact('auth failed for p@ss"word, p%40ss%22word, admin-token-0123456789 and smarthost-pass'),
+    ).toBe("auth failed for ***, ***, *** and ***");
+    expect(redact("connect to postgres://other:pw@elsewhere/x")).toBe(
+      "connect to postgres://other:***@elsewhere/x",
+    );
+    const lines: string[] = [];
+    const log = createLogger("info", (l) => lines.push(l), redact);
+    log.error("database unavailable", { error: 'password "p@ss"word" rejected' });
+    expect(lines[0]).not.toContain("p@ss");
+    expect(lines[0]).toContain("***");
   });
 });

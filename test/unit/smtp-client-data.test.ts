@@ -177,6 +177,21 @@ describe("command lines", () => {
     expect(orcptParam("rfc822;a+2Bb@x.test")).toBe("rfc822;a+2Bb@x.test");
   });
 
+  test("an ORCPT whose addr-type is not an atom is not passed on; no CR or LF ever rides in a parameter", () => {
+    expect(orcptParam("rfc822\rQUIT\t<>;a+2Bb")).toBeUndefined();
+    expect(rcptCommand("b@y.test", { orcpt: "rfc822\rQUIT\t<>;a+2Bb" })).toBe("RCPT TO:<b@y.test>\r\n");
+    expect(rcptCommand("b@y.test", { orcpt: "x-type;a\r\nQUIT" })).toBe(
+      "RCPT TO:<b@y.test> ORCPT=x-type;a+0D+0AQUIT\r\n",
+    );
+    const mail = mailCommand("a@x.test", {
+      size: undefined,
+      eightBitMime: false,
+      smtputf8: false,
+      dsn: { envid: "id\r\nRCPT TO:<evil@x.test>" },
+    });
+    expect(mail).toBe("MAIL FROM:<a@x.test> ENVID=id+0D+0ARCPT+20TO:<evil@x.test>\r\n");
+  });
+
   test("notifyParam", () => {
     expect(notifyParam("never")).toBe("NEVER");
     expect(notifyParam("FAILURE,DELAY,FAILURE")).toBe("FAILURE,DELAY");

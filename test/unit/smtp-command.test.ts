@@ -283,6 +283,23 @@ describe("RCPT parameters", () => {
   ])("RCPT TO:<b@c.test> %s → 555 5.5.4 (%s)", (params) => {
     expect(refusal(`RCPT TO:<b@c.test> ${params}`)).toBe("555 5.5.4");
   });
+
+  test.each([
+    ["ORCPT=rfc822\rQUIT\t<>;a+2Bb", "a CR and a TAB"],
+    ["ORCPT=rfc<822>;a@b.test", "angle brackets"],
+    ["ORCPT=rfc822.x;a@b.test", "a dot"],
+    ['ORCPT="rfc822";a@b.test', "quotes"],
+    ["ORCPT=r\u00e9c;a@b.test", "non-ASCII"],
+  ])("RCPT TO:<b@c.test> %s → 501 5.5.4: the addr-type is not an atom (%s)", (params) => {
+    expect(refusal(`RCPT TO:<b@c.test> ${params}`)).toBe("501 5.5.4");
+  });
+
+  test.each(["NOOP\r", "NO\rOP", "MAIL\tFROM:<a@b.test>", "HELO a\x0b.test", "QUIT\x7f", "RSET\n"])(
+    "a control character anywhere in %p → 501 5.5.4",
+    (line) => {
+      expect(refusal(line)).toBe("501 5.5.4");
+    },
+  );
 });
 
 describe("syntax helpers", () => {

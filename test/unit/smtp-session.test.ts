@@ -774,6 +774,27 @@ describe("command lines", () => {
     },
   );
 
+  test.each([
+    [
+      "a CR smuggling a QUIT into ORCPT's addr-type",
+      "RCPT TO:<bob@example.test> ORCPT=rfc822\rQUIT\t<>;a+2Bb",
+    ],
+    ["a bare CR", "NOOP\rQUIT"],
+    ["a TAB", "MAIL\tFROM:<a@b.test>"],
+    ["an ESC", "EHLO client\x1b.test"],
+    ["a DEL", "NOOP\x7f"],
+    ["a CR before the CRLF", "NOOP\r"],
+  ])("%s in a command → 501 5.5.4; nothing of it runs, the session goes on", async (_name, line) => {
+    const h = new Harness();
+    await h.lines("EHLO client.test", "MAIL FROM:<alice@remote.test>");
+    const rs = await h.lines(line, "NOOP");
+    expect(codes(rs)).toEqual(["501 5.5.4", "250 2.0.0"]);
+    expect(rs[0]).toContain("control character");
+    expect(h.closed).toBe(false);
+    // The transaction saw no recipient: nothing was accepted from the line.
+    expect(codes(await h.lines("DATA"))).toEqual(["503 5.5.1"]);
+  });
+
   test("the error limit → the last error, then 421 and close", async () => {
     const h = new Harness({ policy: { maxErrors: 3 } });
     const rs = await h.send("EHLO client.test\r\nFOO\r\nNOOP\r\nRCPT TO:<a@b.test>\r\nBAR\r\nNOOP\r\n");

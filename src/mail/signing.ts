@@ -3,7 +3,7 @@ import type { Directory } from "../domains/directory.ts";
 import { domainOf } from "./address.ts";
 import { dkimSign } from "./dkim-sign.ts";
 import { readHeaders } from "./headers.ts";
-import { fromAddresses } from "./submission.ts";
+import { fieldAddresses } from "./submission.ts";
 
 /** The message with DKIM-Signature fields on top when its From domain is ours, else as it was. */
 export async function signIfLocal(
@@ -12,7 +12,7 @@ export async function signIfLocal(
   now = new Date(),
 ): Promise<Uint8Array> {
   const from = readHeaders(message).find(([n]) => n === "from");
-  const address = from ? fromAddresses(from[1])[0] : undefined;
+  const address = from ? fieldAddresses(from[1])[0] : undefined;
   const keys = address && (await directory.dkimKeys(domainOf(address)));
   if (!keys) return message;
   return Buffer.concat([Buffer.from(dkimSign(message, keys, now), "latin1"), message]);

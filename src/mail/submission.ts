@@ -1,6 +1,7 @@
-// What an MSA does to a submitted message (RFC 6409 §8): it needs a From the user may use,
-// and gets the Date and Message-ID it lacks.
+// What an MSA does to a submitted message (RFC 6409 §8): it needs a From (and Sender) the user
+// may use, and gets the Date and Message-ID it lacks.
 import { randomBytes } from "node:crypto";
+import { addressParser } from "postal-mime";
 import { patternMatches } from "./address.ts";
 import { readHeaders } from "./headers.ts";
 import { rfc5322Date } from "./received.ts";
@@ -11,11 +12,16 @@ export type SubmissionCheck =
   | { ok: false; problem: "many-from" }
   | { ok: false; problem: "from-not-owned"; address: string };
 
-/** Addresses in a From field: `Name <a@b>, c@d` → [a@b, c@d]. */
-export function fromAddresses(value: string): string[] {
-  const angle = [...value.matchAll(/<([^<>\s]+@[^<>\s]+)>/g)].map((m) => m[1]!);
-  if (angle.length > 0) return angle.map((a) => a.toLowerCase());
-  return [...value.matchAll(/[^\s,;:"<>()]+@[^\s,;:"<>()]+/g)].map((m) => m[0].toLowerCase());
+/**
+ * The addresses of a From or Sender field as RFC 5322 reads them, lower-cased: a display name, a
+ * comment or a group name is not an address, however much it looks like one, so
+ * `ceo@other.test (<alice@example.com>)` is ceo@other.test, as a mail client and a DMARC verifier
+ * read it. postal-mime's parser is the one of nodemailer and mailauth.
+ */
+export function fieldAddresses(value: string): string[] {
+  return addressParser(value, { flatten: true })
+    .map((a) => (a.address ?? "").toLowerCase())
+    .filter((a) => a.includes("@"));
 }
 
 /**
@@ -33,9 +39,11 @@ export function fixUpSubmission(
   // A second From would ride along under our DKIM signature (RFC 5322 3.6 allows one).
   if (froms.length > 1) return { ok: false, problem: "many-from" };
   const from = froms[0];
-  const addresses = from ? fromAddresses(from[1]) : [];
+  const addresses = from ? fieldAddresses(from[1]) : [];
   if (addresses.length === 0) return { ok: false, problem: "no-from" };
-  const foreign = addresses.find((a) => !maySendAs.some((p) => patternMatches(p, a)));
+  // Every author, and the Sender when there is one: each is shown as who sent it.
+  const senders = headers.filter(([n]) => n === "sender").flatMap(([, v]) => fieldAddresses(v));
+  const foreign = [...addresses, ...senders].find((a) => !maySendAs.some((p) => patternMatches(p, a)));
   if (foreign) return { ok: false, problem: "from-not-owned", address: foreign };
   const added: string[] = [];
   if (!headers.some(([n]) => n === "date")) added.push(`Date: ${rfc5322Date(now)}\r\n`);

@@ -147,6 +147,26 @@ describe.skipIf(!havePostgres)("real SMTP clients on PostgreSQL", () => {
     }, 20000);
   }
 
+  test.each([
+    "ceo@other.test (<u@example.test>)",
+    "<u@example.test>, ceo@other.test",
+    '"u@example.test" <ceo@other.test>',
+  ])(
+    "swaks: a header From %p hiding another address is refused with 553 5.7.1, nothing queued",
+    async (from) => {
+      const before = await messageCount(gw);
+      const r = await swaksSend({
+        port: gw.server.submissionPort,
+        extra: ["--tls", ...auth("PLAIN"), "--header", `From: ${from}`],
+        from: USER,
+        to: "friend@remote.test",
+      });
+      expect(r.out).toContain("<~* 553 5.7.1 Error: sender <ceo@other.test> not owned by authenticated user");
+      expect(await messageCount(gw)).toBe(before);
+    },
+    20000,
+  );
+
   test("swaks --pipeline: a pipelined transaction with two recipients", async () => {
     const r = await swaksSend({
       port: gw.server.smtpPort,

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { fixUpSubmission, fromAddresses } from "../../src/mail/submission.ts";
+import { fieldAddresses, fixUpSubmission } from "../../src/mail/submission.ts";
 
 const enc = (s: string) => new TextEncoder().encode(s);
 const dec = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -7,15 +7,27 @@ const NOW = new Date(Date.UTC(2026, 10, 29, 8, 23, 1));
 const RECEIVED =
   "Received: from c ([127.0.0.1])\r\n\tby mx.example.test (Postern) with ESMTPSA id X\r\n\t; date\r\n";
 
-describe("fromAddresses", () => {
+describe("fieldAddresses: addresses as RFC 5322 reads them", () => {
   test.each([
     ["alice@example.test", ["alice@example.test"]],
     ["Alice <Alice@Example.test>", ["alice@example.test"]],
-    ['"Smith, A" <a@example.test>, b@example.test', ["a@example.test"]],
+    ['"Smith, A" <a@example.test>, b@example.test', ["a@example.test", "b@example.test"]],
     ["a@example.test, b@example.test", ["a@example.test", "b@example.test"]],
     ["undisclosed", []],
+    // a comment is not an address
+    ["ceo@other.test (<alice@example.test>)", ["ceo@other.test"]],
+    ["Alice (alice@example.test) <ceo@other.test>", ["ceo@other.test"]],
+    ["Alice (a (nested) comment) <alice@example.test> (more)", ["alice@example.test"]],
+    // a display name is not an address, quoted or encoded
+    ['"alice@example.test" <ceo@other.test>', ["ceo@other.test"]],
+    ["=?utf-8?q?alice=40example.test?= <ceo@other.test>", ["ceo@other.test"]],
+    // every address of a list and of a group counts
+    ["<alice@example.test>, ceo@other.test", ["alice@example.test", "ceo@other.test"]],
+    ["team: alice@example.test, ceo@other.test;", ["alice@example.test", "ceo@other.test"]],
+    ["undisclosed-recipients:;", []],
+    ['"quoted local"@example.test', ["quoted local@example.test"]],
   ])("%s", (value, expected) => {
-    expect(fromAddresses(value)).toEqual(expected);
+    expect(fieldAddresses(value)).toEqual(expected);
   });
 });
 
@@ -56,5 +68,29 @@ describe("fixUpSubmission", () => {
   test("a From the user may not use is refused, naming it", () => {
     const r = fixUpSubmission(enc("From: Boss <ceo@other.test>\r\n\r\nb\r\n"), allowed, "h", NOW);
     expect(r).toEqual({ ok: false, problem: "from-not-owned", address: "ceo@other.test" });
+  });
+
+  test.each([
+    ["From: ceo@other.test (<u@example.test>)", "ceo@other.test"],
+    ["From: <u@example.test>, ceo@other.test", "ceo@other.test"],
+    ['From: "u@example.test" <ceo@other.test>', "ceo@other.test"],
+    ["From: team: u@example.test, ceo@other.test;", "ceo@other.test"],
+    ["From: u@example.test\r\nSender: ceo@other.test", "ceo@other.test"],
+    ["From: u@example.test\r\nSender: Boss (u@example.test) <ceo@other.test>", "ceo@other.test"],
+  ])("spoofing form %p is refused, naming %p", (fields, address) => {
+    const r = fixUpSubmission(enc(`${fields}\r\nSubject: x\r\n\r\nb\r\n`), allowed, "h", NOW);
+    expect(r).toEqual({ ok: false, problem: "from-not-owned", address });
+  });
+
+  test("a From and a Sender the user may both use are accepted", () => {
+    const r = fixUpSubmission(
+      enc(
+        "From: Alice (work) <u@example.test>\r\nSender: other@example.test\r\nDate: x\r\nMessage-ID: <1@x>\r\n\r\nb\r\n",
+      ),
+      allowed,
+      "h",
+      NOW,
+    );
+    expect(r.ok).toBe(true);
   });
 });

@@ -99,7 +99,13 @@ async function listenAcrossRestarts(
       );
     }, RELISTEN_MS);
   };
-  await subscribe();
+  try {
+    await subscribe();
+  } catch (err) {
+    stopped = true;
+    await client.end({ timeout: 1 });
+    throw err;
+  }
   return async () => {
     stopped = true;
     clearTimeout(retry);

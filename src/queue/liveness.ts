@@ -20,7 +20,7 @@ export const TAKEOVER_QUIET_MS = 15_000;
  * How long one renewal proves it: a dead scheduler's deliveries are free at most this long after
  * its last renewal (and claimed at the next poll), well within 30 s of its death.
  */
-export const ALIVE_SECONDS = 15;
+export const ALIVE_SECONDS = 20;
 
 /** Rows of schedulers dead this long are removed: nothing refers to them any more. */
 const FORGET_AFTER = sql`interval '1 day'`;

@@ -4,6 +4,7 @@
 // polling is only the fallback, and the way deferred deliveries come due.
 
 import { sql } from "drizzle-orm";
+import { isConnectionError } from "../db/errors.ts";
 import type { Db } from "../db/open.ts";
 import { type Courier, destinationOf, type Job } from "../delivery/courier.ts";
 import { errorMessage, type Logger } from "../log.ts";
@@ -108,8 +109,10 @@ export class Scheduler {
   private strays = false;
   /** Set once `stop` gives up on groups still running: they stop retrying their settle. */
   private abandoned = false;
-  /** When this process last failed to reach the database (ms since epoch; 0: never). */
+  /** When this process last failed to reach the database, or started (ms since epoch). */
   private lastTrouble = 0;
+  /** The heartbeat in flight: `stop` waits for it, or it would bring back the row it removes. */
+  private beating: Promise<void> | undefined;
 
   constructor(private readonly o: SchedulerOptions) {}
 
@@ -117,20 +120,24 @@ export class Scheduler {
     if (this.o.soleWorker) await freeAllLeases(this.o.db);
     // alive before the first claim, or another node could take what this one claims
     await heartbeat(this.o.db, this.o.owner);
+    // a process (re)started amid trouble gives the others time to renew before judging them
+    this.lastTrouble = Date.now();
     this.running = true;
     this.unlisten = await this.o.listen?.(() => this.wake());
     this.loopDone = this.loop().catch((err) => {
       this.o.log.error("the delivery loop stopped", { error: errorMessage(err) });
     });
     this.renewTimer = setInterval(() => void this.renewLeases(), (this.o.leaseSeconds * 1000) / 3);
-    this.heartbeatTimer = setInterval(
-      () =>
-        void heartbeat(this.o.db, this.o.owner).catch((err) => {
+    this.heartbeatTimer = setInterval(() => {
+      this.beating ??= heartbeat(this.o.db, this.o.owner)
+        .catch((err) => {
           this.lastTrouble = Date.now();
           this.o.log.debug("heartbeat failed", { error: errorMessage(err) });
-        }),
-      HEARTBEAT_MS,
-    );
+        })
+        .finally(() => {
+          this.beating = undefined;
+        });
+    }, HEARTBEAT_MS);
   }
 
   /** New mail is due: claim now instead of at the next poll. */
@@ -151,6 +158,7 @@ export class Scheduler {
     this.abandoned = true;
     clearInterval(this.renewTimer);
     clearInterval(this.heartbeatTimer);
+    await this.beating;
     const unstarted = [...this.destinations.values()].flatMap((d) => d.waiting.map((j) => j.delivery.id));
     this.destinations.clear();
     this.held.clear();
@@ -204,8 +212,12 @@ export class Scheduler {
       const room = Math.min(MAX_CLAIM, this.o.concurrency * this.o.jobsPerGroup - this.waitingCount);
       try {
         if (this.strays || this.claimFailures > 0) {
-          await releaseUnheld(this.o.db, this.o.owner, [...this.held]);
+          // cleared before the await: a group that leaves strays meanwhile sets it again
           this.strays = false;
+          await releaseUnheld(this.o.db, this.o.owner, [...this.held]).catch((err) => {
+            this.strays = true;
+            throw err;
+          });
         }
         if (room > 0) await this.claim(room);
         if (this.claimFailures > 0)
@@ -486,7 +498,8 @@ export class Scheduler {
             destination: key,
             error: errorMessage(err),
           });
-        if (this.abandoned || Date.now() >= giveUpAt) {
+        // only an unreachable database (or a lost race between transactions) is worth waiting out
+        if (this.abandoned || Date.now() >= giveUpAt || !isTransient(err)) {
           // the lease runs out and another round (here or elsewhere) tries again: at least once
           this.o.log.error("settling deliveries given up", { destination: key, failures: failures + 1 });
           this.strays = true;
@@ -496,4 +509,14 @@ export class Scheduler {
       }
     }
   }
+}
+
+/** Worth trying again: the database out of reach, or a serialization failure or deadlock. */
+function isTransient(err: unknown): boolean {
+  if (isConnectionError(err)) return true;
+  for (let e = err; e instanceof Error; e = (e as { cause?: unknown }).cause) {
+    const code = (e as { code?: unknown }).code;
+    if (code === "40001" || code === "40P01") return true;
+  }
+  return false;
 }

@@ -59,6 +59,7 @@ const schema = z.object({
   POSTERN_HISTORY_DAYS: z.coerce.number().int().min(0).default(7),
   POSTERN_DMARC_POLICY: z.enum(["enforce", "monitor"]).default("enforce"),
   POSTERN_DNS_CHECKS: z.enum(["on", "off"]).default("on"),
+  POSTERN_ALLOW_PRIVATE_DESTINATIONS: z.enum(["on", "off"]).default("off"),
   POSTERN_LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info"),
 });
 
@@ -94,6 +95,12 @@ export interface Config {
   dmarcPolicy: "enforce" | "monitor";
   /** Every check that asks DNS about a peer: sender and recipient domains, SPF/DKIM/DMARC/ARC. */
   dnsChecks: boolean;
+  /**
+   * Deliver to MX hosts (found in DNS) whose addresses are loopback, private or reserved. Off, a
+   * domain's owner cannot point the gateway at the inner network; relay targets and the smarthost
+   * are the operator's choice and always allowed.
+   */
+  allowPrivateDestinations: boolean;
   logLevel: "debug" | "info" | "warn" | "error";
 }
 
@@ -156,6 +163,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     historyDays: s.POSTERN_HISTORY_DAYS,
     dmarcPolicy: s.POSTERN_DMARC_POLICY,
     dnsChecks: s.POSTERN_DNS_CHECKS === "on",
+    allowPrivateDestinations: s.POSTERN_ALLOW_PRIVATE_DESTINATIONS === "on",
     logLevel: s.POSTERN_LOG_LEVEL,
   };
 }

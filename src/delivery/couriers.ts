@@ -24,7 +24,10 @@ const mailboxCourier: Courier = {
 };
 
 export function courierRegistry(
-  config: Pick<Config, "hostname" | "smarthost" | "smarthostAuth" | "outboundPort">,
+  config: Pick<
+    Config,
+    "hostname" | "smarthost" | "smarthostAuth" | "outboundPort" | "allowPrivateDestinations"
+  >,
   resolver: Resolver,
   directory: Directory,
 ): (target: string) => Courier {
@@ -32,14 +35,19 @@ export function courierRegistry(
     new SmtpCourier({ helo: config.hostname, resolver, plan, auth });
   const internet = config.smarthost
     ? smtp(fixedPlan(parseHostPort(config.smarthost, config.outboundPort)), config.smarthostAuth)
-    : smtp(mxPlan(resolver, config.outboundPort));
+    : smtp(mxPlan({ resolver, port: config.outboundPort, allowPrivate: config.allowPrivateDestinations }));
   const forwardAddress = (job: Job) => job.delivery.target.slice("forward:".length);
   const forward = new SmtpCourier({
     helo: config.hostname,
     resolver,
     plan: config.smarthost
       ? fixedPlan(parseHostPort(config.smarthost, config.outboundPort))
-      : mxPlan(resolver, config.outboundPort, forwardAddress),
+      : mxPlan({
+          resolver,
+          port: config.outboundPort,
+          allowPrivate: config.allowPrivateDestinations,
+          recipientOf: forwardAddress,
+        }),
     auth: config.smarthost ? config.smarthostAuth : undefined,
     // SRS at the domain the mail was addressed to, so the next hop's SPF check sees our domain.
     rewrite: async (job) => {

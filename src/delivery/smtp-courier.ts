@@ -5,6 +5,7 @@ import { isIP } from "node:net";
 import { findMx } from "../dns/mx.ts";
 import type { Resolver } from "../dns/resolver.ts";
 import { domainOf } from "../mail/address.ts";
+import { isPublicAddress } from "../net/destinations.ts";
 import { outcomeOfReply } from "../queue/retry.ts";
 import type { AttemptReport } from "../queue/settle.ts";
 import {
@@ -22,9 +23,12 @@ export interface Host {
   port: number;
 }
 
-/** Where a group goes: hosts to try in order, or a verdict for all of it without connecting. */
+/**
+ * Where a group goes: hosts to try in order, or a verdict for all of it without connecting.
+ * Hosts found in DNS may resolve only to `public` addresses; hosts the operator named, `any`.
+ */
 export type Plan =
-  | { kind: "hosts"; hosts: Host[] }
+  | { kind: "hosts"; hosts: Host[]; destinations: "public" | "any" }
   | { kind: "verdict"; report: Omit<AttemptReport, "deliveryId"> };
 
 /** The envelope a job travels with, when it is not the one it arrived with (forwarding). */
@@ -46,21 +50,32 @@ const verdict = (outcome: AttemptReport["outcome"], status: string, reply: strin
   report: { outcome, status, reply, remoteMta: null, durationMs: 0 },
 });
 
-/**
- * MX routing (RFC 5321 5.1, RFC 7505): MX hosts by preference, implicit MX, null MX bounces.
- * `recipientOf` names the address whose domain counts (the forward address for forwarding).
- */
-export function mxPlan(
-  resolver: Resolver,
-  port: number,
-  recipientOf: (job: Job) => string = (job) => job.delivery.rcpt,
-): (job: Job) => Promise<Plan> {
+export interface MxPlanOptions {
+  resolver: Resolver;
+  port: number;
+  /** Deliver to loopback and private addresses too (test rigs, MX records of an inner network). */
+  allowPrivate: boolean;
+  /** The address whose domain counts (the forward address for forwarding); the recipient by default. */
+  recipientOf?: (job: Job) => string;
+}
+
+/** MX routing (RFC 5321 5.1, RFC 7505): MX hosts by preference, implicit MX, null MX bounces. */
+export function mxPlan({
+  resolver,
+  port,
+  allowPrivate,
+  recipientOf = (job) => job.delivery.rcpt,
+}: MxPlanOptions): (job: Job) => Promise<Plan> {
   return async (job) => {
     const domain = domainOf(recipientOf(job));
     const choice = await findMx(resolver, domain);
     switch (choice.kind) {
       case "hosts":
-        return { kind: "hosts", hosts: choice.hosts.map((h) => ({ name: h.host, port })) };
+        return {
+          kind: "hosts",
+          hosts: choice.hosts.map((h) => ({ name: h.host, port })),
+          destinations: allowPrivate ? "any" : "public",
+        };
       case "null-mx":
         return verdict("bounced", "5.1.10", `556 5.1.10 ${domain} accepts no mail (null MX, RFC 7505)`);
       case "no-domain":
@@ -73,7 +88,7 @@ export function mxPlan(
 
 /** One fixed host: a relay target or the smarthost. */
 export function fixedPlan(host: Host): () => Promise<Plan> {
-  return async () => ({ kind: "hosts", hosts: [host] });
+  return async () => ({ kind: "hosts", hosts: [host], destinations: "any" });
 }
 
 /** "host:port" or "[v6]:port" with a default port. */
@@ -137,7 +152,7 @@ export class SmtpCourier implements Courier {
     const started = performance.now();
     const plan = await this.o.plan(jobs[0]!);
     if (plan.kind === "verdict") return reportAll(jobs, plan.report);
-    const opened = await this.connect(plan.hosts);
+    const opened = await this.connect(plan);
     if ("failure" in opened) {
       return reportAll(jobs, { ...opened.failure, durationMs: performance.now() - started });
     }
@@ -194,9 +209,10 @@ export class SmtpCourier implements Courier {
   }
 
   /** The first host (and address) that greets us and takes EHLO. */
-  private async connect(
-    hosts: Host[],
-  ): Promise<
+  private async connect({
+    hosts,
+    destinations,
+  }: Extract<Plan, { kind: "hosts" }>): Promise<
     { conn: SmtpClientConnection; host: Host } | { failure: Omit<AttemptReport, "deliveryId" | "durationMs"> }
   > {
     let failure: Omit<AttemptReport, "deliveryId" | "durationMs"> = {
@@ -209,10 +225,19 @@ export class SmtpCourier implements Courier {
       const cached = this.idle.take(hostKey(host));
       if (cached) return { conn: cached, host };
     }
+    // Hosts that resolved, but only to addresses we do not deliver to: if all do, that is final.
+    let onlyPrivate = 0;
     for (const host of hosts) {
       let addresses: string[];
       try {
         addresses = await this.addresses(host.name);
+        if (destinations === "public") {
+          addresses = addresses.filter(isPublicAddress);
+          if (addresses.length === 0) {
+            onlyPrivate++;
+            continue;
+          }
+        }
       } catch (err) {
         failure = {
           outcome: "deferred",
@@ -245,6 +270,15 @@ export class SmtpCourier implements Courier {
           }
         }
       }
+    }
+    if (onlyPrivate > 0 && onlyPrivate === hosts.length) {
+      const names = hosts.map((h) => h.name).join(", ");
+      failure = {
+        outcome: "bounced",
+        status: "5.4.4",
+        reply: `550 5.4.4 ${names}: only loopback, private or reserved addresses, which mail is not sent to`,
+        remoteMta: null,
+      };
     }
     return { failure };
   }

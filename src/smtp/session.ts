@@ -153,8 +153,8 @@ interface Transaction {
   mailFrom: string;
   params: MailParams;
   recipients: Recipient[];
-  /** BDAT chunks so far; the decoder lives across chunks. */
-  bdat: MessageDecoder | undefined;
+  /** BDAT chunks so far; the decoder lives across chunks, the clock from the first chunk on. */
+  bdat: { decoder: MessageDecoder; startedAt: number } | undefined;
 }
 
 const LF = 10;
@@ -293,8 +293,13 @@ export class SmtpSession {
           continue;
         }
         if (mode.kind === "bdat") {
+          // The same overall limit as DATA: a message trickled in tiny chunks must end too.
+          if (this.tx?.bdat && this.clock.now() - this.tx.bdat.startedAt > TIMEOUTS.dataTotal * 1000) {
+            this.closeWith(R.timeout());
+            break;
+          }
           const n = Math.min(mode.remaining, this.input.length);
-          if (!mode.refusal) this.tx!.bdat!.push(this.input.subarray(0, n));
+          if (!mode.refusal) this.tx!.bdat!.decoder.push(this.input.subarray(0, n));
           this.input = this.input.subarray(n);
           mode.remaining -= n;
           if (mode.remaining > 0) break;
@@ -556,7 +561,12 @@ export class SmtpSession {
     let refusal: Reply | undefined;
     if (!this.tx) refusal = R.badSequence("Error: need MAIL command");
     else if (this.tx.recipients.length === 0) refusal = R.badSequence("Error: no valid recipients");
-    if (this.tx && !refusal) this.tx.bdat ??= new MessageDecoder(this.policy.maxMessageBytes, false);
+    if (this.tx && !refusal) {
+      this.tx.bdat ??= {
+        decoder: new MessageDecoder(this.policy.maxMessageBytes, false),
+        startedAt: this.clock.now(),
+      };
+    }
     this.mode = { kind: "bdat", remaining: size, last, refusal };
     if (size === 0) {
       this.mode = { kind: "command" };
@@ -569,7 +579,7 @@ export class SmtpSession {
       this.tx = undefined;
       return this.answer(chunk.refusal);
     }
-    const decoder = this.tx!.bdat!;
+    const { decoder } = this.tx!.bdat!;
     if (!chunk.last) return this.send(R.ok(`${decoder.result().size} octets received`));
     await this.finishMessage(decoder.result(), true);
   }

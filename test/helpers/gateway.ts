@@ -62,6 +62,8 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     POSTERN_DNS_CHECKS: "on",
     // Outbound delivery to the zone's 127.0.0.1 goes to the discard port: refused, so deferred.
     POSTERN_OUTBOUND_PORT: "9",
+    // The zone's MX hosts are on loopback.
+    POSTERN_ALLOW_PRIVATE_DESTINATIONS: "on",
     POSTERN_DATA_DIR: tempDir("postern-e2e-"),
     POSTERN_HOSTNAME: "mx.example.test",
     POSTERN_ADMIN_TOKEN: ADMIN_TOKEN,

@@ -47,6 +47,8 @@ describe.skipIf(!havePostgres)("admin API", () => {
       POSTERN_DNS_SERVERS: dns.spec,
       POSTERN_DNS_CHECKS: "on",
       POSTERN_OUTBOUND_PORT: String(sink.port),
+      // The zone's MX hosts are on loopback.
+      POSTERN_ALLOW_PRIVATE_DESTINATIONS: "on",
       POSTERN_RETRY_BASE_SECONDS: "600",
       POSTERN_RETRY_MAX_SECONDS: "600",
       POSTERN_MAX_MESSAGE_BYTES: String(MAX_BYTES),

@@ -68,6 +68,8 @@ describe.skipIf(!havePostgres)("delivery", () => {
       POSTERN_DNS_SERVERS: dns.spec,
       POSTERN_DNS_CHECKS: "on",
       POSTERN_OUTBOUND_PORT: String(sink.port),
+      // The zone's MX hosts are on loopback.
+      POSTERN_ALLOW_PRIVATE_DESTINATIONS: "on",
       POSTERN_RETRY_BASE_SECONDS: "1",
       POSTERN_RETRY_MAX_SECONDS: "1",
       POSTERN_QUEUE_LIFETIME_SECONDS: "5",

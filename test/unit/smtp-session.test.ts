@@ -1047,6 +1047,18 @@ describe("BDAT", () => {
     expect(h.closed).toBe(false);
   });
 
+  test("chunks trickled in over more than 600 s in all → 421 4.4.2 and close, nothing stored", async () => {
+    const h = new Harness();
+    await h.send(start);
+    expect(await h.send("BDAT 6\r\nhello ")).toEqual(["250 2.0.0 6 octets received"]);
+    h.now += TIMEOUTS.dataTotal * 1000 - 1000;
+    expect(await h.send("BDAT 2\r\nwo")).toEqual(["250 2.0.0 8 octets received"]);
+    h.now += 2000;
+    expect(codes(await h.send("BDAT 5 LAST\r\nrld\r\n"))).toEqual(["421 4.4.2"]);
+    expect(h.closed).toBe(true);
+    expect(h.backend.stored).toEqual([]);
+  });
+
   test("after HELO, BDAT is still ESMTP in the Received header", async () => {
     const h = new Harness();
     await h.send("HELO client.test\r\nMAIL FROM:<c@remote.test>\r\nRCPT TO:<bob@example.test>\r\n");

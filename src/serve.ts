@@ -7,6 +7,7 @@ import { DatabaseHealth } from "./db/health.ts";
 import { migrate } from "./db/migrate.ts";
 import { openDatabase } from "./db/open.ts";
 import { courierRegistry } from "./delivery/couriers.ts";
+import { RecipientVerifier } from "./delivery/recipient-verifier.ts";
 import { createResolver } from "./dns/resolver.ts";
 import { Directory } from "./domains/directory.ts";
 import { maxRequestBodyBytes } from "./http/api.ts";
@@ -137,6 +138,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     hostname: config.hostname,
     resolver: config.dnsChecks ? resolver : undefined,
     dmarcPolicy: config.dmarcPolicy,
+    verifier: new RecipientVerifier({ helo: config.hostname }),
     metrics,
     log,
   });

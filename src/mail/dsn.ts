@@ -39,6 +39,11 @@ export interface DsnInput {
   originalMessage: Uint8Array;
   /** RET from MAIL FROM. */
   ret?: "FULL" | "HDRS";
+  /**
+   * The sender is known to have sent the message (authenticated, or its SPF passed). If not, a
+   * failure returns the headers only: a forged sender must not be sent someone else's message.
+   */
+  senderVerified: boolean;
   /** ENVID from MAIL FROM, xtext as given. */
   envid?: string;
   arrivalDate: Date;
@@ -129,7 +134,11 @@ const INTRO: Record<DsnAction, string> = {
 
 type Returned =
   | { kind: "full"; content: Uint8Array }
-  | { kind: "headers"; content: Uint8Array; reason: "asked" | "not-failed" | "too-big" | "malformed" };
+  | {
+      kind: "headers";
+      content: Uint8Array;
+      reason: "asked" | "not-failed" | "too-big" | "malformed" | "unverified-sender";
+    };
 
 /**
  * Builds the DSN for one event on one message. Throws on what is a caller's bug: a null or
@@ -199,13 +208,15 @@ export function buildDsn(input: DsnInput): Dsn {
 /**
  * RFC 3461 4.3: RET=FULL (or no RET) returns the whole message on a failure; a notice that
  * reports no failure SHOULD carry only the headers; and we never send back more than the cap,
- * nor an original that could not travel as a message/rfc822 part unchanged.
+ * nor an original that could not travel as a message/rfc822 part unchanged, nor the content of
+ * a message to a sender that may be forged (backscatter).
  */
 function chooseReturned(input: DsnInput, action: DsnAction): Returned {
   const original = input.originalMessage;
   const headers = () => headerSection(original);
   if (action !== "failed") return { kind: "headers", content: headers(), reason: "not-failed" };
   if (input.ret === "HDRS") return { kind: "headers", content: headers(), reason: "asked" };
+  if (!input.senderVerified) return { kind: "headers", content: headers(), reason: "unverified-sender" };
   if (original.length > (input.maxReturnBytes ?? DEFAULT_MAX_RETURN_BYTES)) {
     return { kind: "headers", content: headers(), reason: "too-big" };
   }

@@ -23,6 +23,11 @@ export interface NoticeDeps {
   onNotice?(action: DsnAction, target: string): void;
 }
 
+/** Inbound mail's stored verdict (`AuthVerdict`, or null with the checks off) says SPF passed. */
+function spfPassed(authResults: unknown): boolean {
+  return (authResults as { spf?: unknown } | null)?.spf === "pass";
+}
+
 export function dsnWriter(deps: NoticeDeps): DsnWriter {
   return async (settled) => {
     const groups = new Map<string, SettledDelivery[]>();
@@ -46,6 +51,7 @@ export function dsnWriter(deps: NoticeDeps): DsnWriter {
         sender,
         originalMessage: message.raw,
         ret: message.ret === "HDRS" || message.ret === "FULL" ? message.ret : undefined,
+        senderVerified: message.direction !== "inbound" || spfPassed(message.authResults),
         envid: message.envid ?? undefined,
         arrivalDate: message.receivedAt,
         queueId: message.id,

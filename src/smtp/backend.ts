@@ -3,8 +3,10 @@ import { eq } from "drizzle-orm";
 import { hashPassword, verifyPassword } from "../auth/passwords.ts";
 import type { Db } from "../db/open.ts";
 import { users } from "../db/schema.ts";
+import type { RecipientVerifier } from "../delivery/recipient-verifier.ts";
 import type { Resolver } from "../dns/resolver.ts";
 import type { Directory } from "../domains/directory.ts";
+import { parseTarget } from "../domains/targets.ts";
 import type { Logger } from "../log.ts";
 import { domainOf, normalizeAddress, patternMatches } from "../mail/address.ts";
 import {
@@ -34,6 +36,8 @@ export interface BackendDeps {
   /** Set when inbound checks are on: address checks and SPF/DKIM/DMARC/ARC go through it. */
   resolver: Resolver | undefined;
   dmarcPolicy: "enforce" | "monitor";
+  /** Asks the inner server of a relay route whether a recipient exists, before taking its mail. */
+  verifier?: RecipientVerifier;
   /** Counts messages accepted, per port, and inbound checks by how they were made. */
   metrics?: { messageReceived(port: PortKind): void; authChecked(how: AuthCheckKind): void };
   /** A line per accepted message. */
@@ -83,7 +87,16 @@ export function createSessionBackend(deps: BackendDeps): SessionBackend {
         const original = secret ? srsReverse(address, secret) : undefined;
         if (original) return { ok: true, target: `forward:${original}` };
         const route = await directory.routeFor(address);
-        return route ? { ok: true, target: route.target } : { ok: false, reply: R.unknownUser() };
+        if (!route) return { ok: false, reply: R.unknownUser() };
+        const target = parseTarget(route.target);
+        if (target.kind === "relay" && deps.verifier) {
+          const verdict = await deps.verifier.verify(target, address);
+          if (verdict.kind === "refused") {
+            const { code, enhanced, text } = verdict.reply;
+            return { ok: false, reply: R.refusedInside(code, enhanced, text) };
+          }
+        }
+        return { ok: true, target: route.target };
       }
       // Never an open relay: only an authenticated session may send beyond our domains.
       if (!ctx.authUser) return { ok: false, reply: R.relayDenied() };

@@ -246,7 +246,38 @@ export class SmtpClientConnection {
    * reply): then nothing is known, and every recipient should be tried again.
    */
   async send(env: OutboundEnvelope): Promise<TransactionResult> {
-    if (this.busy) throw new Error("SmtpClientConnection.send: a transaction is already running");
+    return this.exclusive(() => this.transaction(env));
+  }
+
+  /**
+   * Asks whether the server takes mail for `address` (a recipient callout): MAIL FROM:<>, RCPT,
+   * RSET; no message is sent. Resolves with the reply that decided: RCPT's, or MAIL's when the
+   * null sender was refused (then nothing is known about the recipient).
+   */
+  async probe(address: string): Promise<{ step: "mail" | "rcpt"; reply: Reply }> {
+    return this.exclusive(async () => {
+      const smtputf8 = needsSmtputf8("", [address], new Uint8Array(0));
+      if (smtputf8 && !this.ext.has("SMTPUTF8")) {
+        return { step: "mail", reply: syntheticReply(553, "5.6.7", "SMTPUTF8 not offered by the server") };
+      }
+      if (this.needRset) await this.rset();
+      this.needRset = true;
+      this.closingReply = undefined;
+      const mail = await this.step(
+        mailCommand("", { smtputf8, size: undefined, eightBitMime: false, dsn: undefined }),
+        this.t.command,
+        "mail",
+      );
+      if (!isOk(mail)) return { step: "mail", reply: plainReply(mail) };
+      const rcpt = await this.step(rcptCommand(address, undefined), this.t.command, "rcpt");
+      if (!this.closingReply) await this.rset();
+      return { step: "rcpt", reply: plainReply(rcpt) };
+    });
+  }
+
+  /** One conversation at a time, on a connection that is idle and sound. */
+  private async exclusive<T>(run: () => Promise<T>): Promise<T> {
+    if (this.busy) throw new Error("SmtpClientConnection: a transaction is already running");
     if (this.failure) throw this.failure;
     if (this.replies.length > 0) {
       this.fail(this.protocolError("idle", `unexpected reply from ${this.remote} while idle`));
@@ -254,7 +285,7 @@ export class SmtpClientConnection {
     }
     this.busy = true;
     try {
-      return await this.transaction(env);
+      return await run();
     } finally {
       this.busy = false;
       if (!this.failure) this.phase = "idle";

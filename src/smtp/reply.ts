@@ -50,6 +50,13 @@ export const R = {
   tooManyRecipients: () => reply(452, "4.5.3", "Error: too many recipients"),
   tooBig: () => reply(552, "5.3.4", "Error: message exceeds fixed maximum message size"),
   unknownUser: () => reply(550, "5.1.1", "Error: mailbox unavailable: no such user here"),
+  /** The inner server of a relay route refused the recipient (a callout): its code and words. */
+  refusedInside: (code: number, status: string | undefined, text: string) =>
+    reply(
+      code >= 500 && code <= 559 ? code : 550,
+      status && /^5\.\d{1,3}\.\d{1,3}$/.test(status) ? status : "5.1.1",
+      `Error: recipient refused by the inner mail server: ${text.replace(/[^\x20-\x7e]/g, "?").slice(0, 200)}`,
+    ),
   relayDenied: () => reply(554, "5.7.1", "Error: relay access denied"),
   authRequired: () => reply(530, "5.7.0", "Error: authentication required"),
   tlsRequired: () => reply(530, "5.7.0", "Error: must issue a STARTTLS command first"),

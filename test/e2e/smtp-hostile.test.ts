@@ -4,8 +4,11 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import net from "node:net";
+import { haveAiosmtpd, startAiosmtpd } from "../helpers/aiosmtpd.ts";
+import { runCli } from "../helpers/cli.ts";
 import { type Gateway, PASSWORD, startGateway, USER } from "../helpers/gateway.ts";
 import { havePostgres } from "../helpers/pg.ts";
+import { waitFor } from "../helpers/server.ts";
 import {
   ehloClient,
   queuedId,
@@ -382,6 +385,40 @@ describe.skipIf(!havePostgres)("hostile SMTP clients", () => {
       flood.destroy();
     },
     15000,
+  );
+
+  test.skipIf(!haveAiosmtpd)(
+    "backscatter: a relay route's unknown recipient is refused at RCPT with the inner server's 550, and no DSN is made",
+    async () => {
+      const inner = await startAiosmtpd(undefined, { refuseUnknown: true });
+      try {
+        for (const rcpt of ["unknown-bs@example.test", "known-bs@example.test"]) {
+          const r = await runCli(["route", "add", rcpt, `relay:127.0.0.1:${inner.port}`], gw.env);
+          expect(r.code).toBe(0);
+        }
+        await Bun.sleep(2500); // serve reads routes again after 2 s at most (domains/directory.ts)
+        const c = await client();
+        expect((await c.command("MAIL FROM:<forged@remote.test>")).code).toBe(250);
+        const refused = summary(await c.command("RCPT TO:<unknown-bs@example.test>"));
+        expect(refused).toStartWith("550 5.1.1 ");
+        expect(refused).toContain("User unknown in local recipient table");
+        expect(summary(await c.command("RCPT TO:<known-bs@example.test>"))).toStartWith("250 2.1.5");
+        expect((await c.command("DATA")).code).toBe(354);
+        expect((await c.command("Subject: backscatter\r\n\r\nbody\r\n.")).code).toBe(250);
+        await c.quit();
+        await waitFor("delivered to the inner server", async () =>
+          inner.subjects().includes("backscatter") ? true : undefined,
+        );
+        expect(inner.rcpts()).toContain("unknown-bs@example.test"); // asked during RCPT
+        const [row] = await gw.sql!`
+          select count(*)::int as n from deliveries where rcpt = 'unknown-bs@example.test'
+            or rcpt = 'forged@remote.test'`;
+        expect(row!.n).toBe(0);
+      } finally {
+        await inner.stop();
+      }
+    },
+    20000,
   );
 
   test("50 slow-drip clients do not hold up a normal one", async () => {

@@ -16,6 +16,8 @@ export interface Aiosmtpd {
   port: number;
   /** The Subject of every message received so far (one entry per message). */
   subjects(): string[];
+  /** Every RCPT address asked about so far, in order (only with `refuseUnknown`). */
+  rcpts(): string[];
   /** Stops it (by its PID) and waits until it is gone. */
   stop(): Promise<void>;
 }
@@ -23,15 +25,23 @@ export interface Aiosmtpd {
 /** Starts aiosmtpd on 127.0.0.1:`port` (a free one by default); resolves once it accepts connections. */
 export async function startAiosmtpd(
   port?: number,
-  maildir = tempDir("postern-aiosmtpd-"),
+  options: {
+    maildir?: string;
+    /** Refuse recipients whose local part starts with "unknown" (550 5.1.1), as an inner store does. */
+    refuseUnknown?: boolean;
+  } = {},
 ): Promise<Aiosmtpd> {
+  const maildir = options.maildir ?? tempDir("postern-aiosmtpd-");
+  const handler = options.refuseUnknown ? "aiosmtpd_handlers.RefusingMailbox" : "aiosmtpd.handlers.Mailbox";
   const p = port ?? (await freePort());
   // Python's Maildir makes these only for a folder that does not exist yet
   for (const sub of ["tmp", "new", "cur"]) mkdirSync(join(maildir, sub), { recursive: true });
-  const proc = Bun.spawn(
-    [PYTHON, "-m", "aiosmtpd", "-n", "-l", `127.0.0.1:${p}`, "-c", "aiosmtpd.handlers.Mailbox", maildir],
-    { stdin: "ignore", stdout: "ignore", stderr: "pipe" },
-  );
+  const proc = Bun.spawn([PYTHON, "-m", "aiosmtpd", "-n", "-l", `127.0.0.1:${p}`, "-c", handler, maildir], {
+    stdin: "ignore",
+    stdout: "ignore",
+    stderr: "pipe",
+    env: { ...process.env, PYTHONPATH: import.meta.dir },
+  });
   const deadline = Date.now() + 15000;
   for (;;) {
     if (proc.exitCode !== null) throw new Error(`aiosmtpd exited: ${await new Response(proc.stderr).text()}`);
@@ -58,6 +68,10 @@ export async function startAiosmtpd(
         const m = /^Subject: (.*)$/im.exec(readFileSync(join(dir, f), "latin1"));
         return m ? m[1]!.trim() : "";
       });
+    },
+    rcpts() {
+      const file = join(maildir, "rcpts.log");
+      return existsSync(file) ? readFileSync(file, "utf8").split("\n").filter(Boolean) : [];
     },
     async stop() {
       proc.kill("SIGTERM");

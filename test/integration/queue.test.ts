@@ -222,7 +222,7 @@ describe.each(drivers)("the queue on %s", (_name, open) => {
     expect(tries.map((t) => t.outcome)).toEqual(["delivered"]);
   });
 
-  test("a bounce writes its DSN through the real notice writer (which reads the database)", async () => {
+  test("a bounce writes its DSN through the real notice writer; the message comes back whole only to a sender whose SPF passed", async () => {
     const directory = new Directory(database.db);
     const dsns = dsnWriter({
       hostname: "mx.test",
@@ -238,11 +238,25 @@ describe.each(drivers)("the queue on %s", (_name, open) => {
     const scheduler = new Scheduler({ ...schedulerOptions(database, courier, "dsn"), dsns });
     await scheduler.start();
     try {
-      const [id] = await enqueue(database, 1, "relay:dsn.test:25");
-      await waitFor(async () => {
-        const rows = await database.db.select().from(messages).where(eq(messages.direction, "dsn"));
-        return rows.some((r) => new TextDecoder().decode(r.raw).includes(id!));
+      const [unverified] = await enqueue(database, 1, "relay:dsn.test:25");
+      const verified = newMessageId();
+      await new Enqueuer(database.db, log).enqueue({
+        id: verified,
+        direction: "inbound",
+        mailFrom: "s@remote.test",
+        raw: new TextEncoder().encode("Subject: spf passed\r\n\r\nbody\r\n"),
+        authResults: { spf: "pass" },
+        deliveries: [{ rcpt: "r@example.test", target: "relay:dsn.test:25" }],
       });
+      const dsnAbout = async (id: string) => {
+        const rows = await database.db.select().from(messages).where(eq(messages.direction, "dsn"));
+        return rows.map((r) => new TextDecoder().decode(r.raw)).find((text) => text.includes(id));
+      };
+      await waitFor(async () => Boolean((await dsnAbout(unverified!)) && (await dsnAbout(verified))));
+      // Backscatter: whoever forged s@remote.test gets no copy of the message, only its headers.
+      expect(await dsnAbout(unverified!)).toContain("Content-Type: text/rfc822-headers");
+      expect(await dsnAbout(unverified!)).not.toContain("Content-Type: message/rfc822");
+      expect(await dsnAbout(verified)).toContain("Content-Type: message/rfc822");
       expect(await database.ping()).toBe(true); // the database is not stuck behind the settle
     } finally {
       await scheduler.stop();

@@ -48,6 +48,7 @@ function input(patch: Partial<DsnInput> = {}): DsnInput {
     queueId: "3F7KQ2BZ9XMD",
     recipients: [bounce],
     now: NOW,
+    senderVerified: true,
     ...patch,
   };
 }
@@ -321,6 +322,14 @@ describe("buildDsn: the returned message (RFC 3461 4.3, RFC 6522)", () => {
     ]);
     expect(email.text).toContain("The headers of your message are attached below.");
     expect(email.text).not.toContain("the numbers are attached");
+  });
+
+  test("a sender not known to have sent it (no AUTH, no SPF pass): headers only, whatever RET says", () => {
+    for (const ret of [undefined, "FULL"] as const) {
+      const part = thirdPart(buildDsn(input({ ret, senderVerified: false })).raw);
+      expect(part.headers).toContain("Content-Type: text/rfc822-headers");
+      expect(part.content.toString("latin1")).toBe(ORIGINAL_HEAD);
+    }
   });
 
   test("the size cap: a larger original comes back as headers, whatever RET says", async () => {

@@ -27,19 +27,27 @@ const TTL_MS: Record<Verification["kind"], number> = {
 const MAX_ANSWERS = 10_000;
 /** A server that could not be reached is not asked again for this long (every RCPT would wait). */
 const UNREACHABLE_MS = 60_000;
-/** The sending client waits at RCPT meanwhile. */
+/** A probe's own limits; its answer is remembered whenever it comes. */
 const PROBE_TIMEOUTS: Partial<ClientTimeouts> = { connect: 5_000, greeting: 10_000, command: 10_000 };
+/**
+ * How long an RCPT waits for a probe (counted from the probe's start, so a second RCPT for the
+ * same address does not wait again): a sending client gives up after a few seconds of silence,
+ * and an inner server on the same network answers in milliseconds.
+ */
+const RCPT_WAIT_MS = 3_000;
 
 export interface RecipientVerifierOptions {
   /** Our name for EHLO/LHLO. */
   helo: string;
   now?: () => number;
   timeouts?: Partial<ClientTimeouts>;
+  /** How long a question waits for a probe's answer before it is "unknown" (RCPT_WAIT_MS). */
+  waitMs?: number;
 }
 
 export class RecipientVerifier {
   private readonly answers = new Map<string, { verification: Verification; until: number }>();
-  private readonly asking = new Map<string, Promise<Verification>>();
+  private readonly asking = new Map<string, { answer: Promise<Verification>; startedAt: number }>();
   private readonly unreachable = new Map<string, number>();
   private readonly now: () => number;
 
@@ -54,14 +62,26 @@ export class RecipientVerifier {
     if (known && known.until > this.now()) return known.verification;
     const down = this.unreachable.get(hostKey);
     if (down !== undefined && down > this.now()) return { kind: "unknown", why: `${hostKey} unreachable` };
-    let pending = this.asking.get(key);
-    if (!pending) {
-      pending = this.ask(server, hostKey, address).finally(() => this.asking.delete(key));
-      this.asking.set(key, pending);
+    let probe = this.asking.get(key);
+    if (!probe) {
+      const answer = this.ask(server, hostKey, address).then((verification) => {
+        this.asking.delete(key);
+        this.remember(key, verification);
+        return verification;
+      });
+      probe = { answer, startedAt: this.now() };
+      this.asking.set(key, probe);
     }
-    const verification = await pending;
-    this.remember(key, verification);
-    return verification;
+    const waitMs = Math.max(0, probe.startedAt + (this.o.waitMs ?? RCPT_WAIT_MS) - this.now());
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<Verification>((resolve) => {
+      timer = setTimeout(() => resolve({ kind: "unknown", why: `no answer within ${waitMs} ms` }), waitMs);
+    });
+    try {
+      return await Promise.race([probe.answer, late]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   private async ask(server: InnerServer, hostKey: string, address: string): Promise<Verification> {

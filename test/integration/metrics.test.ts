@@ -128,7 +128,7 @@ describe.skipIf(!havePostgres)("GET /metrics on PostgreSQL", () => {
   };
 
   beforeAll(async () => {
-    sink = await SmtpSink.start({ mode: "permfail-rcpt" });
+    sink = await SmtpSink.start({ mode: "permfail-data" });
     const url = await freshDatabaseUrl();
     const env = cliEnv({ DATABASE_URL: url, POSTERN_HOSTNAME: "mx.example.test" });
     const run = async (...args: string[]) => expect((await runCli(args, env)).code).toBe(0);

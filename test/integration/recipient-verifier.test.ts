@@ -42,6 +42,28 @@ describe.skipIf(!haveAiosmtpd)("recipient verification at an inner server", () =
     expect(inner.rcpts().filter((a) => a === "unknown-2@example.test")).toHaveLength(2);
   });
 
+  test("an inner server that says nothing: RCPT waits only the bounded time, once", async () => {
+    const silent = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    try {
+      const patient = new RecipientVerifier({ helo: "mx.example.test", waitMs: 1000 });
+      const down = { host: "127.0.0.1", port: silent.port, lmtp: false };
+      const t0 = performance.now();
+      expect(await patient.verify(down, "a@example.test")).toEqual({
+        kind: "unknown",
+        why: "no answer within 1000 ms",
+      });
+      const first = performance.now() - t0;
+      expect(first).toBeGreaterThanOrEqual(990);
+      expect(first).toBeLessThan(5000);
+      // the same question again, while the probe still waits for a greeting: no second wait
+      const t1 = performance.now();
+      expect((await patient.verify(down, "a@example.test")).kind).toBe("unknown");
+      expect(performance.now() - t1).toBeLessThan(500);
+    } finally {
+      silent.stop(true);
+    }
+  });
+
   test("an inner server that cannot be reached leaves it unknown, and is not asked again at once", async () => {
     const port = await freePort();
     const down = { host: "127.0.0.1", port, lmtp: false };

@@ -1,8 +1,9 @@
 import { secretRedactor } from "../config.ts";
+import { DELIVERY_STATUSES, isDeliveryStatus } from "../db/schema.ts";
 import { Directory } from "../domains/directory.ts";
 import { createLogger } from "../log.ts";
 import { Enqueuer } from "../queue/enqueue.ts";
-import { isStatus, listQueue, removeMessage, retryNow, STATUSES, showMessage } from "../queue/inspect.ts";
+import { listQueue, removeMessage, retryNow, showMessage } from "../queue/inspect.ts";
 import { SubmitError, submitMessage } from "../queue/submit.ts";
 import {
   type CommandContext,
@@ -27,7 +28,7 @@ async function requireMessage(ctx: CommandContext, id: string) {
 }
 
 export const queueVerbs: VerbGroup = {
-  usage: `queue ls [--status ${STATUSES.join("|")}] [--limit N] [--json] | queue show ID [--json] | queue retry ID|--all | queue rm ID`,
+  usage: `queue ls [--status ${DELIVERY_STATUSES.join("|")}] [--limit N] [--json] | queue show ID [--json] | queue retry ID|--all | queue rm ID`,
   subverbs: {
     async ls(ctx, args) {
       const { values } = parseVerbArgs(
@@ -35,8 +36,8 @@ export const queueVerbs: VerbGroup = {
         { status: { type: "string" }, limit: { type: "string" }, json: { type: "boolean" } },
         0,
       );
-      if (values.status !== undefined && !isStatus(values.status)) {
-        throw new UsageError(`--status must be one of ${STATUSES.join(", ")}`);
+      if (values.status !== undefined && !isDeliveryStatus(values.status)) {
+        throw new UsageError(`--status must be one of ${DELIVERY_STATUSES.join(", ")}`);
       }
       const limit = Number(values.limit ?? 100);
       if (!Number.isInteger(limit) || limit < 1)

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { asc, eq } from "drizzle-orm";
 import { routes } from "../db/schema.ts";
-import { formatTarget, parseTarget } from "../domains/targets.ts";
+import { formatTarget, parseRouteTarget, type RouteTarget } from "../domains/targets.ts";
 import { domainOf, normalizeAddress, patternProblem } from "../mail/address.ts";
 import { OperationError, parseVerbArgs, type VerbGroup } from "./context.ts";
 import { requireLocalDomain } from "./user.ts";
@@ -20,9 +20,9 @@ export const routeVerbs: VerbGroup = {
     async add(ctx, args) {
       const { positionals } = parseVerbArgs(args, {}, 2);
       const pattern = patternArg(positionals[0]!);
-      let target: ReturnType<typeof parseTarget>;
+      let target: RouteTarget;
       try {
-        target = parseTarget(positionals[1]!);
+        target = parseRouteTarget(positionals[1]!);
       } catch (err) {
         throw new OperationError(`invalid target: ${(err as Error).message}`);
       }

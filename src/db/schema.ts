@@ -2,6 +2,7 @@ import { sql } from "drizzle-orm";
 import {
   bigint,
   bigserial,
+  check,
   customType,
   index,
   integer,
@@ -14,6 +15,16 @@ import {
 const bytea = customType<{ data: Uint8Array; driverData: Uint8Array }>({
   dataType: () => "bytea",
 });
+
+/** Where a delivery is: waiting (queued, deferred after a failed try) or done (delivered, bounced). */
+export const DELIVERY_STATUSES = ["queued", "deferred", "delivered", "bounced"] as const;
+export type DeliveryStatus = (typeof DELIVERY_STATUSES)[number];
+/** The statuses the scheduler still works on. */
+export const PENDING_STATUSES = ["queued", "deferred"] as const satisfies readonly DeliveryStatus[];
+
+export function isDeliveryStatus(s: string): s is DeliveryStatus {
+  return (DELIVERY_STATUSES as readonly string[]).includes(s);
+}
 
 const at = (name: string) => timestamp(name, { withTimezone: true, mode: "date" });
 
@@ -77,8 +88,7 @@ export const deliveries = pgTable(
     notify: text("notify"),
     /** `mx`, `mailbox`, `relay:HOST[:PORT]`, `webhook:URL`, `forward:ADDRESS`. */
     target: text("target").notNull(),
-    /** `queued`, `deferred`, `delivered`, `bounced`. */
-    status: text("status").notNull().default("queued"),
+    status: text("status", { enum: DELIVERY_STATUSES }).notNull().default("queued"),
     attempts: integer("attempts").notNull().default(0),
     nextAttemptAt: at("next_attempt_at").notNull().defaultNow(),
     leaseOwner: text("lease_owner"),
@@ -92,6 +102,10 @@ export const deliveries = pgTable(
     index("deliveries_due_idx").on(t.status, t.nextAttemptAt),
     index("deliveries_message_idx").on(t.messageId),
     index("deliveries_rcpt_idx").on(t.rcpt),
+    check(
+      "deliveries_status_check",
+      sql.raw(`${t.status.name} in (${DELIVERY_STATUSES.map((s) => `'${s}'`).join(", ")})`),
+    ),
   ],
 );
 

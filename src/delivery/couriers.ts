@@ -2,9 +2,10 @@
 import type { Config } from "../config.ts";
 import type { Resolver } from "../dns/resolver.ts";
 import type { Directory } from "../domains/directory.ts";
-import { parseTarget } from "../domains/targets.ts";
+import { formatTarget } from "../domains/targets.ts";
 import { domainOf } from "../mail/address.ts";
 import { srsForward } from "../mail/srs.ts";
+import type { ClaimedTarget } from "../queue/claim.ts";
 import type { Courier, Job } from "./courier.ts";
 import { reportAll } from "./courier.ts";
 import { fixedPlan, mxPlan, type Plan, parseHostPort, SmtpCourier } from "./smtp-courier.ts";
@@ -23,6 +24,21 @@ const mailboxCourier: Courier = {
   },
 };
 
+/** A row whose target no longer parses: deferred with the reason until someone fixes or removes it. */
+const unreadableCourier: Courier = {
+  async deliver(jobs: Job[]) {
+    const { target } = jobs[0]!.delivery;
+    const why = target.kind === "unreadable" ? `"${target.text}": ${target.problem}` : target.kind;
+    return reportAll(jobs, {
+      outcome: "deferred",
+      status: "4.3.5",
+      reply: `local error: the stored target ${why}`,
+      remoteMta: null,
+      durationMs: 0,
+    });
+  },
+};
+
 export function courierRegistry(
   config: Pick<
     Config,
@@ -30,13 +46,17 @@ export function courierRegistry(
   >,
   resolver: Resolver,
   directory: Directory,
-): (target: string) => Courier {
+): (target: ClaimedTarget) => Courier {
   const smtp = (plan: (job: Job) => Promise<Plan>, auth?: Config["smarthostAuth"]) =>
     new SmtpCourier({ helo: config.hostname, resolver, plan, auth });
   const internet = config.smarthost
     ? smtp(fixedPlan(parseHostPort(config.smarthost, config.outboundPort)), config.smarthostAuth)
     : smtp(mxPlan({ resolver, port: config.outboundPort, allowPrivate: config.allowPrivateDestinations }));
-  const forwardAddress = (job: Job) => job.delivery.target.slice("forward:".length);
+  const forwardAddress = (job: Job) => {
+    const { target } = job.delivery;
+    if (target.kind !== "forward") throw new Error(`not a forward target: ${target.kind}`);
+    return target.address;
+  };
   const forward = new SmtpCourier({
     helo: config.hostname,
     resolver,
@@ -60,25 +80,31 @@ export function courierRegistry(
   const webhook = new WebhookCourier((rcpt, target) => directory.secretFor(rcpt, target));
   const relays = new Map<string, Courier>();
   return (target) => {
-    if (target === "mx") return internet;
-    if (target === "mailbox") return mailboxCourier;
-    if (target.startsWith("webhook:")) return webhook;
-    if (target.startsWith("forward:")) return forward;
-    if (target.startsWith("relay:")) {
-      let courier = relays.get(target);
-      if (!courier) {
-        const relay = parseTarget(target);
-        if (relay.kind !== "relay") throw new Error(`not a relay target: ${target}`);
-        courier = new SmtpCourier({
-          helo: config.hostname,
-          resolver,
-          plan: fixedPlan({ name: relay.host, port: relay.port }),
-          lmtp: relay.lmtp,
-        });
-        relays.set(target, courier);
+    switch (target.kind) {
+      case "mx":
+        return internet;
+      case "mailbox":
+        return mailboxCourier;
+      case "webhook":
+        return webhook;
+      case "forward":
+        return forward;
+      case "unreadable":
+        return unreadableCourier;
+      case "relay": {
+        const key = formatTarget(target);
+        let courier = relays.get(key);
+        if (!courier) {
+          courier = new SmtpCourier({
+            helo: config.hostname,
+            resolver,
+            plan: fixedPlan({ name: target.host, port: target.port }),
+            lmtp: target.lmtp,
+          });
+          relays.set(key, courier);
+        }
+        return courier;
       }
-      return courier;
     }
-    throw new Error(`no courier for target ${target}`);
   };
 }

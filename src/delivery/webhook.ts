@@ -52,7 +52,7 @@ function replyText(res: Response): string {
 export class WebhookCourier implements Courier {
   constructor(
     /** The secret of the route that sent this recipient to this URL. */
-    private readonly secretFor: (rcpt: string, target: string) => Promise<string | undefined>,
+    private readonly secretFor: (rcpt: string, url: string) => Promise<string | undefined>,
     private readonly timeoutMs = 30_000,
   ) {}
 
@@ -63,14 +63,16 @@ export class WebhookCourier implements Courier {
   }
 
   private async post(job: Job): Promise<AttemptReport[]> {
-    const url = job.delivery.target.slice("webhook:".length);
+    const { target } = job.delivery;
+    if (target.kind !== "webhook") throw new Error(`not a webhook target: ${target.kind}`);
+    const { url } = target;
     const started = performance.now();
     let host = url;
     // Everything inside the try: one job's failure must not undo the reports of the others.
     try {
       host = new URL(url).host;
       const body = JSON.stringify(await webhookPayload(job));
-      const secret = await this.secretFor(job.delivery.rcpt, job.delivery.target);
+      const secret = await this.secretFor(job.delivery.rcpt, url);
       const headers: Record<string, string> = { "content-type": "application/json", "user-agent": "Postern" };
       if (secret) headers[SIGNATURE_HEADER.toLowerCase()] = signBody(body, secret);
       const res = await fetch(url, {

@@ -8,10 +8,11 @@ import { domains, routes, users } from "../db/schema.ts";
 import { domainOf } from "../mail/address.ts";
 import { dkimSelectors } from "../mail/dkim.ts";
 import type { DkimKey } from "../mail/dkim-sign.ts";
+import { parseRouteTarget, type RouteTarget } from "./targets.ts";
 
 export interface Route {
   pattern: string;
-  target: string;
+  target: RouteTarget;
   secret: string | null;
 }
 
@@ -46,7 +47,9 @@ export class Directory {
     this.current = {
       loadedAt: Date.now(),
       domains: new Set(d.map((x) => x.name)),
-      routes: new Map(r.map((x) => [x.pattern, { pattern: x.pattern, target: x.target, secret: x.secret }])),
+      routes: new Map(
+        r.map((x) => [x.pattern, { pattern: x.pattern, target: routeTarget(x), secret: x.secret }]),
+      ),
     };
     return this.current;
   }
@@ -73,15 +76,15 @@ export class Directory {
       .select({ address: users.address })
       .from(users)
       .where(eq(users.address, addr));
-    return user ? { pattern: addr, target: "mailbox", secret: null } : undefined;
+    return user ? { pattern: addr, target: { kind: "mailbox" }, secret: null } : undefined;
   }
 
-  /** The secret of the route that sends `rcpt` to `target` (a webhook), or of any route to it. */
-  async secretFor(rcpt: string, target: string): Promise<string | undefined> {
+  /** The secret of the route that sends `rcpt` to the webhook `url`, or of any route to it. */
+  async secretFor(rcpt: string, url: string): Promise<string | undefined> {
+    const toUrl = (r: Route | undefined) => r?.target.kind === "webhook" && r.target.url === url && r.secret;
     const own = await this.routeFor(rcpt);
-    if (own?.target === target && own.secret) return own.secret;
-    for (const r of (await this.snapshot()).routes.values())
-      if (r.target === target && r.secret) return r.secret;
+    if (toUrl(own)) return own!.secret!;
+    for (const r of (await this.snapshot()).routes.values()) if (toUrl(r)) return r.secret!;
     return undefined;
   }
 
@@ -105,5 +108,14 @@ export class Directory {
   async srsSecret(domain: string): Promise<string | undefined> {
     const key = await this.signingKey(domain);
     return key && createHash("sha256").update(`srs:${key.privateKey}`).digest("hex");
+  }
+}
+
+/** Routes are written through `parseRouteTarget`; one that no longer parses is named, not skipped. */
+function routeTarget(row: { pattern: string; target: string }): RouteTarget {
+  try {
+    return parseRouteTarget(row.target);
+  } catch (err) {
+    throw new Error(`route ${row.pattern}: ${(err as Error).message}`);
   }
 }

@@ -1,14 +1,33 @@
-// Route targets: where inbound mail for a local address goes.
+// Delivery targets: where one recipient's copy goes. Parsed once where the text comes in (the
+// route table, the CLI, a claimed delivery row) and carried as a value; stored as its text form.
 import { addressProblem, normalizeAddress } from "../mail/address.ts";
 
-export type Target =
+/** A route's target: where mail for a local address goes. */
+export type RouteTarget =
   | { kind: "mailbox" }
   | { kind: "webhook"; url: string }
   | { kind: "relay"; host: string; port: number; lmtp: boolean }
   | { kind: "forward"; address: string };
 
-/** Parses `mailbox`, `webhook:URL`, `relay:[lmtp:]HOST[:PORT]` or `forward:ADDRESS`; throws a one-line reason. */
+/** Any delivery's target: a route's, or `mx` (the recipient's MX hosts, or the smarthost). */
+export type Target = RouteTarget | { kind: "mx" };
+
+export type TargetKind = Target["kind"];
+export const TARGET_KINDS = [
+  "mx",
+  "relay",
+  "webhook",
+  "forward",
+  "mailbox",
+] as const satisfies readonly TargetKind[];
+
+/** Parses a stored target: a route target or `mx`; throws a one-line reason. */
 export function parseTarget(raw: string): Target {
+  return raw === "mx" ? { kind: "mx" } : parseRouteTarget(raw);
+}
+
+/** Parses `mailbox`, `webhook:URL`, `relay:[lmtp:]HOST[:PORT]` or `forward:ADDRESS`; throws a one-line reason. */
+export function parseRouteTarget(raw: string): RouteTarget {
   const colon = raw.indexOf(":");
   const kind = colon < 0 ? raw : raw.slice(0, colon);
   const rest = colon < 0 ? "" : raw.slice(colon + 1);
@@ -51,6 +70,8 @@ export function parseTarget(raw: string): Target {
 
 export function formatTarget(t: Target): string {
   switch (t.kind) {
+    case "mx":
+      return "mx";
     case "mailbox":
       return "mailbox";
     case "webhook":

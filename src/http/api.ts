@@ -2,11 +2,12 @@
 // injection (/api/send), and the mailboxes. JSON in and out; errors as {error, field?}.
 import { z } from "zod";
 import type { Database } from "../db/open.ts";
+import { DELIVERY_STATUSES, isDeliveryStatus } from "../db/schema.ts";
 import type { Directory } from "../domains/directory.ts";
 import { addressProblem, domainOf, normalizeAddress } from "../mail/address.ts";
 import { ComposeError, composeMessage } from "../mail/compose.ts";
 import type { Enqueuer } from "../queue/enqueue.ts";
-import { isStatus, listQueue, removeMessage, retryNow, STATUSES, showMessage } from "../queue/inspect.ts";
+import { listQueue, removeMessage, retryNow, showMessage } from "../queue/inspect.ts";
 import { SubmitError, submitMessage } from "../queue/submit.ts";
 import { decodeCursor, mailboxMessages } from "./mailboxes.ts";
 
@@ -112,8 +113,8 @@ export async function handleApi(req: Request, url: URL, deps: ApiDeps): Promise<
 
 async function listQueueRoute(deps: ApiDeps, params: URLSearchParams): Promise<Response> {
   const status = params.get("status") ?? undefined;
-  if (status !== undefined && !isStatus(status))
-    return badRequest("status", `expected one of ${STATUSES.join(", ")}`);
+  if (status !== undefined && !isDeliveryStatus(status))
+    return badRequest("status", `expected one of ${DELIVERY_STATUSES.join(", ")}`);
   const limit = limitParam(params, 100, 1000);
   if (limit instanceof Response) return limit;
   const cursorText = params.get("cursor");

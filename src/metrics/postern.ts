@@ -5,10 +5,12 @@
 // fixed set: a port kind, a target kind, a status, a DSN action, a DNS record type.
 import { count, inArray, sql } from "drizzle-orm";
 import type { Db } from "../db/open.ts";
-import { deliveries } from "../db/schema.ts";
+import { deliveries, PENDING_STATUSES } from "../db/schema.ts";
 import type { RecordType } from "../dns/message.ts";
+import { TARGET_KINDS, type Target } from "../domains/targets.ts";
 import type { AuthCheckKind } from "../mail/authcheck.ts";
 import type { DsnAction } from "../mail/dsn.ts";
+import type { ClaimedTarget } from "../queue/claim.ts";
 import type { NewMessage } from "../queue/enqueue.ts";
 import type { SettledDelivery } from "../queue/settle.ts";
 import { R, type Reply } from "../smtp/reply.ts";
@@ -34,19 +36,16 @@ export const SESSION_OUTCOMES = [
  */
 export type SessionOutcome = (typeof SESSION_OUTCOMES)[number];
 
-export const TARGET_KINDS = ["mx", "relay", "webhook", "forward", "mailbox", "other"] as const;
-export type TargetKind = (typeof TARGET_KINDS)[number];
+/** Label values of `target`: the kinds, and `other` for a stored target that no longer parses. */
+export type TargetLabel = (typeof TARGET_KINDS)[number] | "other";
 
-/** The statuses of mail still in the queue; delivered and bounced are history (the *_total counters). */
-export const QUEUE_STATUSES = ["queued", "deferred"] as const;
 const DSN_ACTIONS = ["failed", "delayed", "delivered"] as const satisfies readonly DsnAction[];
 const DNS_TYPES = ["A", "AAAA", "MX", "TXT", "PTR", "CNAME"] as const satisfies readonly RecordType[];
 const AUTH_CHECK_KINDS = ["verified", "checked", "reused"] as const satisfies readonly AuthCheckKind[];
 
 /** The kind of a delivery target (`relay:host:25` -> `relay`): never the host, URL or address. */
-export function targetKind(target: string): TargetKind {
-  const kind = target.split(":", 1)[0]!;
-  return (TARGET_KINDS as readonly string[]).includes(kind) ? (kind as TargetKind) : "other";
+export function targetLabel(target: ClaimedTarget): TargetLabel {
+  return target.kind === "unreadable" ? "other" : target.kind;
 }
 
 /** The session's last reply before it closed tells how it ended. */
@@ -217,7 +216,6 @@ export class PosternMetrics implements SmtpMetrics {
       for (const outcome of SESSION_OUTCOMES) this.sessionsTotal.inc({ port, outcome }, 0);
     }
     for (const target of TARGET_KINDS) {
-      if (target === "other") continue;
       for (const c of [this.delivered, this.deferred, this.bounced]) c.inc({ target }, 0);
       this.deliveryDuration.init({ target });
     }
@@ -236,10 +234,10 @@ export class PosternMetrics implements SmtpMetrics {
           const rows = await db
             .select({ status: deliveries.status, n: count() })
             .from(deliveries)
-            .where(inArray(deliveries.status, [...QUEUE_STATUSES]))
+            .where(inArray(deliveries.status, [...PENDING_STATUSES]))
             .groupBy(deliveries.status);
           const by = new Map(rows.map((row) => [row.status, Number(row.n)]));
-          return QUEUE_STATUSES.map((status) => ({ labels: { status }, value: by.get(status) ?? 0 }));
+          return PENDING_STATUSES.map((status) => ({ labels: { status }, value: by.get(status) ?? 0 }));
         },
       });
       r.gauge({
@@ -303,7 +301,8 @@ export class PosternMetrics implements SmtpMetrics {
 
   /** Messages the enqueuer committed: a mailbox delivery is done by being written. */
   committed(batch: readonly Pick<NewMessage, "deliveries">[]): void {
-    for (const m of batch) for (const d of m.deliveries) if (d.target === "mailbox") this.keptInMailbox();
+    for (const m of batch)
+      for (const d of m.deliveries) if (d.target.kind === "mailbox") this.keptInMailbox();
   }
 
   private keptInMailbox(): void {
@@ -315,15 +314,15 @@ export class PosternMetrics implements SmtpMetrics {
    * The DSN writer made a notice. It is counted as it is made, inside the settling transaction:
    * a transaction that then fails (logged) over-counts by its notices, which is rare and harmless.
    */
-  dsnWritten(action: DsnAction, target: string): void {
+  dsnWritten(action: DsnAction, target: Target): void {
     if ((DSN_ACTIONS as readonly string[]).includes(action)) this.dsnsSent.inc({ action });
-    if (target === "mailbox") this.keptInMailbox();
+    if (target.kind === "mailbox") this.keptInMailbox();
   }
 
   /** A batch of attempts is settled and committed (the scheduler's hook). */
   settled(batch: readonly SettledDelivery[], now = Date.now()): void {
     for (const s of batch) {
-      const target = targetKind(s.delivery.target);
+      const target = targetLabel(s.delivery.target);
       if (s.report.outcome === "delivered") {
         this.delivered.inc({ target });
         this.deliveryDuration.observe({ target }, Math.max(0, now - s.message.receivedAt.getTime()) / 1000);

@@ -2,8 +2,23 @@
 // database take disjoint rows, and a lease so that a dead instance's rows come back when it ends.
 import { and, asc, eq, inArray, isNull, lt, lte, notInArray, or, sql } from "drizzle-orm";
 import type { Db } from "../db/open.ts";
-import { attempts, deliveries, messages } from "../db/schema.ts";
+import { attempts, deliveries, messages, PENDING_STATUSES } from "../db/schema.ts";
+import { parseTarget, type Target } from "../domains/targets.ts";
 import { ownerGone } from "./liveness.ts";
+
+/**
+ * A claimed row's target. One that does not parse (the row was edited by hand) is carried as it
+ * is, so that its delivery is deferred with the reason, not lost and not crashing the claim.
+ */
+export type ClaimedTarget = Target | { kind: "unreadable"; text: string; problem: string };
+
+export function readStoredTarget(text: string): ClaimedTarget {
+  try {
+    return parseTarget(text);
+  } catch (err) {
+    return { kind: "unreadable", text, problem: (err as Error).message };
+  }
+}
 
 export interface ClaimedDelivery {
   id: number;
@@ -11,7 +26,7 @@ export interface ClaimedDelivery {
   rcpt: string;
   orcpt: string | null;
   notify: string | null;
-  target: string;
+  target: ClaimedTarget;
   attempts: number;
   createdAt: Date;
   warnedAt: Date | null;
@@ -29,8 +44,6 @@ export interface QueuedMessage {
   authResults: unknown;
 }
 
-const PENDING = ["queued", "deferred"];
-
 /**
  * Leases up to `limit` due deliveries for `owner`, oldest due first: those nobody holds, those
  * whose lease ran out, and (with `takeOver`) those whose holder no longer proves it is alive.
@@ -47,7 +60,7 @@ export async function claimDue(
     .from(deliveries)
     .where(
       and(
-        inArray(deliveries.status, PENDING),
+        inArray(deliveries.status, PENDING_STATUSES),
         lte(deliveries.nextAttemptAt, sql`now()`),
         or(
           isNull(deliveries.leaseUntil),
@@ -76,7 +89,9 @@ export async function claimDue(
       due: deliveries.nextAttemptAt,
     });
   // RETURNING comes in no particular order (a hash of the ids, as planned): due order again
-  return rows.sort((a, b) => a.due.getTime() - b.due.getTime() || a.id - b.id);
+  return rows
+    .sort((a, b) => a.due.getTime() - b.due.getTime() || a.id - b.id)
+    .map((r) => ({ ...r, target: readStoredTarget(r.target) }));
 }
 
 /** When the next pending delivery not leased now comes due, if any is waiting. */
@@ -86,7 +101,7 @@ export async function nextDueAt(db: Db): Promise<Date | undefined> {
     .from(deliveries)
     .where(
       and(
-        inArray(deliveries.status, PENDING),
+        inArray(deliveries.status, PENDING_STATUSES),
         or(isNull(deliveries.leaseUntil), lt(deliveries.leaseUntil, sql`now()`)),
       ),
     )
@@ -140,7 +155,7 @@ export async function renewLeases(
   const ours = and(
     eq(deliveries.leaseOwner, owner),
     inArray(deliveries.id, ids),
-    inArray(deliveries.status, PENDING),
+    inArray(deliveries.status, PENDING_STATUSES),
   );
   const unlocked = db
     .select({ id: deliveries.id })
@@ -198,7 +213,7 @@ export async function releaseUnheld(db: Db, owner: string, held: number[]): Prom
     .where(
       and(
         eq(deliveries.leaseOwner, owner),
-        inArray(deliveries.status, PENDING),
+        inArray(deliveries.status, PENDING_STATUSES),
         held.length > 0 ? notInArray(deliveries.id, held) : undefined,
       ),
     );

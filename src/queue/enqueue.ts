@@ -6,11 +6,12 @@ import { sql } from "drizzle-orm";
 import { isConnectionError } from "../db/errors.ts";
 import type { Db, Tx } from "../db/open.ts";
 import { deliveries, messages } from "../db/schema.ts";
+import { formatTarget, type Target } from "../domains/targets.ts";
 import { errorMessage, type Logger } from "../log.ts";
 
 export interface NewDelivery {
   rcpt: string;
-  target: string;
+  target: Target;
   orcpt?: string | undefined;
   notify?: string | undefined;
 }
@@ -209,14 +210,14 @@ export async function writeMessages(db: Db | Tx, batch: NewMessage[]): Promise<v
   const rows = batch.flatMap((m) =>
     m.deliveries.map((d) => {
       // A mailbox delivery is done by being written: the mailbox is this table.
-      const kept = d.target === "mailbox";
+      const kept = d.target.kind === "mailbox";
       return {
         messageId: m.id,
         rcpt: d.rcpt,
         orcpt: d.orcpt,
         notify: d.notify,
-        target: d.target,
-        status: kept ? "delivered" : "queued",
+        target: formatTarget(d.target),
+        status: kept ? ("delivered" as const) : ("queued" as const),
         deliveredAt: kept ? now : null,
         nextAttemptAt: now,
       };

@@ -2,11 +2,8 @@
 // history ("why is it stuck"), and the two actions on it: retry now, remove.
 import { and, asc, desc, eq, inArray, lt, sql } from "drizzle-orm";
 import type { Db } from "../db/open.ts";
-import { attempts, deliveries, messages } from "../db/schema.ts";
+import { attempts, type DeliveryStatus, deliveries, messages, PENDING_STATUSES } from "../db/schema.ts";
 import { readHeaders } from "../mail/headers.ts";
-
-export const STATUSES = ["queued", "deferred", "delivered", "bounced"] as const;
-export type Status = (typeof STATUSES)[number];
 
 export interface QueueEntry {
   messageId: string;
@@ -14,7 +11,7 @@ export interface QueueEntry {
   from: string;
   rcpt: string;
   target: string;
-  status: string;
+  status: DeliveryStatus;
   attempts: number;
   nextAttemptAt: string | null;
   lastReply: string | null;
@@ -28,12 +25,10 @@ export interface QueuePage {
   nextCursor?: number;
 }
 
-const PENDING = ["queued", "deferred"];
-
 /** Deliveries, newest first; `status` filters, `cursor` continues after a delivery id. */
 export async function listQueue(
   db: Db,
-  o: { status?: Status; limit: number; cursor?: number },
+  o: { status?: DeliveryStatus; limit: number; cursor?: number },
 ): Promise<QueuePage> {
   const rows = await db
     .select({
@@ -61,7 +56,7 @@ export async function listQueue(
     .limit(o.limit + 1);
   const page = rows.slice(0, o.limit).map((r) => ({
     ...r,
-    nextAttemptAt: PENDING.includes(r.status) ? r.nextAttemptAt.toISOString() : null,
+    nextAttemptAt: isPending(r.status) ? r.nextAttemptAt.toISOString() : null,
     receivedAt: r.receivedAt.toISOString(),
   }));
   return rows.length > o.limit ? { entries: page, nextCursor: page.at(-1)!.deliveryId } : { entries: page };
@@ -135,7 +130,7 @@ export async function showMessage(db: Db, id: string): Promise<MessageDetail | u
       target: d.target,
       status: d.status,
       attempts: d.attempts,
-      nextAttemptAt: PENDING.includes(d.status) ? d.nextAttemptAt.toISOString() : null,
+      nextAttemptAt: isPending(d.status) ? d.nextAttemptAt.toISOString() : null,
       lastReply: d.lastReply,
       deliveredAt: d.deliveredAt?.toISOString() ?? null,
       history: tries
@@ -153,7 +148,7 @@ export async function showMessage(db: Db, id: string): Promise<MessageDetail | u
 
 /** Makes pending deliveries due now (one message, or all); returns how many. */
 export async function retryNow(db: Db, id: string | "all"): Promise<number> {
-  const pending = inArray(deliveries.status, PENDING);
+  const pending = inArray(deliveries.status, PENDING_STATUSES);
   const rows = await db
     .update(deliveries)
     .set({ nextAttemptAt: sql`now()` })
@@ -168,6 +163,4 @@ export async function removeMessage(db: Db, id: string): Promise<boolean> {
   return rows.length > 0;
 }
 
-export function isStatus(s: string): s is Status {
-  return (STATUSES as readonly string[]).includes(s);
-}
+const isPending = (s: DeliveryStatus) => (PENDING_STATUSES as readonly DeliveryStatus[]).includes(s);

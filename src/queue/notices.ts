@@ -1,5 +1,6 @@
 // Which settled deliveries the sender hears about, as DSN messages to queue: one DSN per message
 // per event, listing every recipient of that message that shares it (RFC 3464).
+import type { RouteTarget, Target } from "../domains/targets.ts";
 import { domainOf, normalizeAddress } from "../mail/address.ts";
 import { buildDsn, type DsnAction, isNullSender, shouldNotify } from "../mail/dsn.ts";
 import { headerValue, readHeaders } from "../mail/headers.ts";
@@ -16,11 +17,11 @@ const ACTION: Record<DeliveryEvent, DsnAction> = {
 export interface NoticeDeps {
   hostname: string;
   lifetimeSeconds: number;
-  /** Where mail to a local address goes (its route target), undefined for none; non-local: "mx". */
-  targetFor(address: string): Promise<string | undefined>;
+  /** Where mail to a local address goes (its route target), undefined for none. */
+  targetFor(address: string): Promise<RouteTarget | undefined>;
   isLocalDomain(domain: string): Promise<boolean>;
   /** Told of each notice made, with the batch it was made for (written only if that commits). */
-  onNotice?(action: DsnAction, target: string): void;
+  onNotice?(action: DsnAction, target: Target): void;
 }
 
 /** Inbound mail's stored verdict (`AuthVerdict`, or null with the checks off) says SPF passed. */
@@ -43,7 +44,7 @@ export function dsnWriter(deps: NoticeDeps): DsnWriter {
       const { message, event } = group[0]!;
       const sender = message.mailFrom;
       const local = await deps.isLocalDomain(domainOf(sender));
-      const target = local ? await deps.targetFor(sender) : "mx";
+      const target: Target | undefined = local ? await deps.targetFor(sender) : { kind: "mx" };
       if (!target) continue; // a local sender with nowhere to receive: nobody to tell
       const id = newMessageId();
       const dsn = buildDsn({

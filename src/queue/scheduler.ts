@@ -10,6 +10,7 @@ import { type Courier, destinationOf, type Job } from "../delivery/courier.ts";
 import { errorMessage, type Logger } from "../log.ts";
 import {
   type ClaimedDelivery,
+  type ClaimedTarget,
   claimDue,
   deferUnreadable,
   loadMessages,
@@ -38,7 +39,7 @@ export interface SchedulerOptions {
   db: Db;
   /** Names this process in lease_owner. */
   owner: string;
-  courierFor(target: string): Courier;
+  courierFor(target: ClaimedTarget): Courier;
   policy: SettlePolicy;
   dsns: DsnWriter;
   log: Logger;

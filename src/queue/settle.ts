@@ -3,7 +3,7 @@
 // events produce are written in that same transaction, so a crash never loses one half.
 import { and, eq, inArray } from "drizzle-orm";
 import type { Db } from "../db/open.ts";
-import { attempts, deliveries } from "../db/schema.ts";
+import { attempts, type DeliveryStatus, deliveries, PENDING_STATUSES } from "../db/schema.ts";
 import type { ClaimedDelivery, QueuedMessage } from "./claim.ts";
 import { type NewMessage, writeMessages } from "./enqueue.ts";
 import { type AttemptOutcome, nextAttempt, type RetryPolicy } from "./retry.ts";
@@ -49,7 +49,7 @@ export function decide(
   policy: SettlePolicy,
   now: Date,
   random: () => number = Math.random,
-): SettledDelivery & { status: string; warn: boolean } {
+): SettledDelivery & { status: DeliveryStatus; warn: boolean } {
   const base = { delivery, message, report, warn: false };
   if (report.outcome === "delivered")
     return { ...base, status: "delivered", event: "delivered", nextAttemptAt: undefined };
@@ -107,7 +107,7 @@ export async function settle(
           and(
             eq(deliveries.id, d.delivery.id),
             eq(deliveries.leaseOwner, owner),
-            inArray(deliveries.status, ["queued", "deferred"]),
+            inArray(deliveries.status, PENDING_STATUSES),
           ),
         )
         .returning({ id: deliveries.id });

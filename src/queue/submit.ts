@@ -3,6 +3,7 @@
 
 import type { Db } from "../db/open.ts";
 import type { Directory } from "../domains/directory.ts";
+import type { Target } from "../domains/targets.ts";
 import { addressProblem, domainOf, normalizeAddress } from "../mail/address.ts";
 import { stripForgedAuthResults } from "../mail/authcheck.ts";
 import { headerValue, readHeaders } from "../mail/headers.ts";
@@ -101,7 +102,7 @@ export async function submitMessage(deps: SubmitDeps, mail: Injection): Promise<
     const rcpt = normalizeAddress(raw);
     const problem = addressProblem(rcpt);
     if (problem) throw new SubmitError(`to[${i}]`, problem);
-    let target = "mx";
+    let target: Target = { kind: "mx" };
     if (await deps.directory.isLocalDomain(domainOf(rcpt))) {
       const route = await deps.directory.routeFor(rcpt);
       if (!route) throw new SubmitError(`to[${i}]`, `${rcpt}: no such local user`);

@@ -6,7 +6,6 @@ import { users } from "../db/schema.ts";
 import type { RecipientVerifier } from "../delivery/recipient-verifier.ts";
 import type { Resolver } from "../dns/resolver.ts";
 import type { Directory } from "../domains/directory.ts";
-import { parseTarget } from "../domains/targets.ts";
 import type { Logger } from "../log.ts";
 import { domainOf, normalizeAddress, patternMatches } from "../mail/address.ts";
 import {
@@ -85,10 +84,10 @@ export function createSessionBackend(deps: BackendDeps): SessionBackend {
           address.toUpperCase().startsWith("SRS0=") &&
           (await directory.srsSecret(domainOf(address)));
         const original = secret ? srsReverse(address, secret) : undefined;
-        if (original) return { ok: true, target: `forward:${original}` };
+        if (original) return { ok: true, target: { kind: "forward", address: original } };
         const route = await directory.routeFor(address);
         if (!route) return { ok: false, reply: R.unknownUser() };
-        const target = parseTarget(route.target);
+        const { target } = route;
         if (target.kind === "relay" && deps.verifier) {
           const verdict = await deps.verifier.verify(target, address);
           if (verdict.kind === "refused") {
@@ -96,13 +95,13 @@ export function createSessionBackend(deps: BackendDeps): SessionBackend {
             return { ok: false, reply: R.refusedInside(code, enhanced, text) };
           }
         }
-        return { ok: true, target: route.target };
+        return { ok: true, target };
       }
       // Never an open relay: only an authenticated session may send beyond our domains.
       if (!ctx.authUser) return { ok: false, reply: R.relayDenied() };
       // A typo in the domain fails now, not as a bounce days later.
       const refusal = resolver && recipientDomainReply(await mailDomainStatus(resolver, domainOf(address)));
-      return refusal ? { ok: false, reply: refusal } : { ok: true, target: "mx" };
+      return refusal ? { ok: false, reply: refusal } : { ok: true, target: { kind: "mx" } };
     },
 
     async accept(id, envelope, received) {
@@ -131,7 +130,7 @@ export function createSessionBackend(deps: BackendDeps): SessionBackend {
         content = await signIfLocal(directory, fixed.content);
       } else if (resolver) {
         // Mail we forward carries our ARC seal, made with the key of the domain it was sent to.
-        const forwarded = envelope.recipients.find((r) => r.target.startsWith("forward:"));
+        const forwarded = envelope.recipients.find((r) => r.target.kind === "forward");
         const seal = forwarded && (await directory.signingKey(domainOf(forwarded.address)));
         const outcome = await checkInbound(content, {
           ip: envelope.remoteIp,

@@ -2,6 +2,7 @@
 // listener feeds it bytes and carries out its output, and a backend answers the questions that
 // need the directory or the queue. So every rule here is tested without a network.
 import { decodeBase64, decodePlain, encodeBase64 } from "../auth/sasl.ts";
+import type { Target } from "../domains/targets.ts";
 import { errorMessage } from "../log.ts";
 import { receivedHeader } from "../mail/received.ts";
 import { controlCharacter, type MailParams, parseCommand, type RcptParams } from "./command.ts";
@@ -37,7 +38,7 @@ export interface TlsInfo {
 export interface Recipient {
   address: string;
   params: RcptParams;
-  target: string;
+  target: Target;
 }
 
 export interface Envelope {
@@ -51,7 +52,7 @@ export interface Envelope {
   tls: TlsInfo | undefined;
 }
 
-export type RecipientDecision = { ok: true; target: string } | { ok: false; reply: Reply };
+export type RecipientDecision = { ok: true; target: Target } | { ok: false; reply: Reply };
 
 export interface SessionBackend {
   /** The canonical login on success, undefined on wrong credentials. */

@@ -8,6 +8,7 @@ import { type Database, openDatabase } from "../../src/db/open.ts";
 import { attempts, deliveries } from "../../src/db/schema.ts";
 import { fixedPlan, SmtpCourier } from "../../src/delivery/smtp-courier.ts";
 import { createResolver } from "../../src/dns/resolver.ts";
+import { parseTarget } from "../../src/domains/targets.ts";
 import { createLogger } from "../../src/log.ts";
 import { Enqueuer } from "../../src/queue/enqueue.ts";
 import { newMessageId } from "../../src/queue/ids.ts";
@@ -61,7 +62,7 @@ describe("a destination that hangs after the data", () => {
       direction: "inbound",
       mailFrom: "s@remote.test",
       raw: new TextEncoder().encode("Subject: hang\r\n\r\nbody\r\n"),
-      deliveries: [{ rcpt: "r@example.test", target: `relay:127.0.0.1:${sink.port}` }],
+      deliveries: [{ rcpt: "r@example.test", target: parseTarget(`relay:127.0.0.1:${sink.port}`) }],
     });
     await scheduler.start();
     try {

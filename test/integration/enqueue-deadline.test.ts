@@ -17,7 +17,7 @@ const message = (): NewMessage => ({
   direction: "inbound",
   mailFrom: "s@remote.test",
   raw: new TextEncoder().encode("Subject: s\r\n\r\nbody\r\n"),
-  deliveries: [{ rcpt: "a@example.test", target: "mailbox" }],
+  deliveries: [{ rcpt: "a@example.test", target: { kind: "mailbox" } }],
 });
 
 const outcome = (p: Promise<void>) =>

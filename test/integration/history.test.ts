@@ -3,7 +3,8 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { eq, inArray, sql } from "drizzle-orm";
 import { migrate } from "../../src/db/migrate.ts";
 import type { Database } from "../../src/db/open.ts";
-import { attempts, deliveries, messages } from "../../src/db/schema.ts";
+import { attempts, type DeliveryStatus, deliveries, messages } from "../../src/db/schema.ts";
+import { parseTarget } from "../../src/domains/targets.ts";
 import { createLogger } from "../../src/log.ts";
 import { Enqueuer } from "../../src/queue/enqueue.ts";
 import { HistoryPruner, purgeFinished } from "../../src/queue/history.ts";
@@ -23,14 +24,14 @@ describe.each(databaseDrivers())("history on %s", (_name, open) => {
   });
 
   /** A message with one delivery per [target, status], received `daysAgo` days ago. */
-  async function message(daysAgo: number, ...rcpts: [string, string][]): Promise<string> {
+  async function message(daysAgo: number, ...rcpts: [string, DeliveryStatus][]): Promise<string> {
     const id = newMessageId();
     await new Enqueuer(database.db, log).enqueue({
       id,
       direction: "inbound",
       mailFrom: "s@remote.test",
       raw: new TextEncoder().encode("Subject: s\r\n\r\nbody\r\n"),
-      deliveries: rcpts.map(([target], i) => ({ rcpt: `r${i}@example.test`, target })),
+      deliveries: rcpts.map(([target], i) => ({ rcpt: `r${i}@example.test`, target: parseTarget(target) })),
     });
     await database.db
       .update(messages)

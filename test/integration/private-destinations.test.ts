@@ -16,7 +16,7 @@ function job(rcpt: string, subject: string): Job {
       rcpt,
       orcpt: null,
       notify: null,
-      target: "mx",
+      target: { kind: "mx" },
       attempts: 0,
       createdAt: new Date(),
       warnedAt: null,

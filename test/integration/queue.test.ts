@@ -6,8 +6,9 @@ import postgres from "postgres";
 import { migrate } from "../../src/db/migrate.ts";
 import { type Database, openDatabase } from "../../src/db/open.ts";
 import { attempts, deliveries, messages, workers } from "../../src/db/schema.ts";
-import type { Courier, Job } from "../../src/delivery/courier.ts";
+import { type Courier, destinationOf, type Job } from "../../src/delivery/courier.ts";
 import { Directory } from "../../src/domains/directory.ts";
+import { parseTarget } from "../../src/domains/targets.ts";
 import { createLogger } from "../../src/log.ts";
 import { claimDue, loadMessages, renewLeases } from "../../src/queue/claim.ts";
 import { Enqueuer } from "../../src/queue/enqueue.ts";
@@ -74,7 +75,7 @@ async function enqueue(
         raw: new TextEncoder().encode(`Subject: ${i}\r\n\r\n${body}\r\n`),
         deliveries: Array.from({ length: recipients }, (_, k) => ({
           rcpt: `r${i}.${k}@example.test`,
-          target,
+          target: parseTarget(target),
         })),
       }),
     ),
@@ -246,7 +247,7 @@ describe.each(drivers)("the queue on %s", (_name, open) => {
         mailFrom: "s@remote.test",
         raw: new TextEncoder().encode("Subject: spf passed\r\n\r\nbody\r\n"),
         authResults: { spf: "pass" },
-        deliveries: [{ rcpt: "r@example.test", target: "relay:dsn.test:25" }],
+        deliveries: [{ rcpt: "r@example.test", target: parseTarget("relay:dsn.test:25") }],
       });
       const dsnAbout = async (id: string) => {
         const rows = await database.db.select().from(messages).where(eq(messages.direction, "dsn"));
@@ -351,7 +352,7 @@ describe.skipIf(!havePostgres)("message bodies in memory", () => {
           direction: "inbound",
           mailFrom: "s@remote.test",
           raw: new TextEncoder().encode(`Subject: ${i}\r\n\r\n${body}\r\n`),
-          deliveries: [{ rcpt: `r${i}@example.test`, target: `relay:d${i % 10}.test:25` }],
+          deliveries: [{ rcpt: `r${i}@example.test`, target: parseTarget(`relay:d${i % 10}.test:25`) }],
         }),
       ),
     );
@@ -403,7 +404,7 @@ describe.skipIf(!havePostgres)("message bodies in memory", () => {
     const courier: Courier = {
       async deliver(jobs) {
         await Bun.sleep(10);
-        for (const j of jobs) order.push(j.delivery.target);
+        for (const j of jobs) order.push(destinationOf(j.delivery.target, j.delivery.rcpt));
         return allDelivered(jobs, 10);
       },
     };
@@ -433,7 +434,7 @@ describe.skipIf(!havePostgres)("message bodies in memory", () => {
     const courier: Courier = {
       async deliver(jobs) {
         await Bun.sleep(50);
-        for (const j of jobs) order.push(j.delivery.target);
+        for (const j of jobs) order.push(destinationOf(j.delivery.target, j.delivery.rcpt));
         return allDelivered(jobs, 50);
       },
     };

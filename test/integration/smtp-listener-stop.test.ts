@@ -14,7 +14,7 @@ describe("stopping the SMTP listener", () => {
     const backend: SessionBackend = {
       authenticate: async () => undefined,
       checkSender: async () => undefined,
-      checkRecipient: async () => ({ ok: true, target: "mailbox" }),
+      checkRecipient: async () => ({ ok: true, target: { kind: "mailbox" } }),
       accept: async () => {
         accepting = true;
         await commit.promise;

@@ -11,7 +11,7 @@ import { ehloClient, SmtpClient } from "../helpers/smtp-client.ts";
 const backend: SessionBackend = {
   authenticate: async () => undefined,
   checkSender: async () => undefined,
-  checkRecipient: async () => ({ ok: true, target: "mailbox" }),
+  checkRecipient: async () => ({ ok: true, target: { kind: "mailbox" } }),
   accept: async () => {},
 };
 

@@ -11,7 +11,7 @@ const job = (id: number, url: string): Job => ({
     rcpt: "hook@example.test",
     orcpt: null,
     notify: null,
-    target: `webhook:${url}`,
+    target: { kind: "webhook", url },
     attempts: 0,
     createdAt: new Date(),
     warnedAt: null,

@@ -6,6 +6,7 @@ import { type Database, openDatabase } from "../../src/db/open.ts";
 import { attempts, deliveries, routes } from "../../src/db/schema.ts";
 import { WebhookCourier } from "../../src/delivery/webhook.ts";
 import { Directory } from "../../src/domains/directory.ts";
+import { parseTarget } from "../../src/domains/targets.ts";
 import { createLogger } from "../../src/log.ts";
 import { Enqueuer } from "../../src/queue/enqueue.ts";
 import { newMessageId } from "../../src/queue/ids.ts";
@@ -86,7 +87,7 @@ describe("webhook targets", () => {
         mailFrom: "s@remote.test",
         raw: new TextEncoder().encode(MESSAGE),
         authResults: { spf: "pass" },
-        deliveries: [{ rcpt: "hook@example.test", target }],
+        deliveries: [{ rcpt: "hook@example.test", target: parseTarget(target) }],
       });
       const deadline = Date.now() + 10000;
       while (!until() && Date.now() < deadline) await Bun.sleep(50);

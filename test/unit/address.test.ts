@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { formatTarget, parseTarget } from "../../src/domains/targets.ts";
+import { formatTarget, parseRouteTarget, parseTarget } from "../../src/domains/targets.ts";
 import { addressProblem, domainProblem, patternMatches, patternProblem } from "../../src/mail/address.ts";
 
 describe("domains and addresses", () => {
@@ -59,7 +59,12 @@ describe("route targets", () => {
     ["relay:host:99999", "HOST[:PORT]"],
     ["forward:nobody", "forward address"],
     ["smtp:x", "unknown target"],
-  ])("%s is refused (%s)", (raw, why) => {
-    expect(() => parseTarget(raw)).toThrow(why);
+    ["mx", "unknown target"],
+  ])("%s is refused as a route target (%s)", (raw, why) => {
+    expect(() => parseRouteTarget(raw)).toThrow(why);
+  });
+  test("mx is a delivery's target, not a route's", () => {
+    expect(parseTarget("mx")).toEqual({ kind: "mx" });
+    expect(formatTarget({ kind: "mx" })).toBe("mx");
   });
 });

@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
-import { targetKind } from "../../src/metrics/postern.ts";
+import { targetLabel } from "../../src/metrics/postern.ts";
 import { escapeLabelValue, formatValue, Registry } from "../../src/metrics/registry.ts";
+import { readStoredTarget } from "../../src/queue/claim.ts";
 
 describe("metrics registry", () => {
   test("counters: HELP and TYPE once, one line per label set, in the text format", async () => {
@@ -136,11 +137,12 @@ describe("metrics registry", () => {
   });
 
   test("target kinds never carry the host, URL or address", () => {
-    expect(targetKind("mx")).toBe("mx");
-    expect(targetKind("mailbox")).toBe("mailbox");
-    expect(targetKind("relay:10.0.0.1:2525")).toBe("relay");
-    expect(targetKind("webhook:https://example.com/hook")).toBe("webhook");
-    expect(targetKind("forward:bob@example.org")).toBe("forward");
-    expect(targetKind("something:else")).toBe("other");
+    const label = (text: string) => targetLabel(readStoredTarget(text));
+    expect(label("mx")).toBe("mx");
+    expect(label("mailbox")).toBe("mailbox");
+    expect(label("relay:10.0.0.1:2525")).toBe("relay");
+    expect(label("webhook:https://example.com/hook")).toBe("webhook");
+    expect(label("forward:bob@example.org")).toBe("forward");
+    expect(label("something:else")).toBe("other");
   });
 });

@@ -79,10 +79,10 @@ class MemoryBackend implements SessionBackend {
     const domain = address.slice(address.lastIndexOf("@") + 1).toLowerCase();
     if (domain === "example.test") {
       return this.local.has(address.toLowerCase())
-        ? { ok: true, target: "mailbox" }
+        ? { ok: true, target: { kind: "mailbox" } }
         : { ok: false, reply: R.unknownUser() };
     }
-    return ctx.authUser ? { ok: true, target: "mx" } : { ok: false, reply: R.relayDenied() };
+    return ctx.authUser ? { ok: true, target: { kind: "mx" } } : { ok: false, reply: R.relayDenied() };
   }
 
   async accept(id: string, envelope: Envelope, content: Uint8Array): Promise<void> {
@@ -420,7 +420,7 @@ describe("a mail transaction", () => {
         envelope: {
           mailFrom: "carol@remote.test",
           mailParams: { body: "8BITMIME" },
-          recipients: [{ address: "bob@example.test", params: {}, target: "mailbox" }],
+          recipients: [{ address: "bob@example.test", params: {}, target: { kind: "mailbox" } }],
           helo: "client.test",
           remoteIp: CLIENT_IP,
           authUser: undefined,
@@ -459,9 +459,9 @@ describe("a mail transaction", () => {
       {
         address: "bob@example.test",
         params: { notify: ["FAILURE", "DELAY"], orcpt: "rfc822;bob@example.test" },
-        target: "mailbox",
+        target: { kind: "mailbox" },
       },
-      { address: ALICE, params: { notify: ["NEVER"] }, target: "mailbox" },
+      { address: ALICE, params: { notify: ["NEVER"] }, target: { kind: "mailbox" } },
     ]);
     expect(content).not.toContain("for <");
   });
@@ -931,7 +931,7 @@ describe("submission and AUTH", () => {
     const { envelope, content } = h.backend.stored[0]!;
     expect(envelope.authUser).toBe(ALICE);
     expect(envelope.port).toBe("submissions");
-    expect(envelope.recipients[0]!.target).toBe("mx");
+    expect(envelope.recipients[0]!.target).toEqual({ kind: "mx" });
     expect(content).toContain(`with ESMTPSA id QID1\r\n`);
     expect(content).toContain(`\t(authenticated sender: ${ALICE})\r\n`);
   });

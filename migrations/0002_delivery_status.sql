@@ -1,0 +1,1 @@
+ALTER TABLE "deliveries" ADD CONSTRAINT "deliveries_status_check" CHECK (status in ('queued', 'deferred', 'delivered', 'bounced'));

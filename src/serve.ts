@@ -8,6 +8,7 @@ import { migrate } from "./db/migrate.ts";
 import { openDatabase } from "./db/open.ts";
 import { courierRegistry } from "./delivery/couriers.ts";
 import { RecipientVerifier } from "./delivery/recipient-verifier.ts";
+import { bounceTarget, Router } from "./delivery/route.ts";
 import { createResolver } from "./dns/resolver.ts";
 import { Directory } from "./domains/directory.ts";
 import { maxRequestBodyBytes } from "./http/api.ts";
@@ -18,6 +19,7 @@ import { loadTlsMaterial } from "./net/tls.ts";
 import { ENQUEUE_DEADLINE_MS, Enqueuer, QUEUE_CHANNEL } from "./queue/enqueue.ts";
 import { HistoryPruner } from "./queue/history.ts";
 import { newMessageId } from "./queue/ids.ts";
+import { Intake } from "./queue/intake.ts";
 import { dsnWriter } from "./queue/notices.ts";
 import { Scheduler } from "./queue/scheduler.ts";
 import { createSessionBackend } from "./smtp/backend.ts";
@@ -104,6 +106,11 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const resolver = await createResolver(config.dnsServers, {
     onLookup: (type, seconds) => metrics.dnsLookup(type, seconds),
   });
+  const router = new Router({
+    directory,
+    resolver: config.dnsChecks ? resolver : undefined,
+    verifier: new RecipientVerifier({ helo: config.hostname }),
+  });
   scheduler = new Scheduler({
     db: database.db,
     owner: `${config.hostname}:${process.pid}:${randomBytes(4).toString("hex")}`,
@@ -117,8 +124,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     dsns: dsnWriter({
       hostname: config.hostname,
       lifetimeSeconds: config.queueLifetimeSeconds,
-      isLocalDomain: (d) => directory.isLocalDomain(d),
-      targetFor: async (address) => (await directory.routeFor(address))?.target,
+      targetFor: (address) => bounceTarget(router, address),
       onNotice: (action, target) => metrics.dsnWritten(action, target),
     }),
     onSettled: (settled) => metrics.settled(settled),
@@ -131,16 +137,22 @@ export async function startServer(config: Config): Promise<RunningServer> {
     metrics.committed(written);
     scheduler.wake();
   });
-  const backend = createSessionBackend({
-    db: database.db,
+  const intake = new Intake({
     directory,
     enqueuer,
     hostname: config.hostname,
     resolver: config.dnsChecks ? resolver : undefined,
     dmarcPolicy: config.dmarcPolicy,
-    verifier: new RecipientVerifier({ helo: config.hostname }),
-    metrics,
+    onAuthChecked: (how) => metrics.authChecked(how),
     log,
+  });
+  const backend = createSessionBackend({
+    db: database.db,
+    directory,
+    router,
+    intake,
+    resolver: config.dnsChecks ? resolver : undefined,
+    metrics,
   });
   const counter = new ConnectionCounter({ total: config.maxConnections, perIp: config.maxConnectionsPerIp });
   const ports: [PortKind, number][] = [
@@ -198,7 +210,8 @@ export async function startServer(config: Config): Promise<RunningServer> {
       api: {
         database,
         directory,
-        enqueuer,
+        router,
+        intake,
         hostname: config.hostname,
         maxMessageBytes: config.maxMessageBytes,
       },

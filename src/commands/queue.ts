@@ -1,9 +1,11 @@
 import { secretRedactor } from "../config.ts";
 import { DELIVERY_STATUSES, isDeliveryStatus } from "../db/schema.ts";
+import { Router } from "../delivery/route.ts";
 import { Directory } from "../domains/directory.ts";
 import { createLogger } from "../log.ts";
 import { Enqueuer } from "../queue/enqueue.ts";
 import { listQueue, removeMessage, retryNow, showMessage } from "../queue/inspect.ts";
+import { Intake } from "../queue/intake.ts";
 import { SubmitError, submitMessage } from "../queue/submit.ts";
 import {
   type CommandContext,
@@ -124,12 +126,20 @@ export const send: Verb = async (ctx, args) => {
     throw new UsageError("usage: postern send --from A --to B [--to C] < message.eml");
   const raw = new TextEncoder().encode((await ctx.io.stdin()).replace(/\r?\n/g, "\r\n"));
   const log = createLogger(ctx.config.logLevel, undefined, secretRedactor(ctx.config));
+  const directory = new Directory(ctx.db);
   try {
     const id = await submitMessage(
       {
-        db: ctx.db,
-        directory: new Directory(ctx.db),
-        enqueuer: new Enqueuer(ctx.db, log),
+        directory,
+        // Injected mail is a submission: no inbound checks, no recipient probes.
+        router: new Router({ directory, resolver: undefined, verifier: undefined }),
+        intake: new Intake({
+          directory,
+          enqueuer: new Enqueuer(ctx.db, log),
+          hostname: ctx.config.hostname,
+          resolver: undefined,
+          dmarcPolicy: ctx.config.dmarcPolicy,
+        }),
         hostname: ctx.config.hostname,
         maxMessageBytes: ctx.config.maxMessageBytes,
       },

@@ -3,18 +3,20 @@
 import { z } from "zod";
 import type { Database } from "../db/open.ts";
 import { DELIVERY_STATUSES, isDeliveryStatus } from "../db/schema.ts";
+import type { Router } from "../delivery/route.ts";
 import type { Directory } from "../domains/directory.ts";
 import { addressProblem, domainOf, normalizeAddress } from "../mail/address.ts";
 import { ComposeError, composeMessage } from "../mail/compose.ts";
-import type { Enqueuer } from "../queue/enqueue.ts";
 import { listQueue, removeMessage, retryNow, showMessage } from "../queue/inspect.ts";
+import type { Intake } from "../queue/intake.ts";
 import { SubmitError, submitMessage } from "../queue/submit.ts";
 import { decodeCursor, mailboxMessages } from "./mailboxes.ts";
 
 export interface ApiDeps {
   database: Database;
   directory: Directory;
-  enqueuer: Enqueuer;
+  router: Router;
+  intake: Intake;
   hostname: string;
   /** POSTERN_MAX_MESSAGE_BYTES: /api/send keeps SMTP's limit. */
   maxMessageBytes: number;
@@ -180,16 +182,13 @@ async function send(deps: ApiDeps, req: Request): Promise<Response> {
     throw err;
   }
   try {
-    const id = await submitMessage(
-      { ...deps, db: deps.database.db },
-      {
-        from: mail.from,
-        to: [...mail.to, ...("cc" in mail ? (mail.cc ?? []) : [])],
-        raw,
-        via: "api",
-        field: "raw" in mail ? "raw" : "message",
-      },
-    );
+    const id = await submitMessage(deps, {
+      from: mail.from,
+      to: [...mail.to, ...("cc" in mail ? (mail.cc ?? []) : [])],
+      raw,
+      via: "api",
+      field: "raw" in mail ? "raw" : "message",
+    });
     return json(202, { id });
   } catch (err) {
     if (err instanceof SubmitError)

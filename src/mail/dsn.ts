@@ -9,6 +9,7 @@
 // encoder is borrowed from it.
 import { randomBytes } from "node:crypto";
 import { encode as qpEncode, wrap as qpWrap } from "nodemailer/lib/qp";
+import { newMessageIdField } from "./message-id.ts";
 import { rfc5322Date } from "./received.ts";
 
 export type DsnAction = "failed" | "delayed" | "delivered" | "relayed" | "expanded";
@@ -188,7 +189,7 @@ export function buildDsn(input: DsnInput): Dsn {
     `To: <${to.replace(/[\r\n]/g, "")}>`,
     `Subject: ${SUBJECTS[action]}`,
     `Date: ${rfc5322Date(input.now)}`,
-    `Message-ID: <${input.now.getTime().toString(36)}.${randomBytes(8).toString("hex")}@${host}>`,
+    `Message-ID: ${newMessageIdField(host, input.now)}`,
     // RFC 3834 5: an automatic response, so auto-responders leave it alone.
     "Auto-Submitted: auto-replied",
     "MIME-Version: 1.0",

@@ -28,6 +28,11 @@ export function receivedHeader(r: ReceivedInfo): string {
   return `${lines.join("\r\n")}\r\n`;
 }
 
+/** The Received field of mail the operator injected (`/api/send`, `postern send`): no client. */
+export function injectedReceivedHeader(r: { hostname: string; id: string; via: string; date: Date }): string {
+  return `Received: by ${r.hostname} (Postern, via ${r.via}) id ${r.id};\r\n\t${rfc5322Date(r.date)}\r\n`;
+}
+
 const DAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
 const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 

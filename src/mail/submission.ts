@@ -1,9 +1,9 @@
 // What an MSA does to a submitted message (RFC 6409 §8): it needs a From (and Sender) the user
 // may use, and gets the Date and Message-ID it lacks.
-import { randomBytes } from "node:crypto";
 import { addressParser } from "postal-mime";
 import { patternMatches } from "./address.ts";
 import { readHeaders } from "./headers.ts";
+import { newMessageIdField } from "./message-id.ts";
 import { rfc5322Date } from "./received.ts";
 
 export type SubmissionCheck =
@@ -48,9 +48,7 @@ export function fixUpSubmission(
   const added: string[] = [];
   if (!headers.some(([n]) => n === "date")) added.push(`Date: ${rfc5322Date(now)}\r\n`);
   if (!headers.some(([n]) => n === "message-id")) {
-    added.push(
-      `Message-ID: <${now.getTime().toString(36)}.${randomBytes(8).toString("hex")}@${hostname}>\r\n`,
-    );
+    added.push(`Message-ID: ${newMessageIdField(hostname, now)}\r\n`);
   }
   if (added.length === 0) return { ok: true, content };
   // Trace fields (Received) stay on top, as RFC 5321 4.4 wants them first.

@@ -1,7 +1,7 @@
 // Which settled deliveries the sender hears about, as DSN messages to queue: one DSN per message
 // per event, listing every recipient of that message that shares it (RFC 3464).
-import type { RouteTarget, Target } from "../domains/targets.ts";
-import { domainOf, normalizeAddress } from "../mail/address.ts";
+import type { Target } from "../domains/targets.ts";
+import { normalizeAddress } from "../mail/address.ts";
 import { buildDsn, type DsnAction, isNullSender, shouldNotify } from "../mail/dsn.ts";
 import { headerValue, readHeaders } from "../mail/headers.ts";
 import type { NewMessage } from "./enqueue.ts";
@@ -17,9 +17,8 @@ const ACTION: Record<DeliveryEvent, DsnAction> = {
 export interface NoticeDeps {
   hostname: string;
   lifetimeSeconds: number;
-  /** Where mail to a local address goes (its route target), undefined for none. */
-  targetFor(address: string): Promise<RouteTarget | undefined>;
-  isLocalDomain(domain: string): Promise<boolean>;
+  /** Where mail to the sender goes (the router's choice for a bounce), undefined for nowhere. */
+  targetFor(address: string): Promise<Target | undefined>;
   /** Told of each notice made, with the batch it was made for (written only if that commits). */
   onNotice?(action: DsnAction, target: Target): void;
 }
@@ -43,8 +42,7 @@ export function dsnWriter(deps: NoticeDeps): DsnWriter {
     for (const group of groups.values()) {
       const { message, event } = group[0]!;
       const sender = message.mailFrom;
-      const local = await deps.isLocalDomain(domainOf(sender));
-      const target: Target | undefined = local ? await deps.targetFor(sender) : { kind: "mx" };
+      const target = await deps.targetFor(sender);
       if (!target) continue; // a local sender with nowhere to receive: nobody to tell
       const id = newMessageId();
       const dsn = buildDsn({

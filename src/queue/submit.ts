@@ -1,22 +1,17 @@
 // Mail injected by the operator (`POST /api/send`, `postern send`): checked and treated as a
 // submission would be, then queued.
 
-import type { Db } from "../db/open.ts";
+import type { Router } from "../delivery/route.ts";
 import type { Directory } from "../domains/directory.ts";
-import type { Target } from "../domains/targets.ts";
 import { addressProblem, domainOf, normalizeAddress } from "../mail/address.ts";
-import { stripForgedAuthResults } from "../mail/authcheck.ts";
-import { headerValue, readHeaders } from "../mail/headers.ts";
-import { rfc5322Date } from "../mail/received.ts";
-import { signIfLocal } from "../mail/signing.ts";
-import { fixUpSubmission } from "../mail/submission.ts";
-import type { Enqueuer } from "./enqueue.ts";
+import { injectedReceivedHeader } from "../mail/received.ts";
 import { newMessageId } from "./ids.ts";
+import { type ArrivingRecipient, type Intake, MessageRejected, type Refusal } from "./intake.ts";
 
 export interface SubmitDeps {
-  db: Db;
   directory: Directory;
-  enqueuer: Enqueuer;
+  router: Router;
+  intake: Intake;
   hostname: string;
   /** POSTERN_MAX_MESSAGE_BYTES: the same cap as SMTP's. */
   maxMessageBytes: number;
@@ -97,49 +92,64 @@ export async function submitMessage(deps: SubmitDeps, mail: Injection): Promise<
     throw new SubmitError("from", `${domainOf(from)} is not a local domain`);
   }
   if (mail.to.length === 0) throw new SubmitError("to", "at least one recipient is needed");
-  const recipients = [];
+  const recipients: ArrivingRecipient[] = [];
   for (const [i, raw] of mail.to.entries()) {
-    const rcpt = normalizeAddress(raw);
-    const problem = addressProblem(rcpt);
+    const address = normalizeAddress(raw);
+    const problem = addressProblem(address);
     if (problem) throw new SubmitError(`to[${i}]`, problem);
-    let target: Target = { kind: "mx" };
-    if (await deps.directory.isLocalDomain(domainOf(rcpt))) {
-      const route = await deps.directory.routeFor(rcpt);
-      if (!route) throw new SubmitError(`to[${i}]`, `${rcpt}: no such local user`);
-      target = route.target;
+    const routing = await deps.router.route(address, {
+      mailFrom: from,
+      mayRelay: true,
+      checkDomain: false,
+      verifyInside: false,
+    });
+    if (!routing.ok) {
+      throw new SubmitError(
+        `to[${i}]`,
+        routing.refusal === "no-such-user"
+          ? `${address}: no such local user`
+          : `${address}: ${routing.refusal}`,
+      );
     }
-    recipients.push({ rcpt, target });
+    recipients.push({ address, target: routing.target });
   }
   const id = newMessageId();
   const now = new Date();
-  const received = `Received: by ${deps.hostname} (Postern, via ${mail.via}) id ${id};\r\n\t${rfc5322Date(now)}\r\n`;
-  const fixed = fixUpSubmission(
-    Buffer.concat([Buffer.from(received), stripForgedAuthResults(mail.raw, deps.hostname)]),
-    [`*@${domainOf(from)}`],
-    deps.hostname,
-    now,
-  );
-  if (!fixed.ok) {
-    throw new SubmitError(
-      "from",
-      fixed.problem === "no-from"
-        ? "the message has no From header"
-        : fixed.problem === "many-from"
-          ? "the message has more than one From header"
-          : `From ${fixed.address} is not ${domainOf(from)}'s`,
+  const received = injectedReceivedHeader({ hostname: deps.hostname, id, via: mail.via, date: now });
+  try {
+    await deps.intake.accept(
+      {
+        kind: "submission",
+        id,
+        mailFrom: from,
+        recipients,
+        content: Buffer.concat([Buffer.from(received), mail.raw]),
+        submitter: mail.via,
+        maySendAs: [`*@${domainOf(from)}`],
+        door: { via: mail.via },
+      },
+      now,
     );
+  } catch (err) {
+    if (err instanceof MessageRejected) throw injectionError(err.refusal, from, mail.field ?? "raw");
+    throw err;
   }
-  const content = await signIfLocal(deps.directory, fixed.content, now);
-  const headers = readHeaders(content);
-  await deps.enqueuer.enqueue({
-    id,
-    direction: "outbound",
-    mailFrom: from,
-    authUser: mail.via,
-    raw: content,
-    messageIdHeader: headerValue(headers, "message-id"),
-    subject: headerValue(headers, "subject"),
-    deliveries: recipients,
-  });
   return id;
+}
+
+function injectionError(refusal: Refusal, from: string, field: string): SubmitError {
+  switch (refusal.reason) {
+    case "no-from":
+      return new SubmitError("from", "the message has no From header");
+    case "many-from":
+      return new SubmitError("from", "the message has more than one From header");
+    case "from-not-owned":
+      return new SubmitError("from", `From ${refusal.address} is not ${domainOf(from)}'s`);
+    case "too-many-hops":
+      return new SubmitError(field, "the message has too many Received fields (a mail loop?)");
+    case "dmarc-reject":
+    case "dmarc-unresolved":
+      // Only inbound mail is judged by DMARC: a submission never gets here.
+      return new SubmitError(field, `refused: ${refusal.reason}`);
+  }
 }

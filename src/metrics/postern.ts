@@ -1,21 +1,21 @@
-// The gateway's metrics, made once in serve.ts and handed to the parts that count: the SMTP
-// listeners (connections, sessions, AUTH failures), the session backend (messages received), the
-// enqueuer and the scheduler (delivery outcomes and latency), the DSN writer, the DNS resolver.
-// The queue gauges are read from the database at scrape time. Every label comes from a small
-// fixed set: a port kind, a target kind, a status, a DSN action, a DNS record type.
-import { count, inArray, sql } from "drizzle-orm";
+// The gateway's metrics (prom-client), made once in serve.ts and fed by the events of the parts
+// that count: the SMTP listeners and sessions (connections, how sessions end, AUTH failures), the
+// session backend (messages received), the enqueuer and the scheduler (delivery outcomes and
+// latency), the DSN writer, the DNS resolver. The queue gauges are the queue module's own
+// queries, read at scrape time. Every label comes from a small fixed set: a port kind, a target
+// kind, a status, a DSN action, a DNS record type.
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Db } from "../db/open.ts";
-import { deliveries, PENDING_STATUSES } from "../db/schema.ts";
+import { PENDING_STATUSES } from "../db/schema.ts";
 import type { RecordType } from "../dns/message.ts";
 import { TARGET_KINDS, type Target } from "../domains/targets.ts";
 import type { AuthCheckKind } from "../mail/authcheck.ts";
 import type { DsnAction } from "../mail/dsn.ts";
 import type { ClaimedTarget } from "../queue/claim.ts";
-import type { NewMessage } from "../queue/enqueue.ts";
+import { keptOnWrite, type NewMessage } from "../queue/enqueue.ts";
+import { oldestWaitingSeconds, queueDepth } from "../queue/inspect.ts";
 import type { SettledDelivery } from "../queue/settle.ts";
-import { R, type Reply } from "../smtp/reply.ts";
-import type { PortKind } from "../smtp/session.ts";
-import { Registry } from "./registry.ts";
+import type { PortKind, SessionEvent } from "../smtp/session.ts";
 
 export const PORTS = ["smtp", "submission", "submissions"] as const satisfies readonly PortKind[];
 
@@ -48,29 +48,12 @@ export function targetLabel(target: ClaimedTarget): TargetLabel {
   return target.kind === "unreadable" ? "other" : target.kind;
 }
 
-/** The session's last reply before it closed tells how it ended. */
-const CLOSING_REPLIES: [Reply, SessionOutcome][] = [
-  [R.bye(), "quit"],
-  [R.timeout(), "timeout"],
-  [R.shuttingDown(), "shutdown"],
-  [R.tooManyErrors(), "error_limit"],
-  [R.tooManyAuthFailures(), "error_limit"],
-];
-const AUTH_FAILED = `${R.authFailed().code} ${R.authFailed().status} `;
-
-function closingOutcome(lastReply: string): SessionOutcome | undefined {
-  for (const [r, outcome] of CLOSING_REPLIES) {
-    if (lastReply.startsWith(`${r.code} ${r.status} `)) return outcome;
-  }
-  return undefined;
-}
-
 /** One SMTP connection as the listener reports it. */
 export interface ConnectionTrack {
-  /** Says how the connection ends when the listener knows better than the last reply; first call wins. */
+  /** Says how the connection ends (the listener's view: limits, TLS, timeouts); first call wins. */
   mark(outcome: SessionOutcome): void;
-  /** Every reply text the session sends (AUTH failures and the closing reply are read from it). */
-  sent(text: string): void;
+  /** What its session said of itself: an AUTH failure, or why it ends (a mark, first call wins). */
+  event(e: SessionEvent): void;
   /** The socket closed; counts the session once, however often it is called, and says how it ended. */
   ended(): SessionOutcome;
 }
@@ -110,101 +93,112 @@ export interface PosternMetricsDeps {
 }
 
 export class PosternMetrics implements SmtpMetrics {
-  readonly registry: Registry;
+  readonly registry = new Registry();
 
-  readonly connectionsOpen;
-  readonly connectionsTotal;
-  readonly sessionsTotal;
-  readonly sessionDuration;
-  readonly authFailures;
-  readonly messagesReceived;
-  readonly delivered;
-  readonly deferred;
-  readonly bounced;
-  readonly deliveryDuration;
-  readonly dsnsSent;
-  readonly dnsLookupDuration;
-  readonly authChecks;
-  readonly databaseUp;
+  private readonly connectionsOpen;
+  private readonly connectionsTotal;
+  private readonly sessionsTotal;
+  private readonly sessionDuration;
+  private readonly authFailures;
+  private readonly messagesReceived;
+  private readonly delivered;
+  private readonly deferred;
+  private readonly bounced;
+  private readonly deliveryDuration;
+  private readonly dsnsSent;
+  private readonly dnsLookupDuration;
+  private readonly authChecks;
+  private readonly databaseUp;
 
   constructor(deps: PosternMetricsDeps = {}) {
-    const r = new Registry({ onCollectError: deps.onCollectError });
-    this.registry = r;
-
-    this.connectionsOpen = r.gauge<"port">({
+    const registers = [this.registry];
+    this.connectionsOpen = new Gauge({
       name: "postern_smtp_connections_open",
       help: "SMTP connections open now, per port.",
       labelNames: ["port"],
+      registers,
     });
-    this.connectionsTotal = r.counter<"port">({
+    this.connectionsTotal = new Counter({
       name: "postern_smtp_connections_total",
       help: "SMTP connections accepted by the listener (refused ones included), per port.",
       labelNames: ["port"],
+      registers,
     });
-    this.sessionsTotal = r.counter<"port" | "outcome">({
+    this.sessionsTotal = new Counter({
       name: "postern_smtp_sessions_total",
       help: "SMTP connections ended, per port and outcome.",
       labelNames: ["port", "outcome"],
+      registers,
     });
-    this.sessionDuration = r.histogram<"port">({
+    this.sessionDuration = new Histogram({
       name: "postern_smtp_session_duration_seconds",
       help: "Length of SMTP sessions from connect to close, per port (connections refused at connect left out).",
       labelNames: ["port"],
       buckets: SECONDS_SESSION,
+      registers,
     });
-    this.authFailures = r.counter<"port">({
+    this.authFailures = new Counter({
       name: "postern_auth_failures_total",
       help: "Failed SMTP AUTH attempts (535 5.7.8), per port.",
       labelNames: ["port"],
+      registers,
     });
-    this.messagesReceived = r.counter<"port">({
+    this.messagesReceived = new Counter({
       name: "postern_messages_received_total",
       help: "Messages accepted over SMTP and committed to the queue (250 after DATA/BDAT), per port.",
       labelNames: ["port"],
+      registers,
     });
-    this.delivered = r.counter<"target">({
+    this.delivered = new Counter({
       name: "postern_messages_delivered_total",
       help: "Recipient deliveries completed, per target kind (mailbox: kept when written).",
       labelNames: ["target"],
+      registers,
     });
-    this.deferred = r.counter<"target">({
+    this.deferred = new Counter({
       name: "postern_messages_deferred_total",
       help: "Delivery attempts that failed temporarily and will be retried, per target kind.",
       labelNames: ["target"],
+      registers,
     });
-    this.bounced = r.counter<"target">({
+    this.bounced = new Counter({
       name: "postern_messages_bounced_total",
       help: "Recipient deliveries given up (permanent failure or queue lifetime over), per target kind.",
       labelNames: ["target"],
+      registers,
     });
-    this.deliveryDuration = r.histogram<"target">({
+    this.deliveryDuration = new Histogram({
       name: "postern_delivery_duration_seconds",
       help: "Delivery latency: from the message's commit to the queue to its delivery, per target kind.",
       labelNames: ["target"],
       buckets: SECONDS_DELIVERY,
+      registers,
     });
-    this.dsnsSent = r.counter<"action">({
+    this.dsnsSent = new Counter({
       name: "postern_dsns_sent_total",
       help: "Delivery status notifications queued to senders, per action (failed, delayed, delivered).",
       labelNames: ["action"],
+      registers,
     });
-    this.dnsLookupDuration = r.histogram<"type">({
+    this.dnsLookupDuration = new Histogram({
       name: "postern_dns_lookup_duration_seconds",
       help: "DNS look-ups sent to the DNS servers (cache hits left out), per record type.",
       labelNames: ["type"],
       buckets: SECONDS_FAST,
+      registers,
     });
-    this.authChecks = r.counter<"how">({
+    this.authChecks = new Counter({
       name: "postern_auth_checks_total",
       help: "Inbound SPF/DKIM/DMARC/ARC outcomes: signed mail verified, unsigned mail checked, a kept verdict reused.",
       labelNames: ["how"],
+      registers,
     });
-
-    this.databaseUp = r.gauge({
+    this.databaseUp = new Gauge({
       name: "postern_database_up",
       help: "1 while the database answers this process's health check, 0 while it does not.",
+      registers,
     });
-    this.databaseUp.set(undefined, 1);
+    this.databaseUp.set(1);
 
     // Every known series from the start, so rates and sums have no gaps.
     for (const port of PORTS) {
@@ -212,54 +206,63 @@ export class PosternMetrics implements SmtpMetrics {
       this.connectionsTotal.inc({ port }, 0);
       this.authFailures.inc({ port }, 0);
       this.messagesReceived.inc({ port }, 0);
-      this.sessionDuration.init({ port });
+      this.sessionDuration.zero({ port });
       for (const outcome of SESSION_OUTCOMES) this.sessionsTotal.inc({ port, outcome }, 0);
     }
     for (const target of TARGET_KINDS) {
       for (const c of [this.delivered, this.deferred, this.bounced]) c.inc({ target }, 0);
-      this.deliveryDuration.init({ target });
+      this.deliveryDuration.zero({ target });
     }
     for (const action of DSN_ACTIONS) this.dsnsSent.inc({ action }, 0);
-    for (const type of DNS_TYPES) this.dnsLookupDuration.init({ type });
+    for (const type of DNS_TYPES) this.dnsLookupDuration.zero({ type });
     for (const how of AUTH_CHECK_KINDS) this.authChecks.inc({ how }, 0);
 
     const db = deps.db;
     if (db) {
-      r.gauge<"status">({
+      // A gauge whose query failed (the database away) is NaN in that scrape, not a stale or
+      // made-up number; the other metrics are unaffected.
+      const collected = (name: string, read: (g: Gauge) => Promise<void>, unknown: (g: Gauge) => void) =>
+        async function (this: Gauge) {
+          try {
+            await read(this);
+          } catch (err) {
+            unknown(this);
+            deps.onCollectError?.(name, err);
+          }
+        };
+      new Gauge({
         name: "postern_queue_depth",
         help: "Recipient deliveries in the queue, per status.",
         labelNames: ["status"],
-        collect: async () => {
-          // on the due index: the cost follows the queue, not the history kept
-          const rows = await db
-            .select({ status: deliveries.status, n: count() })
-            .from(deliveries)
-            .where(inArray(deliveries.status, [...PENDING_STATUSES]))
-            .groupBy(deliveries.status);
-          const by = new Map(rows.map((row) => [row.status, Number(row.n)]));
-          return PENDING_STATUSES.map((status) => ({ labels: { status }, value: by.get(status) ?? 0 }));
-        },
+        registers,
+        collect: collected(
+          "postern_queue_depth",
+          async (g) => {
+            const depth = await queueDepth(db);
+            for (const status of PENDING_STATUSES) g.set({ status }, depth[status]);
+          },
+          (g) => {
+            for (const status of PENDING_STATUSES) g.set({ status }, Number.NaN);
+          },
+        ),
       });
-      r.gauge({
+      new Gauge({
         name: "postern_queue_oldest_seconds",
         help: "Age of the oldest queued or deferred delivery, in seconds (0 when none waits).",
-        collect: async () => {
-          const [row] = await db
-            .select({
-              age: sql<number>`coalesce(extract(epoch from (now() - min(${deliveries.createdAt}))), 0)`.mapWith(
-                Number,
-              ),
-            })
-            .from(deliveries)
-            .where(inArray(deliveries.status, ["queued", "deferred"]));
-          return Math.max(0, row?.age ?? 0);
-        },
+        registers,
+        collect: collected(
+          "postern_queue_oldest_seconds",
+          async (g) => g.set(await oldestWaitingSeconds(db)),
+          (g) => g.set(Number.NaN),
+        ),
       });
     }
   }
 
-  render(): Promise<string> {
-    return this.registry.render();
+  async render(): Promise<string> {
+    // prom-client 15 writes NaN as "Nan" (lib/util.js); the text format spells it "NaN", and
+    // parsers other than Prometheus's own may be strict. Only a value can end a line so.
+    return (await this.registry.metrics()).replace(/ Nan$/gm, " NaN");
   }
 
   // --- SMTP ---
@@ -269,19 +272,18 @@ export class PosternMetrics implements SmtpMetrics {
     this.connectionsOpen.inc({ port });
     const started = performance.now();
     let outcome: SessionOutcome | undefined;
-    let lastReply = "";
     let done: SessionOutcome | undefined;
     return {
       mark: (o) => {
         outcome ??= o;
       },
-      sent: (text) => {
-        lastReply = text;
-        if (text.startsWith(AUTH_FAILED)) this.authFailures.inc({ port });
+      event: (e) => {
+        if (e.kind === "auth-failed") this.authFailures.inc({ port });
+        else outcome ??= e.why;
       },
       ended: () => {
         if (done) return done;
-        const how = outcome ?? closingOutcome(lastReply) ?? "closed";
+        const how = outcome ?? "closed";
         done = how;
         this.connectionsOpen.dec({ port });
         this.sessionsTotal.inc({ port, outcome: how });
@@ -299,15 +301,15 @@ export class PosternMetrics implements SmtpMetrics {
 
   // --- queue ---
 
-  /** Messages the enqueuer committed: a mailbox delivery is done by being written. */
+  /** Messages the enqueuer committed: deliveries done by being written count as delivered now. */
   committed(batch: readonly Pick<NewMessage, "deliveries">[]): void {
     for (const m of batch)
-      for (const d of m.deliveries) if (d.target.kind === "mailbox") this.keptInMailbox();
+      for (const d of m.deliveries) if (keptOnWrite(d.target)) this.keptOnWrite(d.target);
   }
 
-  private keptInMailbox(): void {
-    this.delivered.inc({ target: "mailbox" });
-    this.deliveryDuration.observe({ target: "mailbox" }, 0);
+  private keptOnWrite(target: Target): void {
+    this.delivered.inc({ target: target.kind });
+    this.deliveryDuration.observe({ target: target.kind }, 0);
   }
 
   /**
@@ -316,7 +318,7 @@ export class PosternMetrics implements SmtpMetrics {
    */
   dsnWritten(action: DsnAction, target: Target): void {
     if ((DSN_ACTIONS as readonly string[]).includes(action)) this.dsnsSent.inc({ action });
-    if (target.kind === "mailbox") this.keptInMailbox();
+    if (keptOnWrite(target)) this.keptOnWrite(target);
   }
 
   /** A batch of attempts is settled and committed (the scheduler's hook). */
@@ -333,7 +335,7 @@ export class PosternMetrics implements SmtpMetrics {
 
   /** The database health check changed its mind. */
   databaseState(up: boolean): void {
-    this.databaseUp.set(undefined, up ? 1 : 0);
+    this.databaseUp.set(up ? 1 : 0);
   }
 
   // --- DNS ---

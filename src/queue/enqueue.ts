@@ -184,6 +184,11 @@ export class Enqueuer {
  * instead of one per table, which is most of what a commit costs on the hot path. Works inside
  * a caller's transaction (settle writes DSNs this way) or alone, as its own transaction.
  */
+/** A mailbox delivery is done by being written: the mailbox is this table. */
+export function keptOnWrite(target: Target): boolean {
+  return target.kind === "mailbox";
+}
+
 export async function writeMessages(db: Db | Tx, batch: NewMessage[]): Promise<void> {
   const now = new Date();
   const insertMessages = db
@@ -209,8 +214,7 @@ export async function writeMessages(db: Db | Tx, batch: NewMessage[]): Promise<v
     .getSQL();
   const rows = batch.flatMap((m) =>
     m.deliveries.map((d) => {
-      // A mailbox delivery is done by being written: the mailbox is this table.
-      const kept = d.target.kind === "mailbox";
+      const kept = keptOnWrite(d.target);
       return {
         messageId: m.id,
         rcpt: d.rcpt,

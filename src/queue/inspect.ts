@@ -1,6 +1,6 @@
 // The queue as an operator sees it: a line per recipient delivery, one message with its whole
 // history ("why is it stuck"), and the two actions on it: retry now, remove.
-import { and, asc, desc, eq, inArray, lt, sql } from "drizzle-orm";
+import { and, asc, count, desc, eq, inArray, lt, sql } from "drizzle-orm";
 import type { Db } from "../db/open.ts";
 import { attempts, type DeliveryStatus, deliveries, messages, PENDING_STATUSES } from "../db/schema.ts";
 import { readHeaders } from "../mail/headers.ts";
@@ -164,3 +164,27 @@ export async function removeMessage(db: Db, id: string): Promise<boolean> {
 }
 
 const isPending = (s: DeliveryStatus) => (PENDING_STATUSES as readonly DeliveryStatus[]).includes(s);
+
+/** Deliveries waiting, per pending status (on the due index: the cost follows the queue, not the history). */
+export async function queueDepth(db: Db): Promise<Record<(typeof PENDING_STATUSES)[number], number>> {
+  const rows = await db
+    .select({ status: deliveries.status, n: count() })
+    .from(deliveries)
+    .where(inArray(deliveries.status, PENDING_STATUSES))
+    .groupBy(deliveries.status);
+  const by = new Map(rows.map((row) => [row.status, Number(row.n)]));
+  return { queued: by.get("queued") ?? 0, deferred: by.get("deferred") ?? 0 };
+}
+
+/** Age in seconds of the oldest waiting delivery, on the database's clock; 0 when none waits. */
+export async function oldestWaitingSeconds(db: Db): Promise<number> {
+  const [row] = await db
+    .select({
+      age: sql<number>`coalesce(extract(epoch from (now() - min(${deliveries.createdAt}))), 0)`.mapWith(
+        Number,
+      ),
+    })
+    .from(deliveries)
+    .where(inArray(deliveries.status, PENDING_STATUSES));
+  return Math.max(0, row?.age ?? 0);
+}

@@ -151,10 +151,8 @@ export function listenSmtp(opts: ListenerOptions): SmtpListener {
       opts.policy,
       opts.backend,
       {
-        send: (text) => {
-          conn.track?.sent(text);
-          writer.write(text);
-        },
+        send: (text) => writer.write(text),
+        event: (e) => conn.track?.event(e),
         close: () => writer.end(),
         startTls: () => upgrade(socket, conn),
         fault: (err) =>

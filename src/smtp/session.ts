@@ -123,8 +123,15 @@ function unavailable(step: BackendStep): Reply {
   }
 }
 
+/** Why the session itself ended a connection (the listener knows of the other endings). */
+export type SessionEnding = "quit" | "timeout" | "error_limit" | "shutdown";
+
+/** What a session tells about itself, for metrics: said when it happens, never read off the wire. */
+export type SessionEvent = { kind: "auth-failed" } | { kind: "ending"; why: SessionEnding };
+
 export interface SessionOutput {
   send(text: string): void;
+  event(e: SessionEvent): void;
   /** Begin the TLS handshake; the listener calls `tlsStarted` when it completes. */
   startTls(): void;
   close(): void;
@@ -174,7 +181,7 @@ export class SmtpSession {
   private errors = 0;
   private authFailures = 0;
   /** Set when the session must end: it does once the command in progress is answered. */
-  private closing: Reply | undefined;
+  private closing: { reply: Reply; why: SessionEnding | undefined } | undefined;
   private readonly backend: SessionBackend;
 
   constructor(
@@ -208,21 +215,21 @@ export class SmtpSession {
   }
 
   timedOut(): void {
-    this.closeSoon(R.timeout());
+    this.closeSoon(R.timeout(), "timeout");
   }
 
   /** The server is stopping: end the session politely. */
   shutdown(): void {
-    this.closeSoon(R.shuttingDown());
+    this.closeSoon(R.shuttingDown(), "shutdown");
   }
 
   /**
    * Ends the session with `r`, but never between a commit and its 250: a command in progress is
    * answered first, or a client told 421 would send again a message we already hold.
    */
-  private closeSoon(r: Reply): void {
-    if (!this.running) return this.closeWith(r);
-    this.closing ??= r;
+  private closeSoon(r: Reply, why?: SessionEnding): void {
+    if (!this.running) return this.closeWith(r, why);
+    this.closing ??= { reply: r, why };
     this.input = new Uint8Array(0);
   }
 
@@ -242,7 +249,7 @@ export class SmtpSession {
     // Our own copy: the bytes may wait behind a slow commit, and the caller's buffer may be reused.
     this.input = this.input.length === 0 ? chunk.slice() : concat([this.input, chunk]);
     if (this.mode.kind === "command" && this.input.length > MAX_PENDING_INPUT && this.running) {
-      this.closeSoon(R.tooManyErrors());
+      this.closeSoon(R.tooManyErrors(), "error_limit");
       return;
     }
     this.pump().catch((err) => this.out.fault(err));
@@ -252,8 +259,10 @@ export class SmtpSession {
     this.out.send(formatReply(r));
   }
 
-  private closeWith(r: Reply): void {
+  /** `why` is left out where the close is our fault or a broken command (counted as "closed"). */
+  private closeWith(r: Reply, why?: SessionEnding): void {
     if (this.mode.kind === "closed") return;
+    if (why) this.out.event({ kind: "ending", why });
     this.send(r);
     this.mode = { kind: "closed" };
     this.input = new Uint8Array(0);
@@ -264,7 +273,7 @@ export class SmtpSession {
   private answer(r: Reply): void {
     if (r.code >= 400 && ++this.errors >= this.policy.maxErrors) {
       this.send(r);
-      this.closeWith(R.tooManyErrors());
+      this.closeWith(R.tooManyErrors(), "error_limit");
       return;
     }
     this.send(r);
@@ -280,7 +289,7 @@ export class SmtpSession {
         if (mode.kind === "closed" || mode.kind === "tlsPending") break;
         if (mode.kind === "data") {
           if (this.clock.now() - mode.startedAt > TIMEOUTS.dataTotal * 1000) {
-            this.closeWith(R.timeout());
+            this.closeWith(R.timeout(), "timeout");
             break;
           }
           const end = mode.decoder.push(this.input);
@@ -296,7 +305,7 @@ export class SmtpSession {
         if (mode.kind === "bdat") {
           // The same overall limit as DATA: a message trickled in tiny chunks must end too.
           if (this.tx?.bdat && this.clock.now() - this.tx.bdat.startedAt > TIMEOUTS.dataTotal * 1000) {
-            this.closeWith(R.timeout());
+            this.closeWith(R.timeout(), "timeout");
             break;
           }
           const n = Math.min(mode.remaining, this.input.length);
@@ -347,7 +356,7 @@ export class SmtpSession {
       }
     } finally {
       this.running = false;
-      if (this.closing) this.closeWith(this.closing);
+      if (this.closing) this.closeWith(this.closing.reply, this.closing.why);
     }
   }
 
@@ -390,7 +399,7 @@ export class SmtpSession {
         this.tx = undefined;
         return this.send(R.ok());
       case "QUIT":
-        return this.closeWith(R.bye());
+        return this.closeWith(R.bye(), "quit");
       case "STARTTLS":
         return this.startTls();
       case "AUTH":
@@ -505,9 +514,10 @@ export class SmtpSession {
     // The delay slows password guessing on this connection only; others go on meanwhile.
     await this.clock.sleep(this.policy.authFailureDelayMs(this.authFailures));
     if (this.closed) return;
+    this.out.event({ kind: "auth-failed" });
     if (this.authFailures >= this.policy.maxAuthFailures) {
       this.send(R.authFailed());
-      return this.closeWith(R.tooManyAuthFailures());
+      return this.closeWith(R.tooManyAuthFailures(), "error_limit");
     }
     this.answer(R.authFailed());
   }

@@ -29,6 +29,7 @@ function parseExposition(text: string): Exposition {
   const lines = text.split("\n");
   expect(lines.at(-1)).toBe(""); // ends with a line feed
   for (const line of lines.slice(0, -1)) {
+    if (line === "") continue; // the text format ignores empty lines (prom-client separates families)
     const meta = /^# (HELP|TYPE) ([a-zA-Z_:][a-zA-Z0-9_:]*) (.*)$/.exec(line);
     if (meta) {
       const [, kind, name, rest] = meta;

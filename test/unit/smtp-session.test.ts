@@ -7,6 +7,7 @@ import {
   type PortKind,
   type RecipientDecision,
   type SessionBackend,
+  type SessionEvent,
   type SessionPolicy,
   SmtpSession,
   TIMEOUTS,
@@ -108,6 +109,7 @@ class Harness {
   closed = false;
   tlsRequests = 0;
   readonly faults: unknown[] = [];
+  readonly events: SessionEvent[] = [];
   /** The listener's TLS upgrade throws: a fault of ours, not the backend's. */
   startTlsFails = false;
   now = T0;
@@ -135,6 +137,9 @@ class Harness {
         send: (text) => {
           if (this.closed) throw new Error(`sent after close: ${text}`);
           this.out += text;
+        },
+        event: (e) => {
+          this.events.push(e);
         },
         startTls: () => {
           if (this.startTlsFails) throw new Error("upgrade blew up");
@@ -801,6 +806,47 @@ describe("command lines", () => {
     expect(codes(rs)).toEqual(["250", "500 5.5.2", "250 2.0.0", "503 5.5.1", "500 5.5.2", "421 4.7.0"]);
     expect(h.closed).toBe(true);
     expect(await h.send("NOOP\r\n")).toEqual([]);
+  });
+});
+
+describe("events (what metrics count, said by the session rather than read off its replies)", () => {
+  const endings = (h: Harness) => h.events.flatMap((e) => (e.kind === "ending" ? [e.why] : []));
+
+  test("QUIT ends with quit; a client that just goes away says nothing", async () => {
+    const h = new Harness();
+    await h.lines("EHLO client.test", "QUIT");
+    expect(h.events).toEqual([{ kind: "ending", why: "quit" }]);
+    const gone = new Harness();
+    await gone.lines("EHLO client.test");
+    expect(gone.events).toEqual([]);
+  });
+
+  test("each AUTH failure once; the one past the limit ends with error_limit", async () => {
+    const h = new Harness({ port: "submissions", implicitTls: true });
+    const wrong = `AUTH PLAIN ${plain(ALICE, "wrong")}`;
+    expect(codes(await h.lines("EHLO client.test", wrong, wrong, wrong)).at(-1)).toStartWith("421");
+    expect(h.events.filter((e) => e.kind === "auth-failed")).toHaveLength(3);
+    expect(endings(h)).toEqual(["error_limit"]);
+  });
+
+  test("the error limit, a timeout and a shutdown each say why", async () => {
+    const errors = new Harness({ policy: { maxErrors: 2 } });
+    await errors.lines("EHLO client.test", "FOO", "BAR");
+    expect(endings(errors)).toEqual(["error_limit"]);
+    const idle = new Harness();
+    idle.session.timedOut();
+    expect(endings(idle)).toEqual(["timeout"]);
+    const stopping = new Harness();
+    stopping.session.shutdown();
+    expect(endings(stopping)).toEqual(["shutdown"]);
+  });
+
+  test("a fault of ours (421 4.3.0) is no ending of the client's", async () => {
+    const h = new Harness({ port: "submission" });
+    h.startTlsFails = true;
+    expect(codes(await h.lines("EHLO client.test", "STARTTLS")).at(-1)).toBe("421 4.3.0");
+    expect(h.closed).toBe(true);
+    expect(h.events).toEqual([]);
   });
 });
 

@@ -1,18 +1,18 @@
 // The JSON log lines an operator greps: one per SMTP session, per accepted message, per attempt.
 import { afterAll, describe, expect, test } from "bun:test";
 import { cliEnv, runCli, tempDir } from "../helpers/cli.ts";
+import { SmtpPeer } from "../helpers/peer.ts";
 import { startServe } from "../helpers/serve.ts";
-import { SmtpSink } from "../helpers/sink.ts";
 import { queuedId, swaks } from "../helpers/swaks.ts";
 
 describe("logs", () => {
-  let sink: SmtpSink;
+  let sink: SmtpPeer;
   afterAll(async () => {
     await sink?.stop();
   });
 
   test("session end, message accepted and delivery attempt are JSON lines with the facts", async () => {
-    sink = await SmtpSink.start();
+    sink = await SmtpPeer.start();
     const env = cliEnv({ POSTERN_DATA_DIR: tempDir(), POSTERN_LOG_LEVEL: "info" });
     expect((await runCli(["domain", "add", "example.test"], env)).code).toBe(0);
     expect((await runCli(["route", "add", "*@example.test", `relay:127.0.0.1:${sink.port}`], env)).code).toBe(

@@ -2,19 +2,19 @@
 // 250 is delivered, before the stop or after the restart.
 import { afterAll, describe, expect, test } from "bun:test";
 import { cliEnv, runCli, tempDir } from "../helpers/cli.ts";
+import { SmtpPeer } from "../helpers/peer.ts";
 import { freshDatabaseUrl, havePostgres } from "../helpers/pg.ts";
 import { startServe } from "../helpers/serve.ts";
-import { SmtpSink } from "../helpers/sink.ts";
 import { sendOnNewSession } from "../helpers/smtp-client.ts";
 
 describe.skipIf(!havePostgres)("graceful shutdown", () => {
-  let sink: SmtpSink;
+  let sink: SmtpPeer;
   afterAll(async () => {
     await sink?.stop();
   });
 
   test("SIGTERM during load: exit 0, nothing that got a 250 is lost", async () => {
-    sink = await SmtpSink.start();
+    sink = await SmtpPeer.start();
     const url = await freshDatabaseUrl();
     const env = cliEnv({ DATABASE_URL: url, POSTERN_DATA_DIR: tempDir(), POSTERN_LOG_LEVEL: "warn" });
     expect((await runCli(["domain", "add", "example.test"], env)).code).toBe(0);
@@ -55,7 +55,7 @@ describe.skipIf(!havePostgres)("graceful shutdown", () => {
     try {
       const subjects = () =>
         new Set(
-          sink.messages.map((m) => /Subject: (load [\d-]+)/.exec(new TextDecoder().decode(m.data!))?.[1]),
+          sink.messages.map((m) => /Subject: (load [\d-]+)/.exec(new TextDecoder().decode(m.data))?.[1]),
         );
       const deadline = Date.now() + 20_000;
       while ([...accepted].some((s) => !subjects().has(s)) && Date.now() < deadline) await Bun.sleep(100);

@@ -1,4 +1,4 @@
-// The admin API and the queue CLI against real PostgreSQL, a loopback DNS server and the SMTP sink.
+// The admin API and the queue CLI against real PostgreSQL, a loopback DNS server and the SMTP peer (smtp-server).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import postgres from "postgres";
 import { dkimTxtValue } from "../../src/mail/dkim.ts";
@@ -6,16 +6,16 @@ import type { RunningServer } from "../../src/serve.ts";
 import { cliEnv, runCli } from "../helpers/cli.ts";
 import { dkimpyVerify, haveDkimpy } from "../helpers/dkimpy.ts";
 import { type DnsTestServer, startDnsServer } from "../helpers/dns.ts";
+import { SmtpPeer } from "../helpers/peer.ts";
 import { freshDatabaseUrl, havePostgres } from "../helpers/pg.ts";
 import { startTestServer, waitFor } from "../helpers/server.ts";
-import { SmtpSink } from "../helpers/sink.ts";
 
 const TOKEN = "admin-token-for-the-api-tests";
 const MAX_BYTES = 200_000;
 
 describe.skipIf(!havePostgres)("admin API", () => {
   let dns: DnsTestServer;
-  let sink: SmtpSink;
+  let sink: SmtpPeer;
   let server: RunningServer;
   let sql: postgres.Sql;
   let env: Record<string, string>;
@@ -31,7 +31,7 @@ describe.skipIf(!havePostgres)("admin API", () => {
     });
 
   beforeAll(async () => {
-    sink = await SmtpSink.start({
+    sink = await SmtpPeer.start({
       rcptReply: (address) => (address.startsWith("later") ? "451 4.3.0 not now" : undefined),
     });
     dns = await startDnsServer({ "remote.test": { A: ["127.0.0.1"] } });
@@ -192,8 +192,8 @@ describe.skipIf(!havePostgres)("admin API", () => {
         "postern-rsa._domainkey.example.test": dkimTxtValue(domain!.dkim_rsa_key),
         "postern-ed25519._domainkey.example.test": dkimTxtValue(domain!.dkim_ed25519_key),
       };
-      expect(dkimpyVerify(m.data!, records)).toEqual([true, true]);
-      const text = new TextDecoder().decode(m.data!);
+      expect(dkimpyVerify(m.data, records)).toEqual([true, true]);
+      const text = new TextDecoder().decode(m.data);
       expect(text).toContain("X-Campaign: api-test");
       expect(text).toContain(`Received: by mx.example.test (Postern, via api) id ${id};`);
     },

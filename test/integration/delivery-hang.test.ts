@@ -14,18 +14,18 @@ import { Enqueuer } from "../../src/queue/enqueue.ts";
 import { newMessageId } from "../../src/queue/ids.ts";
 import { Scheduler } from "../../src/queue/scheduler.ts";
 import { tempDir } from "../helpers/cli.ts";
+import { SmtpPeer } from "../helpers/peer.ts";
 import { waitFor } from "../helpers/server.ts";
-import { SmtpSink } from "../helpers/sink.ts";
 
 const log = createLogger("error");
 
 describe("a destination that hangs after the data", () => {
   let database: Database;
-  let sink: SmtpSink;
+  let sink: SmtpPeer;
   beforeAll(async () => {
     database = await openDatabase({ databaseUrl: undefined, dataDir: tempDir() });
     await migrate(database);
-    sink = await SmtpSink.start({ hangAt: "dot" });
+    sink = await SmtpPeer.start({ hangAfterData: true });
   }, 30000);
   afterAll(async () => {
     await sink?.stop();
@@ -67,10 +67,8 @@ describe("a destination that hangs after the data", () => {
     await scheduler.start();
     try {
       // the first transaction's data arrived and its reply never will: answer the next ones
-      await waitFor("the data of the first try", async () =>
-        sink.transactions.some((t) => t.data) ? true : undefined,
-      );
-      sink.behaviour.hangAt = undefined;
+      await waitFor("the data of the first try", async () => (sink.received.length > 0 ? true : undefined));
+      sink.behaviour.hangAfterData = false;
       const [delivery] = await database.db.select().from(deliveries).where(eq(deliveries.messageId, id));
       const rows = await waitFor("delivered", async () => {
         const [d] = await database.db.select().from(deliveries).where(eq(deliveries.id, delivery!.id));

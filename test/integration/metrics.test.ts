@@ -3,9 +3,9 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { RunningServer } from "../../src/serve.ts";
 import { cliEnv, runCli } from "../helpers/cli.ts";
+import { SmtpPeer } from "../helpers/peer.ts";
 import { freshDatabaseUrl, havePostgres } from "../helpers/pg.ts";
 import { startTestServer } from "../helpers/server.ts";
-import { SmtpSink } from "../helpers/sink.ts";
 import { queuedId, swaks } from "../helpers/swaks.ts";
 
 interface Sample {
@@ -107,7 +107,7 @@ function checkHistograms(e: Exposition): void {
 
 describe.skipIf(!havePostgres)("GET /metrics on PostgreSQL", () => {
   let server: RunningServer;
-  let sink: SmtpSink;
+  let sink: SmtpPeer;
   let base: string;
   const queuedIds: string[] = [];
 
@@ -129,7 +129,7 @@ describe.skipIf(!havePostgres)("GET /metrics on PostgreSQL", () => {
   };
 
   beforeAll(async () => {
-    sink = await SmtpSink.start({ mode: "permfail-data" });
+    sink = await SmtpPeer.start({ dataReply: () => "554 5.6.0 refused after the data" });
     const url = await freshDatabaseUrl();
     const env = cliEnv({ DATABASE_URL: url, POSTERN_HOSTNAME: "mx.example.test" });
     const run = async (...args: string[]) => expect((await runCli(args, env)).code).toBe(0);

@@ -3,18 +3,18 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { parseConfig } from "../../src/config.ts";
 import type { RunningServer } from "../../src/serve.ts";
 import { cliEnv, runCli } from "../helpers/cli.ts";
+import { SmtpPeer } from "../helpers/peer.ts";
 import { freshDatabaseUrl, havePostgres } from "../helpers/pg.ts";
 import { startTestServer } from "../helpers/server.ts";
-import { SmtpSink } from "../helpers/sink.ts";
 
 const TOKEN = "smarthost-test-admin-token";
 
 describe.skipIf(!havePostgres)("smarthost", () => {
-  let sink: SmtpSink;
+  let sink: SmtpPeer;
   let server: RunningServer;
 
   beforeAll(async () => {
-    sink = await SmtpSink.start({ starttls: true, auth: { username: "relayuser", password: "relaypass" } });
+    sink = await SmtpPeer.start({ starttls: true, auth: { username: "relayuser", password: "relaypass" } });
     const url = await freshDatabaseUrl();
     expect((await runCli(["domain", "add", "example.test"], cliEnv({ DATABASE_URL: url }))).code).toBe(0);
     server = await startTestServer({

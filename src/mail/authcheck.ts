@@ -4,9 +4,9 @@
 import { createHash } from "node:crypto";
 import type { DNSResolver } from "mailauth";
 import { authenticate } from "mailauth";
-import { parseHeaders } from "mailauth/lib/tools.js";
 import { TtlCache } from "../dns/cache.ts";
 import { mailauthResolver, type Resolver } from "../dns/resolver.ts";
+import { splitFields } from "./headers.ts";
 
 export interface AuthVerdict {
   spf: string;
@@ -87,7 +87,7 @@ export async function checkInbound(
   // The fields as mailauth itself reads them: another reader could see a From, or a signature,
   // that mailauth does not (a fold before the colon, a stray control byte), and the key would
   // then not say what the outcome was made from.
-  const fields = parseHeaders(Buffer.from(section)).parsed;
+  const fields = splitFields(section);
   if (ctx.seal || fields.some(({ key }) => key === "dkim-signature" || key?.startsWith("arc-"))) {
     return { ...(await evaluate(message, ctx, mailauthResolver(ctx.resolver))), how: "verified" };
   }
@@ -180,7 +180,7 @@ export function stripForgedAuthResults(message: Uint8Array, authservId: string):
   if (!/authentication-results/i.test(section.toString("latin1"))) return message;
   // read as mailauth reads it (a fold before the colon still makes the field), and as a mail
   // reader could, so that no spelling of the field survives
-  const fields = parseHeaders(section).parsed;
+  const fields = splitFields(section);
   const ours = sameAuthservId(authservId);
   const kept = fields.filter(({ key, line }) => {
     if (key !== "authentication-results") return true;

@@ -54,3 +54,42 @@ export function splitMessage(message: string): { fields: HeaderField[]; body: st
   }
   return { fields, body };
 }
+
+export interface RawField {
+  /** The name, lower-cased (ASCII letters only), without the whitespace a fold may leave. */
+  key: string;
+  /** The whole field as it came, continuation lines included, without the final line end. */
+  line: Buffer;
+}
+
+// RFC 5322 3.6.8: field-name = 1*ftext (printable US-ASCII but the colon). A fold, and the
+// obsolete syntax of 4.5.8, may put whitespace between the name and the colon.
+const FIELD_START = /^[\x21-\x39\x3b-\x7e]+[ \t\r\n]*:/;
+const NON_ASCII = /[^\x00-\x7f]/;
+
+/**
+ * The fields of a header section, split the way mailauth 7 splits them (its tools.parseHeaders),
+ * so what we check, strip and key verdicts on is what mailauth verifies: a line that does not
+ * open a field (by the look of its start, not only by leading whitespace) belongs to the field
+ * above, and a name folded before its colon is still that name.
+ */
+export function splitFields(section: Uint8Array): RawField[] {
+  const text = Buffer.from(section)
+    .toString("latin1")
+    .replace(/[\r\n]+$/, "");
+  if (text === "") return [];
+  const rows = text.split(/\r?\n/).map((row) => [row]);
+  const opensField = (row: string[]) => FIELD_START.test(row.length > 1 ? `${row[0]}\r\n${row[1]}` : row[0]!);
+  for (let i = rows.length - 1; i > 0; i--) {
+    if (!opensField(rows[i]!)) {
+      rows[i - 1] = rows[i - 1]!.concat(rows[i]!);
+      rows.splice(i, 1);
+    }
+  }
+  return rows.map((row) => {
+    const joined = row.join("\r\n");
+    const name = (/^[^:]+/.exec(joined)?.[0] ?? "").replace(/\r?\n/g, "").replace(/^[ \t]+|[ \t]+$/g, "");
+    const key = NON_ASCII.test(name) ? name.replace(/[A-Z]/g, (c) => c.toLowerCase()) : name.toLowerCase();
+    return { key, line: Buffer.from(joined, "latin1") };
+  });
+}

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { dkimVerify } from "mailauth/lib/dkim/verify";
+import { dkimVerify } from "mailauth";
 import { dkimTxtValue, generateDkimKeys } from "../../src/mail/dkim.ts";
 import { dkimSign } from "../../src/mail/dkim-sign.ts";
 import { dkimpyVerify, haveDkimpy } from "../helpers/dkimpy.ts";

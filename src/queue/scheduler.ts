@@ -21,7 +21,7 @@ import {
   releaseUnheld,
   renewLeases,
 } from "./claim.ts";
-import { takeGroup } from "./grouping.ts";
+import { Dispatcher, type Group, type Waiting } from "./dispatcher.ts";
 import { freeAllLeases, HEARTBEAT_MS, heartbeat, retire, TAKEOVER_QUIET_MS } from "./liveness.ts";
 import { retryDelaySeconds } from "./retry.ts";
 import { type DsnWriter, type SettledDelivery, type SettlePolicy, settle } from "./settle.ts";
@@ -73,25 +73,9 @@ export interface SchedulerOptions {
   onSettled?(settled: SettledDelivery[]): void;
 }
 
-/** A claimed delivery waiting for its group; its message body is not loaded yet. */
-interface Waiting {
-  delivery: ClaimedDelivery;
-  size: number;
-}
-
-interface Destination {
-  waiting: Waiting[];
-  running: number;
-  limit: number;
-}
-
 export class Scheduler {
   private running = false;
-  private readonly destinations = new Map<string, Destination>();
-  private inFlight = 0;
-  private bytesInFlight = 0;
-  /** A destination whose next group waits for room in the byte budget. */
-  private blocked: string | undefined;
+  private readonly dispatcher: Dispatcher;
   private readonly groups = new Set<Promise<void>>();
   private wakeUp: (() => void) | undefined;
   private woken = false;
@@ -115,7 +99,9 @@ export class Scheduler {
   /** The heartbeat in flight: `stop` waits for it, or it would bring back the row it removes. */
   private beating: Promise<void> | undefined;
 
-  constructor(private readonly o: SchedulerOptions) {}
+  constructor(private readonly o: SchedulerOptions) {
+    this.dispatcher = new Dispatcher(o);
+  }
 
   async start(): Promise<void> {
     if (this.o.soleWorker) await freeAllLeases(this.o.db);
@@ -160,8 +146,7 @@ export class Scheduler {
     clearInterval(this.renewTimer);
     clearInterval(this.heartbeatTimer);
     await this.beating;
-    const unstarted = [...this.destinations.values()].flatMap((d) => d.waiting.map((j) => j.delivery.id));
-    this.destinations.clear();
+    const unstarted = this.dispatcher.takeAllWaiting().map((w) => w.delivery.id);
     this.held.clear();
     try {
       await releaseLeases(this.o.db, this.o.owner, unstarted);
@@ -189,28 +174,19 @@ export class Scheduler {
       this.o.log.warn("renewing leases failed", { error: errorMessage(err) });
       return;
     }
-    let dropped = 0;
-    for (const [key, dest] of this.destinations) {
-      const kept = dest.waiting.filter((j) => !lost.has(j.delivery.id));
-      dropped += dest.waiting.length - kept.length;
-      dest.waiting = kept;
-      if (dest.running === 0 && dest.waiting.length === 0) this.destinations.delete(key);
-    }
+    const dropped = this.dispatcher.dropLost(lost);
     for (const id of lost) this.held.delete(id);
     if (dropped > 0) this.o.log.warn("leases lost: deliveries left to their new holder", { count: dropped });
-  }
-
-  private get waitingCount(): number {
-    let n = 0;
-    for (const d of this.destinations.values()) n += d.waiting.length;
-    return n;
   }
 
   private async loop(): Promise<void> {
     while (this.running) {
       this.woken = false;
       // Claim about what can start soon: a claimed row waits in memory, and its lease is running.
-      const room = Math.min(MAX_CLAIM, this.o.concurrency * this.o.jobsPerGroup - this.waitingCount);
+      const room = Math.min(
+        MAX_CLAIM,
+        this.o.concurrency * this.o.jobsPerGroup - this.dispatcher.waitingCount,
+      );
       try {
         if (this.strays || this.claimFailures > 0) {
           // cleared before the await: a group that leaves strays meanwhile sets it again
@@ -292,13 +268,7 @@ export class Scheduler {
       const size = sizes.get(delivery.messageId);
       if (size === undefined) continue; // removed meanwhile (queue rm): nothing to deliver
       this.held.add(delivery.id);
-      const key = destinationOf(delivery.target, delivery.rcpt);
-      let dest = this.destinations.get(key);
-      if (!dest) {
-        dest = { waiting: [], running: 0, limit: this.o.initialPerDestination };
-        this.destinations.set(key, dest);
-      }
-      dest.waiting.push({ delivery, size });
+      this.dispatcher.add(destinationOf(delivery.target, delivery.rcpt), { delivery, size });
     }
     // A retaken row whose group ended meanwhile without settling it: nobody works on it now.
     await releaseLeases(
@@ -308,66 +278,22 @@ export class Scheduler {
     );
   }
 
+  /** Starts every group the dispatcher allows now; each one, when it ends, looks again. */
   private dispatch(): void {
-    // The destination whose group did not fit the budget last time gets the first group now, so
-    // that freed bytes go to it and not to smaller groups that would keep it waiting for good;
-    // then it goes to the back of the line, so that it cannot keep the others waiting either.
-    const first = this.blocked;
-    this.blocked = undefined;
-    const firstDest = first === undefined ? undefined : this.destinations.get(first);
-    if (first !== undefined && firstDest) {
-      if (this.inFlight >= this.o.concurrency) {
-        this.blocked = first; // nothing can start now: the turn stays
-        return;
-      }
-      // At its own connection limit it has no turn: the next group that does not fit takes it.
-      if (firstDest.running < firstDest.limit) {
-        if (!this.startGroups(first, firstDest, 1)) return;
-        this.destinations.delete(first);
-        this.destinations.set(first, firstDest);
-      }
-    }
-    for (const [key, dest] of this.destinations) {
-      if (!this.startGroups(key, dest, Number.POSITIVE_INFINITY)) return;
-    }
-  }
-
-  /**
-   * Starts up to `most` groups of one destination, within its limit, the concurrency and the byte
-   * budget. False when a group did not fit the budget: nothing more starts until it can (one
-   * group always may run, however big), and it is remembered to go first.
-   */
-  private startGroups(key: string, dest: Destination, most: number): boolean {
-    for (let started = 0; started < most; started++) {
-      if (dest.waiting.length === 0 || dest.running >= dest.limit || this.inFlight >= this.o.concurrency)
-        break;
-      // oldest first: claimed in due order
-      const { count, bytes } = takeGroup(dest.waiting, this.o.jobsPerGroup, this.o.maxGroupBytes);
-      if (this.bytesInFlight > 0 && this.bytesInFlight + bytes > this.o.maxBytesInFlight) {
-        this.blocked ??= key;
-        return false;
-      }
-      const claimed = dest.waiting.splice(0, count);
-      dest.running++;
-      this.inFlight++;
-      this.bytesInFlight += bytes;
-      const group = this.runGroup(key, dest, claimed)
+    for (const group of this.dispatcher.startable()) {
+      const run = this.runGroup(group)
         // a group's failures are reported inside it; anything else is a bug, logged, not fatal
         .catch((err) =>
-          this.o.log.error("delivery group failed", { destination: key, error: errorMessage(err) }),
+          this.o.log.error("delivery group failed", { destination: group.key, error: errorMessage(err) }),
         )
         .finally(() => {
-          for (const c of claimed) this.held.delete(c.delivery.id);
-          dest.running--;
-          this.inFlight--;
-          this.bytesInFlight -= bytes;
-          this.groups.delete(group);
-          if (dest.running === 0 && dest.waiting.length === 0) this.destinations.delete(key);
+          for (const c of group.jobs) this.held.delete(c.delivery.id);
+          this.dispatcher.finished(group);
+          this.groups.delete(run);
           if (this.running) this.dispatch();
         });
-      this.groups.add(group);
+      this.groups.add(run);
     }
-    return true;
   }
 
   /**
@@ -421,7 +347,8 @@ export class Scheduler {
     return messages;
   }
 
-  private async runGroup(key: string, dest: Destination, claimed: Waiting[]): Promise<void> {
+  private async runGroup(group: Group): Promise<void> {
+    const { key, jobs: claimed } = group;
     const messages = await this.readMessages(key, claimed);
     if (!messages) {
       this.strays = true;
@@ -449,11 +376,10 @@ export class Scheduler {
         durationMs: 0,
       }));
     }
-    // Slow start: each good round opens one more parallel connection; a round that reached no
-    // one halves the limit again.
-    if (reports.some((r) => r.outcome !== "deferred"))
-      dest.limit = Math.min(dest.limit + 1, this.o.perDestination);
-    else dest.limit = Math.max(1, Math.floor(dest.limit / 2));
+    this.dispatcher.reached(
+      group,
+      reports.some((r) => r.outcome !== "deferred"),
+    );
     const byId = new Map(reports.map((r) => [r.deliveryId, r]));
     const settled = await this.settleSurely(
       key,

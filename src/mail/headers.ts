@@ -65,7 +65,7 @@ export interface RawField {
 // RFC 5322 3.6.8: field-name = 1*ftext (printable US-ASCII but the colon). A fold, and the
 // obsolete syntax of 4.5.8, may put whitespace between the name and the colon.
 const FIELD_START = /^[\x21-\x39\x3b-\x7e]+[ \t\r\n]*:/;
-const NON_ASCII = /[^\x00-\x7f]/;
+const NON_ASCII = /[^\p{ASCII}]/u;
 
 /**
  * The fields of a header section, split the way mailauth 7 splits them (its tools.parseHeaders),

@@ -9,7 +9,6 @@ import type { Db } from "../db/open.ts";
 import { type Courier, destinationOf, type Job } from "../delivery/courier.ts";
 import { errorMessage, type Logger } from "../log.ts";
 import {
-  type ClaimedDelivery,
   type ClaimedTarget,
   claimDue,
   deferUnreadable,

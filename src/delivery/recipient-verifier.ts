@@ -3,8 +3,8 @@
 // MTA at RCPT, instead of becoming a bounce to an envelope sender that may be forged
 // (backscatter). Only a definite 5xx refuses: an inner server that is down, slow or unsure lets
 // the mail in, to wait in the queue as it would without the check.
-import type { Reply } from "../smtp/client.ts";
-import { type ClientTimeouts, SmtpClientConnection } from "../smtp/client.ts";
+import type { ClientTimeouts, Reply, SmtpClientConnection } from "../smtp/client.ts";
+import { connectSmtp } from "./dial.ts";
 
 export interface InnerServer {
   host: string;
@@ -87,7 +87,7 @@ export class RecipientVerifier {
   private async ask(server: InnerServer, hostKey: string, address: string): Promise<Verification> {
     let conn: SmtpClientConnection;
     try {
-      conn = await SmtpClientConnection.connect({
+      conn = await connectSmtp({
         host: server.host,
         port: server.port,
         helo: this.o.helo,

@@ -12,10 +12,11 @@ import {
   type ClientOptions,
   type OutboundEnvelope,
   type Reply,
-  SmtpClientConnection,
+  type SmtpClientConnection,
   SmtpClientError,
 } from "../smtp/client.ts";
 import { type Courier, type Job, reportAll } from "./courier.ts";
+import { connectSmtp } from "./dial.ts";
 
 export interface Host {
   /** The name we were given (MX exchange, relay host), for logs and DSNs. */
@@ -252,7 +253,7 @@ export class SmtpCourier implements Courier {
         // TLS is opportunistic, and a broken one must not stop the mail.
         for (const tls of ["opportunistic", "none"] as const) {
           try {
-            const conn = await SmtpClientConnection.connect({
+            const conn = await connectSmtp({
               host: host.name,
               ip,
               port: host.port,

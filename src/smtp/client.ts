@@ -2,12 +2,13 @@
 // It speaks the protocol and reports what the server said per recipient; what to do with a
 // reply (deliver, retry, bounce) is the caller's business.
 //
-// Sockets are node:net / node:tls (both fine under Bun): write() queues what the kernel does
-// not take at once and says when to wait for `drain`, which is the backpressure DATA needs.
-// Every wait is bounded (RFC 5321 4.5.3.2 defaults). A timeout, a lost connection or a reply we
-// cannot read mid-transaction rejects with SmtpClientError and leaves the connection unusable.
-import net from "node:net";
-import tls from "node:tls";
+// It is handed a connected stream (delivery/dial.ts dials TCP and upgrades to TLS; tests hand it
+// one end of an in-memory pair): write() queues what the other side does not take at once and
+// says when to wait for `drain`, which is the backpressure DATA needs. Every wait is bounded
+// (RFC 5321 4.5.3.2 defaults) by one helper, withTimeout. A timeout, a lost connection or a
+// reply we cannot read mid-transaction rejects with SmtpClientError and leaves the connection
+// unusable.
+import { isIP } from "node:net";
 import { encodeBase64 } from "../auth/sasl.ts";
 import { has8bit, isSendableAddress, mailCommand, needsSmtputf8, rcptCommand } from "./client-message.ts";
 import {
@@ -21,6 +22,7 @@ import {
   syntheticReply,
   type WireReply,
 } from "./client-replies.ts";
+import { type ClientStream, type StartTls, type TlsClientStream, withTimeout } from "./client-stream.ts";
 import { encodeData, normalizedSize } from "./dotstuff.ts";
 
 export type { Reply } from "./client-replies.ts";
@@ -74,6 +76,8 @@ export interface ClientOptions {
   lmtp?: boolean;
   /** ms; defaults in CLIENT_TIMEOUTS. */
   timeouts?: Partial<ClientTimeouts>;
+  /** How STARTTLS upgrades the stream (needed with tls "opportunistic" when offered). */
+  startTls?: StartTls;
 }
 
 export interface OutboundEnvelope {
@@ -197,7 +201,7 @@ export class SmtpClientConnection {
 
   private constructor(
     private readonly opts: ClientOptions,
-    private socket: net.Socket,
+    private socket: ClientStream,
     timeouts: ClientTimeouts,
   ) {
     this.t = timeouts;
@@ -206,16 +210,17 @@ export class SmtpClientConnection {
   }
 
   /**
-   * Connects, reads the greeting, says EHLO (HELO when EHLO gets a 5xx; LHLO for LMTP), starts
-   * TLS when offered and wanted (then EHLO again), and authenticates when configured.
+   * On a connected `stream`: reads the greeting, says EHLO (HELO when EHLO gets a 5xx; LHLO for
+   * LMTP), starts TLS when offered and wanted (then EHLO again), and authenticates when
+   * configured. The stream is the connection's from here on (destroyed when it fails or ends).
    */
-  static async connect(opts: ClientOptions): Promise<SmtpClientConnection> {
+  static async open(stream: ClientStream, opts: ClientOptions): Promise<SmtpClientConnection> {
     const t = resolveTimeouts(opts.timeouts);
     if (opts.auth && opts.tls === "none") {
+      stream.destroy();
       throw new SmtpClientError("auth", "credentials are only sent over TLS, and tls is 'none'", "auth");
     }
-    const socket = await openSocket(opts, t.connect);
-    const conn = new SmtpClientConnection(opts, socket, t);
+    const conn = new SmtpClientConnection(opts, stream, t);
     try {
       await conn.open();
     } catch (err) {
@@ -368,53 +373,41 @@ export class SmtpClientConnection {
     this.detach(plain);
     plain.on("error", ignore); // from here on the TLS socket reports
     this.phase = "tls";
-    const servername = net.isIP(this.opts.host) === 0 ? this.opts.host.replace(/\.$/, "") : undefined;
-    const secure = await new Promise<tls.TLSSocket>((resolve, reject) => {
-      const s = tls.connect({ socket: plain, servername, rejectUnauthorized: false });
-      const done = (err?: Error) => {
-        clearTimeout(timer);
-        s.off("error", onErr);
-        s.off("close", onClose);
-        s.off("secureConnect", onOk);
-        if (err) {
-          s.on("error", ignore);
-          s.destroy();
-          plain.destroy();
-          reject(err);
-        } else resolve(s);
-      };
-      const onOk = () => done();
-      const onErr = (e: Error) =>
-        done(
-          new SmtpClientError(
-            "tls",
-            `TLS handshake with ${this.remote} failed: ${e.message}`,
-            "tls",
-            undefined,
-            {
-              cause: e,
-            },
-          ),
-        );
-      const onClose = () =>
-        done(
-          new SmtpClientError("tls", `TLS handshake with ${this.remote} failed: connection closed`, "tls"),
-        );
-      const timer = setTimeout(
-        () =>
-          done(
+    const servername = isIP(this.opts.host) === 0 ? this.opts.host.replace(/\.$/, "") : undefined;
+    const upgrade = this.opts.startTls;
+    const ms = this.t.command;
+    const secure = await withTimeout<TlsClientStream>(
+      ms,
+      () =>
+        new SmtpClientError(
+          "timeout",
+          `TLS handshake with ${this.remote} did not finish within ${ms} ms`,
+          "tls",
+        ),
+      (resolve, reject) => {
+        if (!upgrade) {
+          reject(
+            new SmtpClientError("tls", `no TLS for ${this.remote}: this connection cannot upgrade`, "tls"),
+          );
+          return undefined;
+        }
+        upgrade(plain, servername).then(resolve, (e: Error) =>
+          reject(
             new SmtpClientError(
-              "timeout",
-              `TLS handshake with ${this.remote} did not finish within ${this.t.command} ms`,
               "tls",
+              `TLS handshake with ${this.remote} failed: ${e.message}`,
+              "tls",
+              undefined,
+              {
+                cause: e,
+              },
             ),
           ),
-        this.t.command,
-      );
-      s.once("secureConnect", onOk);
-      s.once("error", onErr);
-      s.once("close", onClose);
-    }).catch((err: SmtpClientError) => {
+        );
+        return undefined;
+      },
+    ).catch((err: SmtpClientError) => {
+      plain.destroy();
       this.fail(err);
       throw err;
     });
@@ -643,14 +636,14 @@ export class SmtpClientConnection {
 
   // --- socket plumbing ---
 
-  private attach(socket: net.Socket): void {
+  private attach(socket: ClientStream): void {
     socket.on("data", this.onData);
     socket.on("drain", this.onDrain);
     socket.on("error", this.onError);
     socket.on("close", this.onClose);
   }
 
-  private detach(socket: net.Socket): void {
+  private detach(socket: ClientStream): void {
     socket.off("data", this.onData);
     socket.off("drain", this.onDrain);
     socket.off("error", this.onError);
@@ -711,27 +704,20 @@ export class SmtpClientConnection {
 
   private wait<T>(ms: number, phase: ClientPhase, register: (w: Waiter<T>) => void): Promise<T> {
     this.phase = phase;
-    return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        const what = phase === "message" ? "could not send the message" : "no reply";
-        this.fail(
-          new SmtpClientError(
-            "timeout",
-            `${what} ${PHASE_TEXT[phase]} from ${this.remote} within ${ms} ms`,
-            phase,
-          ),
-        );
-      }, ms);
-      register({
-        resolve: (v) => {
-          clearTimeout(timer);
-          resolve(v);
-        },
-        reject: (e) => {
-          clearTimeout(timer);
-          reject(e);
-        },
-      });
+    const what = phase === "message" ? "could not send the message" : "no reply";
+    const timedOut = () =>
+      new SmtpClientError(
+        "timeout",
+        `${what} ${PHASE_TEXT[phase]} from ${this.remote} within ${ms} ms`,
+        phase,
+      );
+    return withTimeout<T>(ms, timedOut, (resolve, reject) => {
+      register({ resolve, reject });
+      return undefined;
+    }).catch((err: Error) => {
+      // a timeout ends the connection: whoever else waits on it hears the same
+      if (err instanceof SmtpClientError && err.kind === "timeout" && !this.failure) this.fail(err);
+      throw err;
     });
   }
 
@@ -774,41 +760,4 @@ function resolveTimeouts(given: Partial<ClientTimeouts> | undefined): ClientTime
 
 function stripUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
-}
-
-function openSocket(opts: ClientOptions, ms: number): Promise<net.Socket> {
-  const host = opts.ip ?? opts.host;
-  const where = `${opts.host}${opts.ip ? `[${opts.ip}]` : ""}:${opts.port}`;
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ host, port: opts.port });
-    const done = (err?: Error) => {
-      clearTimeout(timer);
-      socket.off("connect", onConnect);
-      socket.off("error", onError);
-      if (err) {
-        socket.on("error", ignore);
-        socket.destroy();
-        reject(err);
-      } else resolve(socket);
-    };
-    const onConnect = () => {
-      socket.setNoDelay(true);
-      done();
-    };
-    const onError = (e: Error) =>
-      done(
-        new SmtpClientError("connect", `cannot connect to ${where}: ${e.message}`, "connect", undefined, {
-          cause: e,
-        }),
-      );
-    const timer = setTimeout(
-      () =>
-        done(
-          new SmtpClientError("timeout", `cannot connect to ${where}: no answer within ${ms} ms`, "connect"),
-        ),
-      ms,
-    );
-    socket.once("connect", onConnect);
-    socket.once("error", onError);
-  });
 }

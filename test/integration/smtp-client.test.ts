@@ -7,10 +7,11 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import tls from "node:tls";
+import { connectSmtp } from "../../src/delivery/dial.ts";
 import {
   type ClientOptions,
   type OutboundEnvelope,
-  SmtpClientConnection,
+  type SmtpClientConnection,
   SmtpClientError,
 } from "../../src/smtp/client.ts";
 import { latin1, type SinkStartOptions, SmtpSink, sinkTlsMaterial } from "../helpers/sink.ts";
@@ -33,7 +34,7 @@ async function sink(opts: SinkStartOptions = {}): Promise<SmtpSink> {
 }
 
 async function connect(s: SmtpSink, opts: Partial<ClientOptions> = {}): Promise<SmtpClientConnection> {
-  const c = await SmtpClientConnection.connect({
+  const c = await connectSmtp({
     host: s.host,
     port: s.port,
     helo: "client.test",
@@ -500,7 +501,7 @@ describe("delivery to the sink", () => {
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     try {
       const port = (server.address() as net.AddressInfo).port;
-      const err = await SmtpClientConnection.connect({
+      const err = await connectSmtp({
         host: "127.0.0.1",
         port,
         helo: "c.test",
@@ -537,7 +538,7 @@ describe("delivery to the sink", () => {
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     try {
       const port = (server.address() as net.AddressInfo).port;
-      const c = await SmtpClientConnection.connect({
+      const c = await connectSmtp({
         host: "127.0.0.1",
         port,
         helo: "c.test",
@@ -557,7 +558,7 @@ describe("delivery to the sink", () => {
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     const port = (server.address() as net.AddressInfo).port;
     await new Promise<void>((resolve) => server.close(() => resolve()));
-    const err = await SmtpClientConnection.connect({
+    const err = await connectSmtp({
       host: "127.0.0.1",
       port,
       helo: "c.test",
@@ -593,7 +594,7 @@ describe.skipIf(!existsSync(SMTP_SINK))("against Postfix smtp-sink", () => {
     const child = spawn(SMTP_SINK, args, { stdio: "ignore" });
     try {
       await waitForPort(port);
-      const c = await SmtpClientConnection.connect({
+      const c = await connectSmtp({
         host: "127.0.0.1",
         port,
         helo: "client.test",

@@ -20,7 +20,7 @@ import {
   releaseUnheld,
   renewLeases,
 } from "./claim.ts";
-import { Dispatcher, type Group, type Waiting } from "./dispatcher.ts";
+import { Dispatcher, type DispatchLimits, type Group, type Waiting } from "./dispatcher.ts";
 import { freeAllLeases, HEARTBEAT_MS, heartbeat, retire, TAKEOVER_QUIET_MS } from "./liveness.ts";
 import { retryDelaySeconds } from "./retry.ts";
 import { type DsnWriter, type SettledDelivery, type SettlePolicy, settle } from "./settle.ts";
@@ -34,7 +34,11 @@ const RETRY_SLACK_MS = 25;
 /** Between claims while the database does not answer: the first retries soon, then less often. */
 const OUTAGE_BACKOFF_MS = { first: 500, max: 5000 };
 
-export interface SchedulerOptions {
+/**
+ * The dispatch limits (bodies are read when their group starts, so the byte limits bound memory
+ * however big and many the claimed messages are), and the loop's own settings.
+ */
+export interface SchedulerOptions extends DispatchLimits {
   db: Db;
   /** Names this process in lease_owner. */
   owner: string;
@@ -42,20 +46,6 @@ export interface SchedulerOptions {
   policy: SettlePolicy;
   dsns: DsnWriter;
   log: Logger;
-  /** Groups in flight at once, all destinations. */
-  concurrency: number;
-  /** Groups in flight per destination, reached by slow start (Postfix: 20, starting at 5). */
-  perDestination: number;
-  initialPerDestination: number;
-  /** Jobs handed to one courier call (one connection). */
-  jobsPerGroup: number;
-  /**
-   * Message bytes one group loads at most (a bigger message goes alone), and all groups in flight
-   * together: bodies are read when their group starts, so memory stays bounded however big and
-   * many the claimed messages are.
-   */
-  maxGroupBytes: number;
-  maxBytesInFlight: number;
   /** How long a claim is ours; renewed every third of it while the delivery is waiting or running. */
   leaseSeconds: number;
   pollMs: number;

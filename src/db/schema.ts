@@ -2,6 +2,7 @@ import { sql } from "drizzle-orm";
 import {
   bigint,
   bigserial,
+  boolean,
   check,
   customType,
   index,
@@ -124,6 +125,39 @@ export const attempts = pgTable(
     outcome: text("outcome").notNull(),
   },
   (t) => [index("attempts_delivery_idx").on(t.deliveryId)],
+);
+
+/** What happened to a recipient's copy, as the sending app hears of it (CONTRACT: events). */
+export const EVENT_TYPES = ["accepted", "delivered", "deferred", "bounced", "expired", "suppressed"] as const;
+export type EventType = (typeof EVENT_TYPES)[number];
+
+/**
+ * The event outbox: written in the transaction of the change each row describes, so an event
+ * exists if and only if its change committed. Not tied to `messages`: history pruning keeps it.
+ */
+export const events = pgTable(
+  "events",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    type: text("type", { enum: EVENT_TYPES }).notNull(),
+    at: at("at").notNull().defaultNow(),
+    messageId: text("message_id").notNull(),
+    messageIdHeader: text("message_id_header"),
+    mailFrom: text("mail_from").notNull(),
+    rcpt: text("rcpt").notNull(),
+    attempt: integer("attempt").notNull().default(0),
+    mx: text("mx"),
+    replyCode: integer("reply_code"),
+    replyEnhanced: text("reply_enhanced"),
+    replyText: text("reply_text"),
+    /** `hard`, `soft`, `block`, `rate-limit`, `config`, `unknown`; null when nothing failed. */
+    class: text("class"),
+    tls: boolean("tls"),
+  },
+  (t) => [
+    index("events_message_idx").on(t.messageId),
+    check("events_type_check", sql.raw(`${t.type.name} in (${EVENT_TYPES.map((s) => `'${s}'`).join(", ")})`)),
+  ],
 );
 
 /**

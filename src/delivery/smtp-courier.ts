@@ -177,6 +177,7 @@ export class SmtpCourier implements Courier {
               status: r.reply.enhanced ?? `${String(r.reply.code)[0]}.0.0`,
               remoteMta: host.name,
               durationMs: performance.now() - t0,
+              tls: conn.tls !== undefined,
             });
           });
         } catch (err) {

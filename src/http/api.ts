@@ -2,11 +2,12 @@
 // injection (/api/send), and the mailboxes. JSON in and out; errors as {error, field?}.
 import { z } from "zod";
 import type { Database } from "../db/open.ts";
-import { DELIVERY_STATUSES, isDeliveryStatus } from "../db/schema.ts";
+import { DELIVERY_STATUSES, EVENT_TYPES, type EventType, isDeliveryStatus } from "../db/schema.ts";
 import type { Router } from "../delivery/route.ts";
 import type { Directory } from "../domains/directory.ts";
 import { addressProblem, domainOf, normalizeAddress } from "../mail/address.ts";
 import { ComposeError, composeMessage } from "../mail/compose.ts";
+import { listEvents } from "../queue/events.ts";
 import { listQueue, removeMessage, retryNow, showMessage } from "../queue/inspect.ts";
 import type { Intake } from "../queue/intake.ts";
 import { SubmitError, submitMessage } from "../queue/submit.ts";
@@ -89,6 +90,10 @@ export async function handleApi(req: Request, url: URL, deps: ApiDeps): Promise<
     if (req.method !== "GET") return methodNotAllowed("GET");
     return listQueueRoute(deps, url.searchParams);
   }
+  if (url.pathname === "/api/events") {
+    if (req.method !== "GET") return methodNotAllowed("GET");
+    return listEventsRoute(deps, url.searchParams);
+  }
   if (url.pathname === "/api/send") {
     if (req.method !== "POST") return methodNotAllowed("POST");
     return send(deps, req);
@@ -129,6 +134,25 @@ async function listQueueRoute(deps: ApiDeps, params: URLSearchParams): Promise<R
     page.entries,
     page.nextCursor === undefined ? {} : { "x-next-cursor": String(page.nextCursor) },
   );
+}
+
+async function listEventsRoute(deps: ApiDeps, params: URLSearchParams): Promise<Response> {
+  const type = params.get("type") ?? undefined;
+  if (type !== undefined && !(EVENT_TYPES as readonly string[]).includes(type))
+    return badRequest("type", `expected one of ${EVENT_TYPES.join(", ")}`);
+  const limit = limitParam(params, 100, 1000);
+  if (limit instanceof Response) return limit;
+  const since = Number(params.get("since") ?? 0);
+  if (!Number.isSafeInteger(since) || since < 0) return badRequest("since", "expected an event id");
+  const page = await listEvents(deps.database.db, {
+    since,
+    limit,
+    type: type as EventType | undefined,
+    messageId: params.get("messageId") ?? undefined,
+  });
+  // the next page starts after the last event of this one
+  const last = page.at(-1);
+  return json(200, page, last ? { "x-next-since": String(last.id) } : {});
 }
 
 const tooLarge = (limit: number) => json(413, { error: `body: larger than ${limit} octets`, field: "body" });

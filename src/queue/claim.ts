@@ -41,6 +41,7 @@ export interface QueuedMessage {
   receivedAt: Date;
   direction: string;
   subject: string | null;
+  messageIdHeader: string | null;
   authResults: unknown;
 }
 
@@ -132,6 +133,7 @@ export async function loadMessages(db: Db, ids: string[]): Promise<Map<string, Q
       receivedAt: messages.receivedAt,
       direction: messages.direction,
       subject: messages.subject,
+      messageIdHeader: messages.messageIdHeader,
       authResults: messages.authResults,
     })
     .from(messages)

@@ -5,9 +5,10 @@
 import { sql } from "drizzle-orm";
 import { isConnectionError } from "../db/errors.ts";
 import type { Db, Tx } from "../db/open.ts";
-import { deliveries, messages } from "../db/schema.ts";
+import { deliveries, events, messages } from "../db/schema.ts";
 import { formatTarget, type Target } from "../domains/targets.ts";
 import { errorMessage, type Logger } from "../log.ts";
+import { writtenEvents } from "./events.ts";
 
 export interface NewDelivery {
   rcpt: string;
@@ -232,11 +233,15 @@ export async function writeMessages(db: Db | Tx, batch: NewMessage[]): Promise<v
     return;
   }
   const insertDeliveries = db.insert(deliveries).values(rows).getSQL();
+  const eventRows = writtenEvents(batch, now);
+  // In the same statement: an event exists if and only if its message does.
+  const withEvents =
+    eventRows.length > 0 ? sql`, e as (${db.insert(events).values(eventRows).getSQL()})` : sql``;
   // pg_notify wakes every scheduler on this database once the statement's transaction commits.
   await db.execute(
     rows.some((r) => r.status === "queued")
-      ? sql`with m as (${insertMessages}), d as (${insertDeliveries}) select pg_notify(${QUEUE_CHANNEL}, '')`
-      : sql`with m as (${insertMessages}) ${insertDeliveries}`,
+      ? sql`with m as (${insertMessages}), d as (${insertDeliveries})${withEvents} select pg_notify(${QUEUE_CHANNEL}, '')`
+      : sql`with m as (${insertMessages}), d as (${insertDeliveries})${withEvents} select 1`,
   );
 }
 

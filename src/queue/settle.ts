@@ -3,9 +3,10 @@
 // events produce are written in that same transaction, so a crash never loses one half.
 import { and, eq, inArray } from "drizzle-orm";
 import type { Db } from "../db/open.ts";
-import { attempts, type DeliveryStatus, deliveries, PENDING_STATUSES } from "../db/schema.ts";
+import { attempts, type DeliveryStatus, deliveries, events, PENDING_STATUSES } from "../db/schema.ts";
 import type { ClaimedDelivery, QueuedMessage } from "./claim.ts";
 import { type NewMessage, writeMessages } from "./enqueue.ts";
+import { settledEvents } from "./events.ts";
 import { type AttemptOutcome, nextAttempt, type RetryPolicy } from "./retry.ts";
 
 export interface AttemptReport {
@@ -18,6 +19,8 @@ export interface AttemptReport {
   /** The host that answered, when one did. */
   remoteMta: string | null;
   durationMs: number;
+  /** The connection was encrypted (SMTP couriers say; undefined where it does not apply). */
+  tls?: boolean;
 }
 
 export type DeliveryEvent = "delivered" | "failed" | "delayed";
@@ -28,6 +31,8 @@ export interface SettledDelivery {
   report: AttemptReport;
   event: DeliveryEvent | undefined;
   nextAttemptAt: Date | undefined;
+  /** Bounced because the queue lifetime ended, not because of a permanent failure. */
+  expired?: boolean;
 }
 
 export interface SettlePolicy extends RetryPolicy {
@@ -62,7 +67,14 @@ export function decide(
       reply: `${report.reply} (gave up: queue lifetime of ${policy.lifetimeSeconds} s ended)`,
       status: report.status.startsWith("4") ? `5${report.status.slice(1)}` : "5.4.7",
     };
-    return { ...base, report: expired, status: "bounced", event: "failed", nextAttemptAt: undefined };
+    return {
+      ...base,
+      report: expired,
+      status: "bounced",
+      event: "failed",
+      nextAttemptAt: undefined,
+      expired: true,
+    };
   }
   // One delay warning per delivery, once it has waited long enough.
   const warn =
@@ -125,6 +137,7 @@ export async function settle(
         })),
       );
     }
+    if (kept.length > 0) await tx.insert(events).values(settledEvents(kept, now));
     const keptIds = new Set(kept.map((d) => d.delivery.id));
     const written = notices.filter((n) => n.about.every((id) => keptIds.has(id))).map((n) => n.message);
     if (written.length > 0) await writeMessages(tx, written);

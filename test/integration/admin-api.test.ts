@@ -248,6 +248,36 @@ describe.skipIf(!havePostgres)("admin API", () => {
         await sql`select attempts from deliveries where message_id = ${id} and rcpt = 'later@remote.test'`;
       return row!.attempts >= 2 ? true : undefined;
     });
+    // The events tell it too, in order, paged, filtered.
+    const events = (await (await api(`/api/events?messageId=${id}`)).json()) as {
+      id: number;
+      type: string;
+      rcpt: string;
+      attempt: number;
+      mx: string | null;
+      reply: { code: number; enhanced: string; text: string } | null;
+      class: string | null;
+    }[];
+    expect(events.slice(0, 4).map((e) => [e.type, e.rcpt])).toEqual([
+      ["accepted", "later@remote.test"],
+      ["accepted", "box@example.test"],
+      ["delivered", "box@example.test"],
+      ["deferred", "later@remote.test"],
+    ]);
+    expect(events[3]).toMatchObject({
+      attempt: 1,
+      mx: "remote.test",
+      reply: { code: 451, enhanced: "4.3.0", text: "not now" },
+      class: "soft",
+    });
+    const page = await api(`/api/events?messageId=${id}&limit=2&since=${events[0]!.id}`);
+    expect(((await page.json()) as { type: string }[]).map((e) => e.type)).toEqual(["accepted", "delivered"]);
+    expect(page.headers.get("x-next-since")).toBe(String(events[2]!.id));
+    const deferrals = (await (await api(`/api/events?type=deferred&messageId=${id}`)).json()) as unknown[];
+    expect(deferrals.length).toBeGreaterThanOrEqual(1);
+    expect((await api("/api/events?type=exploded")).status).toBe(400);
+    expect((await api("/api/events?since=-1")).status).toBe(400);
+
     const cliRetry = await runCli(["queue", "retry", id], env);
     expect(cliRetry).toMatchObject({ code: 0, stdout: `1 deliveries of ${id} due now\n` });
 

@@ -183,6 +183,23 @@ describe.skipIf(!havePostgres)("delivery", () => {
     expect(status).not.toContain("ok-too@remote.test"); // delivered, so not in the failure DSN
     // RET=HDRS: the headers of the original come back, not its body.
     expect(dsn!.attachments.some((a) => a.mimeType === "text/rfc822-headers")).toBe(true);
+    // The events: a hard bounce and a delivery, over TLS, naming the MX.
+    const events = await sql`
+      select type, rcpt, mx, reply_code, reply_enhanced, class, tls, attempt from events
+      where message_id = ${id} and type <> 'accepted' order by id`;
+    expect(events.map((e) => [e.type, e.rcpt, e.class])).toEqual(
+      expect.arrayContaining([
+        ["bounced", "reject-me@remote.test", "hard"],
+        ["delivered", "ok-too@remote.test", null],
+      ]),
+    );
+    expect(events.find((e) => e.type === "bounced")).toMatchObject({
+      mx: "mx2.remote.test",
+      reply_code: 550,
+      reply_enhanced: "5.1.1",
+      tls: true,
+      attempt: 1,
+    });
   }, 30000);
 
   test("NOTIFY=NEVER: a bounce, and no DSN", async () => {
@@ -219,6 +236,10 @@ describe.skipIf(!havePostgres)("delivery", () => {
     const tries =
       await sql`select count(*)::int as n from attempts a join deliveries d on d.id = a.delivery_id where d.message_id = ${expiring}`;
     expect(tries[0]!.n).toBeGreaterThanOrEqual(2);
+    const kinds = await sql`select type, class from events where message_id = ${expiring} order by id`;
+    expect(kinds[0]).toMatchObject({ type: "accepted" });
+    expect(kinds.at(-1)).toMatchObject({ type: "expired", class: "soft" });
+    expect(kinds.slice(1, -1).every((e) => e.type === "deferred" && e.class === "soft")).toBe(true);
   }, 30000);
 
   test("messages for one destination share a connection", async () => {

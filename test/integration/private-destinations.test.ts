@@ -31,6 +31,7 @@ function job(rcpt: string, subject: string): Job {
       direction: "outbound",
       subject,
       authResults: null,
+      messageIdHeader: null,
     },
   };
 }

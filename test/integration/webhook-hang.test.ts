@@ -26,6 +26,7 @@ const job = (id: number, url: string): Job => ({
     direction: "inbound",
     subject: "hi",
     authResults: null,
+    messageIdHeader: null,
   },
 });
 

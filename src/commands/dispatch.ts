@@ -7,6 +7,7 @@ import { type CommandIO, OperationError, UsageError, type Verb, type VerbGroup }
 import { domainVerbs } from "./domain.ts";
 import { queueVerbs, send } from "./queue.ts";
 import { routeVerbs } from "./route.ts";
+import { suppressionVerbs } from "./suppression.ts";
 import { userVerbs } from "./user.ts";
 
 export const verbGroups: Record<string, VerbGroup> = {
@@ -14,6 +15,7 @@ export const verbGroups: Record<string, VerbGroup> = {
   user: userVerbs,
   route: routeVerbs,
   queue: queueVerbs,
+  suppression: suppressionVerbs,
 };
 
 /** Verbs without sub-verbs. */

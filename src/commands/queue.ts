@@ -7,6 +7,7 @@ import { Enqueuer } from "../queue/enqueue.ts";
 import { listQueue, removeMessage, retryNow, showMessage } from "../queue/inspect.ts";
 import { Intake } from "../queue/intake.ts";
 import { SubmitError, submitMessage } from "../queue/submit.ts";
+import { findSuppression } from "../queue/suppressions.ts";
 import {
   type CommandContext,
   OperationError,
@@ -128,11 +129,16 @@ export const send: Verb = async (ctx, args) => {
   const log = createLogger(ctx.config.logLevel, undefined, secretRedactor(ctx.config));
   const directory = new Directory(ctx.db);
   try {
-    const id = await submitMessage(
+    const { id, suppressed } = await submitMessage(
       {
         directory,
         // Injected mail is a submission: no inbound checks, no recipient probes.
-        router: new Router({ directory, resolver: undefined, verifier: undefined }),
+        router: new Router({
+          directory,
+          resolver: undefined,
+          verifier: undefined,
+          suppressed: (domain, address) => findSuppression(ctx.db, domain, address),
+        }),
         intake: new Intake({
           directory,
           enqueuer: new Enqueuer(ctx.db, log),
@@ -146,6 +152,7 @@ export const send: Verb = async (ctx, args) => {
       { from: values.from, to: values.to, raw, via: "cli", field: "message" },
     );
     ctx.io.out(`queued as ${id}\n`);
+    for (const address of suppressed) ctx.io.out(`not sent to ${address}: suppressed\n`);
   } catch (err) {
     if (err instanceof SubmitError) throw new OperationError(err.message);
     throw err;

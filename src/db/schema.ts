@@ -9,6 +9,7 @@ import {
   integer,
   jsonb,
   pgTable,
+  primaryKey,
   text,
   timestamp,
 } from "drizzle-orm/pg-core";
@@ -158,6 +159,24 @@ export const events = pgTable(
     index("events_message_idx").on(t.messageId),
     check("events_type_check", sql.raw(`${t.type.name} in (${EVENT_TYPES.map((s) => `'${s}'`).join(", ")})`)),
   ],
+);
+
+/**
+ * Addresses a sending domain no longer mails: added on a hard bounce (or by hand), removed by
+ * hand. Mail from that domain to them is refused before it is queued.
+ */
+export const suppressions = pgTable(
+  "suppressions",
+  {
+    domain: text("domain").notNull(),
+    address: text("address").notNull(),
+    reason: text("reason").notNull(),
+    /** The reply that caused it ("550 5.1.1 …"), or null when added by hand. */
+    code: text("code"),
+    messageId: text("message_id"),
+    at: at("at").notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.domain, t.address] })],
 );
 
 /**

@@ -206,14 +206,14 @@ async function send(deps: ApiDeps, req: Request): Promise<Response> {
     throw err;
   }
   try {
-    const id = await submitMessage(deps, {
+    const { id, suppressed } = await submitMessage(deps, {
       from: mail.from,
       to: [...mail.to, ...("cc" in mail ? (mail.cc ?? []) : [])],
       raw,
       via: "api",
       field: "raw" in mail ? "raw" : "message",
     });
-    return json(202, { id });
+    return json(202, { id, suppressed });
   } catch (err) {
     if (err instanceof SubmitError)
       return json(err.status, { error: `${err.field}: ${err.reason}`, field: err.field });

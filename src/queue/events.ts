@@ -54,13 +54,15 @@ export function settledEvents(settled: readonly SettledDelivery[], at: Date): Ne
       replyCode: reply.code || null,
       replyEnhanced: reply.enhanced ?? report.status,
       replyText: reply.text,
-      class: type === "delivered" ? null : classOf(report, reply),
+      class: type === "delivered" ? null : classOfReport(report),
       tls: report.tls ?? null,
     };
   });
 }
 
-function classOf(report: AttemptReport, reply: ReturnType<typeof readReply>) {
+/** The bounce class of an attempt's outcome. */
+export function classOfReport(report: AttemptReport) {
+  const reply = readReply(report.reply);
   return classifyOutcome({
     from: report.remoteMta ? "remote" : "local",
     code: reply.code,

@@ -8,6 +8,7 @@ import type { ClaimedDelivery, QueuedMessage } from "./claim.ts";
 import { type NewMessage, writeMessages } from "./enqueue.ts";
 import { settledEvents } from "./events.ts";
 import { type AttemptOutcome, nextAttempt, type RetryPolicy } from "./retry.ts";
+import { suppressionsFrom, writeSuppressions } from "./suppressions.ts";
 
 export interface AttemptReport {
   deliveryId: number;
@@ -138,6 +139,7 @@ export async function settle(
       );
     }
     if (kept.length > 0) await tx.insert(events).values(settledEvents(kept, now));
+    await writeSuppressions(tx, suppressionsFrom(kept, now));
     const keptIds = new Set(kept.map((d) => d.delivery.id));
     const written = notices.filter((n) => n.about.every((id) => keptIds.has(id))).map((n) => n.message);
     if (written.length > 0) await writeMessages(tx, written);

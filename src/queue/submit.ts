@@ -25,7 +25,7 @@ export class SubmitError extends Error {
   constructor(
     readonly field: string,
     readonly reason: string,
-    readonly status: 400 | 413 = 400,
+    readonly status: 400 | 413 | 422 = 400,
   ) {
     super(`${field}: ${reason}`);
   }
@@ -82,7 +82,13 @@ export interface Injection {
   field?: string;
 }
 
-export async function submitMessage(deps: SubmitDeps, mail: Injection): Promise<string> {
+/** The queued message, and the recipients left out because the sending domain suppresses them. */
+export interface Submitted {
+  id: string;
+  suppressed: string[];
+}
+
+export async function submitMessage(deps: SubmitDeps, mail: Injection): Promise<Submitted> {
   checkInjectedContent(mail.raw, deps.maxMessageBytes, mail.field ?? "raw");
   const from = normalizeAddress(mail.from);
   const fromProblem = addressProblem(from);
@@ -93,6 +99,7 @@ export async function submitMessage(deps: SubmitDeps, mail: Injection): Promise<
   }
   if (mail.to.length === 0) throw new SubmitError("to", "at least one recipient is needed");
   const recipients: ArrivingRecipient[] = [];
+  const suppressed: string[] = [];
   for (const [i, raw] of mail.to.entries()) {
     const address = normalizeAddress(raw);
     const problem = addressProblem(address);
@@ -102,7 +109,12 @@ export async function submitMessage(deps: SubmitDeps, mail: Injection): Promise<
       mayRelay: true,
       checkDomain: false,
       verifyInside: false,
+      sendingDomain: domainOf(from),
     });
+    if (!routing.ok && routing.refusal === "suppressed") {
+      suppressed.push(address);
+      continue;
+    }
     if (!routing.ok) {
       throw new SubmitError(
         `to[${i}]`,
@@ -112,6 +124,13 @@ export async function submitMessage(deps: SubmitDeps, mail: Injection): Promise<
       );
     }
     recipients.push({ address, target: routing.target });
+  }
+  if (recipients.length === 0) {
+    throw new SubmitError(
+      "to",
+      `every recipient is suppressed for ${domainOf(from)}: ${suppressed.join(", ")}`,
+      422,
+    );
   }
   const id = newMessageId();
   const now = new Date();
@@ -134,7 +153,7 @@ export async function submitMessage(deps: SubmitDeps, mail: Injection): Promise<
     if (err instanceof MessageRejected) throw injectionError(err.refusal, from, mail.field ?? "raw");
     throw err;
   }
-  return id;
+  return { id, suppressed };
 }
 
 function injectionError(refusal: Refusal, from: string, field: string): SubmitError {

@@ -64,10 +64,11 @@ export function createSessionBackend(deps: BackendDeps): SessionBackend {
         mayRelay: Boolean(ctx.authUser),
         checkDomain: true,
         verifyInside: true,
+        sendingDomain: ctx.authUser && ctx.mailFrom ? domainOf(ctx.mailFrom) : undefined,
       });
       return routing.ok
         ? { ok: true, target: routing.target }
-        : { ok: false, reply: recipientReply(routing) };
+        : { ok: false, reply: recipientReply(routing, address) };
     },
 
     async accept(id, envelope, received) {
@@ -106,7 +107,7 @@ export function createSessionBackend(deps: BackendDeps): SessionBackend {
   };
 }
 
-function recipientReply(routing: Extract<Routing, { ok: false }>): Reply {
+function recipientReply(routing: Extract<Routing, { ok: false }>, address: string): Reply {
   switch (routing.refusal) {
     case "no-such-user":
       return R.unknownUser();
@@ -116,6 +117,8 @@ function recipientReply(routing: Extract<Routing, { ok: false }>): Reply {
       return R.recipientDomainUnknown();
     case "domain-unresolved":
       return R.recipientDomainUnresolved();
+    case "suppressed":
+      return R.suppressed(address, routing.reason, routing.since);
     case "refused-inside": {
       const { code, enhanced, text } = routing.reply;
       return R.refusedInside(code, enhanced, text);

@@ -202,6 +202,64 @@ describe.skipIf(!havePostgres)("delivery", () => {
     });
   }, 30000);
 
+  test("a hard bounce suppresses the address for the sending domain: refused at RCPT until suppression rm", async () => {
+    const id = await submit(["<reject-later@remote.test>"], "to be suppressed");
+    await waitFor("the suppression", async () => {
+      const [row] = await sql`select * from suppressions where address = 'reject-later@remote.test'`;
+      return row;
+    });
+    const [row] =
+      await sql`select domain, reason, code, message_id from suppressions where address = 'reject-later@remote.test'`;
+    expect(row).toEqual({
+      domain: "example.test",
+      reason: "hard bounce",
+      code: "550 5.1.1 no such user here",
+      message_id: id,
+    });
+    const rcptOf = async () => {
+      const c = await SmtpClient.connect(server.smtpPorts.submissions, { tls: true });
+      try {
+        await c.readReply();
+        await c.command("EHLO client.test");
+        await c.command(`AUTH PLAIN ${Buffer.from(`\0${USER}\0${PASSWORD}`).toString("base64")}`);
+        await c.command(`MAIL FROM:<${USER}>`);
+        const r = await c.command("RCPT TO:<reject-later@remote.test>");
+        return `${r.code} ${r.lines.join(" ")}`;
+      } finally {
+        await c.quit();
+      }
+    };
+    const seenBefore = seen.get("reject-later");
+    expect(await rcptOf()).toMatch(
+      /^550 5\.7\.1 Error: <reject-later@remote\.test>: recipient is suppressed \(hard bounce, since \d{4}-\d\d-\d\d\)$/,
+    );
+    expect(seen.get("reject-later")).toBe(seenBefore); // the destination was not asked again
+    const env = cliEnv({ DATABASE_URL: databaseUrl });
+    const ls = await runCli(["suppression", "ls", "--domain", "example.test"], env);
+    expect(ls.stdout).toContain("example.test\treject-later@remote.test\thard bounce\t");
+    expect((await runCli(["suppression", "rm", "reject-later@remote.test"], env)).code).toBe(0);
+    expect(await rcptOf()).toStartWith("250");
+    expect((await runCli(["suppression", "rm", "reject-later@remote.test"], env)).code).toBe(1);
+  }, 30000);
+
+  test("postern send leaves suppressed recipients out, and refuses when all are", async () => {
+    const env = cliEnv({ DATABASE_URL: databaseUrl });
+    expect(
+      (await runCli(["suppression", "add", "gone@remote.test", "--domain", "example.test"], env)).code,
+    ).toBe(0);
+    const message = `From: ${USER}\nSubject: cli send\n\nhi\n`;
+    const some = await runCli(
+      ["send", "--from", USER, "--to", "gone@remote.test", "--to", "here@remote.test"],
+      env,
+      message,
+    );
+    expect(some.code).toBe(0);
+    expect(some.stdout).toMatch(/^queued as \S+\nnot sent to gone@remote\.test: suppressed\n$/);
+    const none = await runCli(["send", "--from", USER, "--to", "gone@remote.test"], env, message);
+    expect(none.code).toBe(1);
+    expect(none.stderr).toContain("every recipient is suppressed for example.test: gone@remote.test");
+  });
+
   test("NOTIFY=NEVER: a bounce, and no DSN", async () => {
     const id = await submit(["<reject-quiet@remote.test> NOTIFY=NEVER"], "quiet bounce");
     await waitFor("the bounce", async () => {

@@ -22,7 +22,7 @@ import { newMessageId } from "./queue/ids.ts";
 import { Intake } from "./queue/intake.ts";
 import { dsnWriter } from "./queue/notices.ts";
 import { Scheduler } from "./queue/scheduler.ts";
-import { findSuppression } from "./queue/suppressions.ts";
+import { suppressedText, suppressionRefusing } from "./queue/suppressions.ts";
 import { createSessionBackend } from "./smtp/backend.ts";
 import { ConnectionCounter, listenSmtp, type SmtpListener } from "./smtp/listener.ts";
 import type { PortKind, SessionClock } from "./smtp/session.ts";
@@ -108,7 +108,10 @@ export async function startServer(config: Config): Promise<RunningServer> {
     onLookup: (type, seconds) => metrics.dnsLookup(type, seconds),
   });
   const router = new Router({
-    suppressed: (domain, address) => findSuppression(database.db, domain, address),
+    suppressed: async (mailFrom, address) => {
+      const found = await suppressionRefusing(database.db, mailFrom, address);
+      return found && suppressedText(address, found);
+    },
     directory,
     resolver: config.dnsChecks ? resolver : undefined,
     verifier: new RecipientVerifier({ helo: config.hostname }),

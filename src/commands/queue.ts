@@ -7,7 +7,7 @@ import { Enqueuer } from "../queue/enqueue.ts";
 import { listQueue, removeMessage, retryNow, showMessage } from "../queue/inspect.ts";
 import { Intake } from "../queue/intake.ts";
 import { SubmitError, submitMessage } from "../queue/submit.ts";
-import { findSuppression } from "../queue/suppressions.ts";
+import { suppressedText, suppressionRefusing } from "../queue/suppressions.ts";
 import {
   type CommandContext,
   OperationError,
@@ -137,7 +137,10 @@ export const send: Verb = async (ctx, args) => {
           directory,
           resolver: undefined,
           verifier: undefined,
-          suppressed: (domain, address) => findSuppression(ctx.db, domain, address),
+          suppressed: async (mailFrom, address) => {
+            const found = await suppressionRefusing(ctx.db, mailFrom, address);
+            return found && suppressedText(address, found);
+          },
         }),
         intake: new Intake({
           directory,

@@ -1,9 +1,11 @@
-import { asc } from "drizzle-orm";
-import { domains } from "../db/schema.ts";
 import { addressProblem, normalizeAddress } from "../mail/address.ts";
-import { addSuppression, listSuppressions, removeSuppression } from "../queue/suppressions.ts";
+import {
+  addSuppression,
+  listSuppressions,
+  removeSuppression,
+  suppressionDomains,
+} from "../queue/suppressions.ts";
 import { type CommandContext, OperationError, parseVerbArgs, type VerbGroup } from "./context.ts";
-import { requireLocalDomain } from "./user.ts";
 
 function addressArg(raw: string): string {
   const address = normalizeAddress(raw);
@@ -14,14 +16,13 @@ function addressArg(raw: string): string {
 
 /** `--domain D` (which must be local), or every local domain. */
 async function domainsArg(ctx: CommandContext, domain: string | undefined): Promise<string[]> {
-  if (domain) {
-    await requireLocalDomain(ctx.db, domain.toLowerCase());
-    return [domain.toLowerCase()];
-  }
-  const rows = await ctx.db.select({ name: domains.name }).from(domains).orderBy(asc(domains.name));
-  if (rows.length === 0)
-    throw new OperationError("no local domain (add one with: postern domain add DOMAIN)");
-  return rows.map((r) => r.name);
+  const names = await suppressionDomains(ctx.db, domain);
+  if (names.length > 0) return names;
+  throw new OperationError(
+    domain
+      ? `domain ${domain} is not local (add it with: postern domain add ${domain})`
+      : "no local domain (add one with: postern domain add DOMAIN)",
+  );
 }
 
 const DOMAIN_OPTION = { domain: { type: "string" } } as const;

@@ -142,7 +142,8 @@ export const events = pgTable(
     id: bigserial("id", { mode: "number" }).primaryKey(),
     type: text("type", { enum: EVENT_TYPES }).notNull(),
     at: at("at").notNull().defaultNow(),
-    messageId: text("message_id").notNull(),
+    /** Null for a `suppressed` refusal: no message was queued for it. */
+    messageId: text("message_id"),
     messageIdHeader: text("message_id_header"),
     mailFrom: text("mail_from").notNull(),
     rcpt: text("rcpt").notNull(),

@@ -23,7 +23,7 @@ export type Routing =
   /** The inner server of the address's relay route does not know it. */
   | { ok: false; refusal: "refused-inside"; reply: PeerReply }
   /** The sending domain no longer mails this address (a hard bounce, or by hand). */
-  | { ok: false; refusal: "suppressed"; reason: string; since: Date };
+  | { ok: false; refusal: "suppressed"; why: string };
 
 export interface RouteRequest {
   /** The envelope sender: "" for a bounce, which alone may reach an SRS address. */
@@ -34,8 +34,8 @@ export interface RouteRequest {
   checkDomain: boolean;
   /** Ask a relay route's inner server whether it knows the address (an SMTP RCPT). */
   verifyInside: boolean;
-  /** The sender's domain, for mail going out: its suppression list applies. */
-  sendingDomain?: string | undefined;
+  /** Mail going out from one of our senders: its domain's suppression list applies. */
+  suppressible?: boolean;
 }
 
 export interface RouterDeps {
@@ -43,8 +43,8 @@ export interface RouterDeps {
   /** For `checkDomain`; without one (DNS checks off) the domain is not looked up. */
   resolver: Resolver | undefined;
   verifier: RecipientVerifier | undefined;
-  /** The suppression of `address` by `domain`, if any. */
-  suppressed?: (domain: string, address: string) => Promise<{ reason: string; at: Date } | undefined>;
+  /** Why mail from `mailFrom` to `address` is refused as suppressed; undefined: it is not. */
+  suppressed?: (mailFrom: string, address: string) => Promise<string | undefined>;
 }
 
 export class Router {
@@ -56,10 +56,8 @@ export class Router {
     if (!(await directory.isLocalDomain(domain))) {
       // Never an open relay: only a sender who may relay sends beyond our domains.
       if (!request.mayRelay) return { ok: false, refusal: "relay-denied" };
-      const suppression =
-        request.sendingDomain && (await this.deps.suppressed?.(request.sendingDomain, address));
-      if (suppression)
-        return { ok: false, refusal: "suppressed", reason: suppression.reason, since: suppression.at };
+      const why = request.suppressible && (await this.deps.suppressed?.(request.mailFrom, address));
+      if (why) return { ok: false, refusal: "suppressed", why };
       if (request.checkDomain && resolver) {
         const refusal = domainRefusal(await mailDomainStatus(resolver, domain));
         if (refusal) return { ok: false, refusal };

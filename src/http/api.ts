@@ -12,6 +12,8 @@ import { listQueue, removeMessage, retryNow, showMessage } from "../queue/inspec
 import type { Intake } from "../queue/intake.ts";
 import { SubmitError, submitMessage } from "../queue/submit.ts";
 import { decodeCursor, mailboxMessages } from "./mailboxes.ts";
+import { badRequest, json, limitParam, methodNotAllowed } from "./responses.ts";
+import { handleSuppressions } from "./suppressions.ts";
 
 export interface ApiDeps {
   database: Database;
@@ -60,25 +62,6 @@ const sendComposed = z.strictObject({
     .optional(),
 });
 
-export function json(status: number, body: unknown, headers: Record<string, string> = {}): Response {
-  return Response.json(body, { status, headers });
-}
-
-export function methodNotAllowed(allow: string): Response {
-  return json(405, { error: "method not allowed" }, { allow });
-}
-
-const badRequest = (field: string, reason: string) => json(400, { error: `${field}: ${reason}`, field });
-
-/** A whole number from 1 to max, or the 400 that says why not. */
-function limitParam(params: URLSearchParams, fallback: number, max: number): number | Response {
-  const text = params.get("limit") ?? String(fallback);
-  const n = Number(text);
-  return /^\d+$/.test(text) && n >= 1 && n <= max
-    ? n
-    : badRequest("limit", `expected a whole number from 1 to ${max}`);
-}
-
 /** Routes an authenticated /api/ request; undefined when no route matches. */
 export async function handleApi(req: Request, url: URL, deps: ApiDeps): Promise<Response | undefined> {
   const mailbox = MAILBOX_PATH.exec(url.pathname);
@@ -94,6 +77,7 @@ export async function handleApi(req: Request, url: URL, deps: ApiDeps): Promise<
     if (req.method !== "GET") return methodNotAllowed("GET");
     return listEventsRoute(deps, url.searchParams);
   }
+  if (url.pathname.startsWith("/api/suppressions")) return handleSuppressions(req, url, deps.database.db);
   if (url.pathname === "/api/send") {
     if (req.method !== "POST") return methodNotAllowed("POST");
     return send(deps, req);

@@ -1,7 +1,8 @@
 // The HTTP server's routes: health, and the admin API behind a bearer token.
 import type { Database } from "../db/open.ts";
-import { type ApiDeps, handleApi, json, methodNotAllowed } from "./api.ts";
+import { type ApiDeps, handleApi } from "./api.ts";
 import { bearerMatches } from "./auth.ts";
+import { json, methodNotAllowed } from "./responses.ts";
 
 /** The Prometheus text exposition format 0.0.4. */
 const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";

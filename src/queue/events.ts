@@ -76,7 +76,7 @@ export interface EventView {
   id: number;
   type: EventType;
   at: string;
-  messageId: string;
+  messageId: string | null;
   messageIdHeader: string | null;
   mailFrom: string;
   rcpt: string;

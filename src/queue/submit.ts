@@ -109,7 +109,7 @@ export async function submitMessage(deps: SubmitDeps, mail: Injection): Promise<
       mayRelay: true,
       checkDomain: false,
       verifyInside: false,
-      sendingDomain: domainOf(from),
+      suppressible: true,
     });
     if (!routing.ok && routing.refusal === "suppressed") {
       suppressed.push(address);

@@ -64,11 +64,11 @@ export function createSessionBackend(deps: BackendDeps): SessionBackend {
         mayRelay: Boolean(ctx.authUser),
         checkDomain: true,
         verifyInside: true,
-        sendingDomain: ctx.authUser && ctx.mailFrom ? domainOf(ctx.mailFrom) : undefined,
+        suppressible: Boolean(ctx.authUser) && ctx.mailFrom !== "",
       });
       return routing.ok
         ? { ok: true, target: routing.target }
-        : { ok: false, reply: recipientReply(routing, address) };
+        : { ok: false, reply: recipientReply(routing) };
     },
 
     async accept(id, envelope, received) {
@@ -107,7 +107,7 @@ export function createSessionBackend(deps: BackendDeps): SessionBackend {
   };
 }
 
-function recipientReply(routing: Extract<Routing, { ok: false }>, address: string): Reply {
+function recipientReply(routing: Extract<Routing, { ok: false }>): Reply {
   switch (routing.refusal) {
     case "no-such-user":
       return R.unknownUser();
@@ -118,7 +118,7 @@ function recipientReply(routing: Extract<Routing, { ok: false }>, address: strin
     case "domain-unresolved":
       return R.recipientDomainUnresolved();
     case "suppressed":
-      return R.suppressed(address, routing.reason, routing.since);
+      return R.suppressed(routing.why);
     case "refused-inside": {
       const { code, enhanced, text } = routing.reply;
       return R.refusedInside(code, enhanced, text);

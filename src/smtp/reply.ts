@@ -57,12 +57,8 @@ export const R = {
       status && /^5\.\d{1,3}\.\d{1,3}$/.test(status) ? status : "5.1.1",
       `Error: recipient refused by the inner mail server: ${text.replace(/[^\x20-\x7e]/g, "?").slice(0, 200)}`,
     ),
-  suppressed: (address: string, reason: string, since: Date) =>
-    reply(
-      550,
-      "5.7.1",
-      `Error: <${address}>: recipient is suppressed (${reason}, since ${since.toISOString().slice(0, 10)})`,
-    ),
+  /** `why`: suppressedText, the same words the `suppressed` event carries. */
+  suppressed: (why: string) => reply(550, "5.7.1", `Error: ${why}`),
   relayDenied: () => reply(554, "5.7.1", "Error: relay access denied"),
   authRequired: () => reply(530, "5.7.0", "Error: authentication required"),
   tlsRequired: () => reply(530, "5.7.0", "Error: must issue a STARTTLS command first"),

@@ -70,6 +70,9 @@ describe.skipIf(!havePostgres)("admin API", () => {
       ["DELETE", "/api/messages/0123456789ABCDEF"],
       ["POST", "/api/send"],
       ["GET", "/api/mailboxes/a@example.test/messages"],
+      ["GET", "/api/suppressions"],
+      ["POST", "/api/suppressions"],
+      ["DELETE", "/api/suppressions/a@example.test"],
     ];
     for (const [method, path] of routes) {
       expect((await fetch(`${base}${path}`, { method })).status).toBe(401);
@@ -288,6 +291,74 @@ describe.skipIf(!havePostgres)("admin API", () => {
     const gone = await runCli(["queue", "rm", id], env);
     expect(gone.code).toBe(1);
     expect(gone.stderr.trim()).toBe(`postern: no message ${id} in the queue`);
+  });
+
+  test("/api/suppressions lists, adds and lifts; /api/send leaves a suppressed address out with a suppressed event", async () => {
+    const added = await post("/api/suppressions", { address: "Gone@Remote.test", domain: "example.test" });
+    expect(added.status).toBe(201);
+    expect(await added.json()).toEqual([
+      {
+        address: "gone@remote.test",
+        domain: "example.test",
+        reason: "added by hand",
+        code: null,
+        messageId: null,
+        at: expect.stringMatching(/^\d{4}-/),
+      },
+    ]);
+    expect((await post("/api/suppressions", { address: "x@remote.test", domain: "other.test" })).status).toBe(
+      400,
+    );
+    expect((await post("/api/suppressions", { address: "not an address" })).status).toBe(400);
+    const listed = (await (await api("/api/suppressions?domain=example.test")).json()) as {
+      address: string;
+    }[];
+    expect(listed.map((s) => s.address)).toContain("gone@remote.test");
+
+    const sent = await post("/api/send", {
+      from: "app@example.test",
+      to: ["gone@remote.test", "kept@remote.test"],
+      subject: "s",
+      text: "t",
+    });
+    expect(sent.status).toBe(202);
+    const { suppressed } = (await sent.json()) as { suppressed: string[] };
+    expect(suppressed).toEqual(["gone@remote.test"]);
+    const events = (await (await api("/api/events?type=suppressed&limit=1000")).json()) as Record<
+      string,
+      unknown
+    >[];
+    expect(events.at(-1)).toMatchObject({
+      type: "suppressed",
+      messageId: null,
+      mailFrom: "app@example.test",
+      rcpt: "gone@remote.test",
+      reply: {
+        code: 550,
+        enhanced: "5.7.1",
+        text: expect.stringContaining("recipient is suppressed (added by hand"),
+      },
+    });
+    const all = await post("/api/send", {
+      from: "app@example.test",
+      to: ["gone@remote.test"],
+      subject: "s",
+      text: "t",
+    });
+    expect(all.status).toBe(422);
+
+    const lifted = await api("/api/suppressions/gone%40remote.test?domain=example.test", {
+      method: "DELETE",
+    });
+    expect(await lifted.json()).toEqual({ address: "gone@remote.test", removed: ["example.test"] });
+    expect((await api("/api/suppressions/gone%40remote.test", { method: "DELETE" })).status).toBe(404);
+    const again = await post("/api/send", {
+      from: "app@example.test",
+      to: ["gone@remote.test"],
+      subject: "s",
+      text: "t",
+    });
+    expect(again.status).toBe(202);
   });
 
   test("postern send injects a message from standard input", async () => {

@@ -234,6 +234,10 @@ describe.skipIf(!havePostgres)("delivery", () => {
       /^550 5\.7\.1 Error: <reject-later@remote\.test>: recipient is suppressed \(hard bounce, since \d{4}-\d\d-\d\d\)$/,
     );
     expect(seen.get("reject-later")).toBe(seenBefore); // the destination was not asked again
+    const [refusal] =
+      await sql`select type, message_id, reply_code, reply_text from events where type = 'suppressed' and rcpt = 'reject-later@remote.test'`;
+    expect(refusal).toMatchObject({ message_id: null, reply_code: 550 });
+    expect(refusal!.reply_text).toContain("recipient is suppressed (hard bounce");
     const env = cliEnv({ DATABASE_URL: databaseUrl });
     const ls = await runCli(["suppression", "ls", "--domain", "example.test"], env);
     expect(ls.stdout).toContain("example.test\treject-later@remote.test\thard bounce\t");

@@ -11,6 +11,7 @@ import { RecipientVerifier } from "./delivery/recipient-verifier.ts";
 import { bounceTarget, Router } from "./delivery/route.ts";
 import { createResolver } from "./dns/resolver.ts";
 import { Directory } from "./domains/directory.ts";
+import { HOOK_LIFETIME_SECONDS, HOOKS_CHANNEL, HookSender } from "./hooks/sender.ts";
 import { maxRequestBodyBytes } from "./http/api.ts";
 import { createHttpHandler } from "./http/app.ts";
 import { createLogger, errorMessage } from "./log.ts";
@@ -66,6 +67,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
   log.info("database ready", { kind: database.kind });
   const directory = new Directory(database.db);
   let scheduler: Scheduler | undefined;
+  let hookSender: HookSender | undefined;
   const health = new DatabaseHealth({
     ping: () => database.ping(),
     log,
@@ -73,6 +75,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
       metrics.databaseState(up);
       // claim at once rather than at the end of the outage backoff
       if (up) scheduler?.wake();
+      if (up) hookSender?.wake();
     },
   });
   const metrics = new PosternMetrics({
@@ -116,9 +119,10 @@ export async function startServer(config: Config): Promise<RunningServer> {
     resolver: config.dnsChecks ? resolver : undefined,
     verifier: new RecipientVerifier({ helo: config.hostname }),
   });
+  const owner = `${config.hostname}:${process.pid}:${randomBytes(4).toString("hex")}`;
   scheduler = new Scheduler({
     db: database.db,
-    owner: `${config.hostname}:${process.pid}:${randomBytes(4).toString("hex")}`,
+    owner,
     courierFor: courierRegistry(config, resolver, directory),
     policy: {
       baseSeconds: config.retryBaseSeconds,
@@ -229,6 +233,19 @@ export async function startServer(config: Config): Promise<RunningServer> {
   });
   log.info("http listening", { address: config.listen, port: http.port });
   await scheduler.start();
+  hookSender = new HookSender({
+    db: database.db,
+    owner,
+    log,
+    policy: {
+      baseSeconds: config.retryBaseSeconds,
+      maxSeconds: config.retryMaxSeconds,
+      lifetimeSeconds: HOOK_LIFETIME_SECONDS,
+    },
+    listen: (onNotify) => database.listen(HOOKS_CHANNEL, onNotify),
+    onSettled: (counts) => metrics.hookPostsSettled(counts),
+  });
+  await hookSender.start();
   health.start();
   const history = new HistoryPruner(database.db, config.historyDays, log);
   history.start();
@@ -240,6 +257,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
       // Sessions first (a commit in progress is answered), then deliveries, then the database.
       await Promise.all(listeners.map((l) => l.stop()));
       await scheduler.stop();
+      await hookSender.stop();
       await history.stop();
       await health.stop();
       control?.stop();

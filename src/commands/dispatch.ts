@@ -5,6 +5,7 @@ import type { Db } from "../db/open.ts";
 import { errorMessage } from "../log.ts";
 import { type CommandIO, OperationError, UsageError, type Verb, type VerbGroup } from "./context.ts";
 import { domainVerbs } from "./domain.ts";
+import { hookVerbs } from "./hook.ts";
 import { queueVerbs, send } from "./queue.ts";
 import { routeVerbs } from "./route.ts";
 import { suppressionVerbs } from "./suppression.ts";
@@ -16,6 +17,7 @@ export const verbGroups: Record<string, VerbGroup> = {
   route: routeVerbs,
   queue: queueVerbs,
   suppression: suppressionVerbs,
+  hook: hookVerbs,
 };
 
 /** Verbs without sub-verbs. */

@@ -180,6 +180,51 @@ export const suppressions = pgTable(
   (t) => [primaryKey({ columns: [t.domain, t.address] })],
 );
 
+/** An event webhook: events of the chosen types (all when null), of one domain's mail or all. */
+export const hooks = pgTable("hooks", {
+  id: bigserial("id", { mode: "number" }).primaryKey(),
+  url: text("url").notNull(),
+  /** `whsec_` + base64 of the HMAC key (Standard Webhooks). */
+  secret: text("secret").notNull(),
+  events: text("events").array(),
+  /** The sender's or the recipient's domain; null: every event. */
+  domain: text("domain"),
+  createdAt: at("created_at").notNull().defaultNow(),
+});
+
+/** Where a hook's copy of an event is: waiting to be POSTed, or done either way. */
+export const HOOK_DELIVERY_STATUSES = ["pending", "delivered", "failed"] as const;
+
+/**
+ * One row per event per hook that wants it, made by a trigger on `events` (migration 0006) in the
+ * transaction that wrote the event; claimed with a lease like deliveries, so one node sends it.
+ */
+export const hookDeliveries = pgTable(
+  "hook_deliveries",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    hookId: bigint("hook_id", { mode: "number" })
+      .notNull()
+      .references(() => hooks.id, { onDelete: "cascade" }),
+    eventId: bigint("event_id", { mode: "number" })
+      .notNull()
+      .references(() => events.id, { onDelete: "cascade" }),
+    status: text("status", { enum: HOOK_DELIVERY_STATUSES }).notNull().default("pending"),
+    attempts: integer("attempts").notNull().default(0),
+    nextAttemptAt: at("next_attempt_at").notNull().defaultNow(),
+    leaseOwner: text("lease_owner"),
+    leaseUntil: at("lease_until"),
+    lastReply: text("last_reply"),
+    createdAt: at("created_at").notNull().defaultNow(),
+    doneAt: at("done_at"),
+  },
+  (t) => [
+    index("hook_deliveries_due_idx").on(t.status, t.nextAttemptAt),
+    index("hook_deliveries_hook_idx").on(t.hookId, t.createdAt),
+    index("hook_deliveries_event_idx").on(t.eventId),
+  ],
+);
+
 /**
  * One row per running scheduler, renewed every few seconds: a lease whose owner stopped renewing
  * here is free at once, however long the lease (a crashed process's deliveries go out again

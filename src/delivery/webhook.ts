@@ -42,7 +42,7 @@ export async function webhookPayload(job: Job): Promise<WebhookPayload> {
 }
 
 /** The attempt history's line for an answer; a redirect says where it pointed and that we stayed. */
-function replyText(res: Response): string {
+export function httpReplyText(res: Response): string {
   const status = `HTTP ${res.status} ${res.statusText}`.trim();
   if (res.status < 300 || res.status >= 400) return status;
   const location = res.headers.get("location");
@@ -86,7 +86,7 @@ export class WebhookCourier implements Courier {
       const ok = res.status >= 200 && res.status < 300;
       return reportAll([job], {
         outcome: ok ? "delivered" : "deferred",
-        reply: replyText(res),
+        reply: httpReplyText(res),
         status: ok ? "2.0.0" : "4.4.0",
         remoteMta: host,
         durationMs: performance.now() - started,

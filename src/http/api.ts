@@ -11,6 +11,7 @@ import { listEvents } from "../queue/events.ts";
 import { listQueue, removeMessage, retryNow, showMessage } from "../queue/inspect.ts";
 import type { Intake } from "../queue/intake.ts";
 import { SubmitError, submitMessage } from "../queue/submit.ts";
+import { handleHooks } from "./hooks.ts";
 import { decodeCursor, mailboxMessages } from "./mailboxes.ts";
 import { badRequest, json, limitParam, methodNotAllowed } from "./responses.ts";
 import { handleSuppressions } from "./suppressions.ts";
@@ -78,6 +79,7 @@ export async function handleApi(req: Request, url: URL, deps: ApiDeps): Promise<
     return listEventsRoute(deps, url.searchParams);
   }
   if (url.pathname.startsWith("/api/suppressions")) return handleSuppressions(req, url, deps.database.db);
+  if (url.pathname.startsWith("/api/hooks")) return handleHooks(req, url, deps.database.db);
   if (url.pathname === "/api/send") {
     if (req.method !== "POST") return methodNotAllowed("POST");
     return send(deps, req);

@@ -106,6 +106,7 @@ export class PosternMetrics implements SmtpMetrics {
   private readonly bounced;
   private readonly deliveryDuration;
   private readonly dsnsSent;
+  private readonly hookPosts;
   private readonly dnsLookupDuration;
   private readonly authChecks;
   private readonly databaseUp;
@@ -178,6 +179,12 @@ export class PosternMetrics implements SmtpMetrics {
       name: "postern_dsns_sent_total",
       help: "Delivery status notifications queued to senders, per action (failed, delayed, delivered).",
       labelNames: ["action"],
+      registers,
+    });
+    this.hookPosts = new Counter({
+      name: "postern_hook_posts_total",
+      help: "Event webhook POSTs by outcome: delivered, retried (refused, tried again), failed (given up after 24 h).",
+      labelNames: ["outcome"],
       registers,
     });
     this.dnsLookupDuration = new Histogram({
@@ -316,6 +323,10 @@ export class PosternMetrics implements SmtpMetrics {
    * The DSN writer made a notice. It is counted as it is made, inside the settling transaction:
    * a transaction that then fails (logged) over-counts by its notices, which is rare and harmless.
    */
+  hookPostsSettled(counts: { delivered: number; retried: number; failed: number }): void {
+    for (const [outcome, n] of Object.entries(counts)) if (n > 0) this.hookPosts.inc({ outcome }, n);
+  }
+
   dsnWritten(action: DsnAction, target: Target): void {
     if ((DSN_ACTIONS as readonly string[]).includes(action)) this.dsnsSent.inc({ action });
     if (keptOnWrite(target)) this.keptOnWrite(target);

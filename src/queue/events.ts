@@ -104,7 +104,11 @@ export async function listEvents(
     )
     .orderBy(asc(events.id))
     .limit(o.limit);
-  return rows.map((r) => ({
+  return rows.map(eventView);
+}
+
+export function eventView(r: typeof events.$inferSelect): EventView {
+  return {
     id: r.id,
     type: r.type,
     at: r.at.toISOString(),
@@ -117,5 +121,5 @@ export async function listEvents(
     reply: r.replyText === null ? null : { code: r.replyCode, enhanced: r.replyEnhanced, text: r.replyText },
     class: r.class,
     tls: r.tls,
-  }));
+  };
 }

@@ -184,14 +184,17 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%
 # So the ticks file holds one interval per load.sh run (warm-up first), outside the timing.
 postern_between_reps() {
 	local q="psql -h 127.0.0.1 -p $ACCEPT_PG_PORT -U postgres -d postern -qAtX" i rows pend
+	local owed="select count(*) from deliveries where status not in ('delivered')"
+	# HOOK=1 (relay.sh): the run ends when the last event webhook is sent too
+	[ "${HOOK:-0}" = 1 ] && owed="select (${owed}) + (select count(*) from hook_deliveries where status = 'pending')"
 	for ((i = 0; i < 600; i++)); do
-		pend=$($q -c "select count(*) from deliveries where status not in ('delivered')")
+		pend=$($q -c "$owed")
 		[ "${pend:-1}" = 0 ] && break
 		sleep 0.1
 	done
 	rows=$($q -c 'select count(*) from messages')
 	echo "end $(cpu_ticks "$ACCEPT_POSTERN_PID") $(cpu_ticks "$ACCEPT_PG_PID") ${rows:-?} ${pend:-?}" >>"$ACCEPT_TICKS"
-	$q -c 'truncate messages, deliveries, attempts' -c 'checkpoint' >/dev/null
+	$q -c 'truncate messages, deliveries, attempts, events, hook_deliveries' -c 'checkpoint' >/dev/null
 	echo "start $(cpu_ticks "$ACCEPT_POSTERN_PID") $(cpu_ticks "$ACCEPT_PG_PID")" >>"$ACCEPT_TICKS"
 }
 

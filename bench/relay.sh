@@ -28,6 +28,9 @@
 #   PROFILE=0                   1 = run serve under `bun --cpu-prof --cpu-prof-md`, profiles
 #                               copied to $PROFILE_OUT (/tmp/postern-bench-profile)
 #   KEEP=0                      1 = keep the scratch dir (logs, database) after the run
+#   HOOK=0                      1 = an event webhook subscribed to every event, POSTing to a local
+#                               receiver (bench/hook-receiver.ts, answers 200); each run then also
+#                               waits for every copy to be sent, inside its CPU count
 # Needs root (PostgreSQL and Postfix run as their users), postfix (smtp-source, smtp-sink) and
 # postgresql-15 installed (bench/accept.sh or ../shared/bench/peers.sh install them).
 set -u
@@ -57,6 +60,7 @@ pick_port P_HTTP
 pick_port P_SINK
 pick_port P_PF
 pick_port P_PF_SINK
+pick_port P_HOOK
 postern_vars
 
 declare -A RES SPLIT
@@ -84,6 +88,14 @@ scenario_postern() {
 	pg_start
 	postern_cli domain add bench.test
 	postern_cli route add '*@bench.test' "relay:127.0.0.1:$P_SINK"
+	if [ "${HOOK:-0}" = 1 ]; then
+		(cd "$SRC" && exec "$BUN" "$HERE/hook-receiver.ts" "$P_HOOK") &
+		HOOK_PID=$!
+		EXTRA_PIDS+=("$HOOK_PID")
+		postern_cli hook add "http://127.0.0.1:$P_HOOK/"
+		log "Postern: event webhook to 127.0.0.1:$P_HOOK (receiver PID $HOOK_PID)"
+	fi
+	export HOOK
 	postern_start relay
 	export ACCEPT_TICKS_BASE=$WORK/ticks-postern ACCEPT_PG_PORT=$P_PG ACCEPT_POSTERN_PID=$POSTERN_PID ACCEPT_PG_PID=$PG_PID
 	export -f postern_between_reps cpu_ticks tree_pids
@@ -92,6 +104,7 @@ scenario_postern() {
 	unset ACCEPT_TICKS_BASE
 	POSTERN_RSS_AFTER=$(mem_tree "$POSTERN_PID")
 	postern_stop
+	[ -n "${HOOK_PID:-}" ] && { HOOK_POSTS=$(curl -s "http://127.0.0.1:$P_HOOK/count"); stop_extra "$HOOK_PID"; }
 	pg_stop # nothing of Postern's runs on while Postfix is measured
 	if [ -s "$WORK/postern-relay.log" ]; then
 		log "Postern log (warnings and errors: $(wc -l <"$WORK/postern-relay.log") lines, last 5):"
@@ -140,6 +153,7 @@ report() {
 			echo "$row"
 		done
 	done
+	[ -n "${HOOK_POSTS:-}" ] && { echo; echo "HOOK=1: an event webhook on every event; the receiver got $HOOK_POSTS POSTs in all (warm-up included)."; }
 	if [ -n "${POSTERN_RSS_AFTER:-}" ]; then
 		set -- $POSTERN_RSS_AFTER
 		echo

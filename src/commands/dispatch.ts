@@ -6,6 +6,7 @@ import { errorMessage } from "../log.ts";
 import { type CommandIO, OperationError, UsageError, type Verb, type VerbGroup } from "./context.ts";
 import { domainVerbs } from "./domain.ts";
 import { hookVerbs } from "./hook.ts";
+import { keyVerbs } from "./key.ts";
 import { queueVerbs, send } from "./queue.ts";
 import { routeVerbs } from "./route.ts";
 import { suppressionVerbs } from "./suppression.ts";
@@ -18,6 +19,7 @@ export const verbGroups: Record<string, VerbGroup> = {
   queue: queueVerbs,
   suppression: suppressionVerbs,
   hook: hookVerbs,
+  key: keyVerbs,
 };
 
 /** Verbs without sub-verbs. */

@@ -180,6 +180,19 @@ export const suppressions = pgTable(
   (t) => [primaryKey({ columns: [t.domain, t.address] })],
 );
 
+/**
+ * An application's key: authorises /api/send and SMTP AUTH (user = name) for From addresses in
+ * its domains, nothing else. Only a hash of the key is kept (it is random, so SHA-256 will do).
+ */
+export const apiKeys = pgTable("api_keys", {
+  name: text("name").primaryKey(),
+  secretHash: text("secret_hash").notNull().unique(),
+  domains: text("domains").array().notNull(),
+  /** Recipients per hour (the abuse-limits issue); null: the default. */
+  limitPerHour: integer("limit_per_hour"),
+  createdAt: at("created_at").notNull().defaultNow(),
+});
+
 /** An event webhook: events of the chosen types (all when null), of one domain's mail or all. */
 export const hooks = pgTable("hooks", {
   id: bigserial("id", { mode: "number" }).primaryKey(),

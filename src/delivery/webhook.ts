@@ -4,6 +4,7 @@
 // the receiver chose (an internal address, or http after https).
 import { createHmac } from "node:crypto";
 import PostalMime from "postal-mime";
+import { fromAddress } from "../mail/headers.ts";
 import type { AttemptReport } from "../queue/settle.ts";
 import { type Courier, type Job, reportAll } from "./courier.ts";
 
@@ -11,7 +12,10 @@ export const SIGNATURE_HEADER = "X-Postern-Signature";
 
 export interface WebhookPayload {
   id: string;
-  from: string;
+  /** The header From address; null when there is none. */
+  from: string | null;
+  /** The envelope sender ("" for a bounce). */
+  mailFrom: string;
   to: string[];
   subject: string | null;
   headers: { key: string; value: string }[];
@@ -30,7 +34,8 @@ export async function webhookPayload(job: Job): Promise<WebhookPayload> {
   const parsed = await PostalMime.parse(job.message.raw);
   return {
     id: job.message.id,
-    from: job.message.mailFrom,
+    from: fromAddress(job.message.raw),
+    mailFrom: job.message.mailFrom,
     to: [job.delivery.rcpt],
     subject: parsed.subject ?? null,
     headers: parsed.headers.map((h) => ({ key: h.key, value: h.value })),

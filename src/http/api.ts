@@ -1,6 +1,7 @@
 // The admin API behind the bearer token: the queue, one message's story, retry and removal,
 // injection (/api/send), and the mailboxes. JSON in and out; errors as {error, field?}.
 import { z } from "zod";
+import type { ApiKey } from "../auth/keys.ts";
 import type { Database } from "../db/open.ts";
 import { DELIVERY_STATUSES, EVENT_TYPES, type EventType, isDeliveryStatus } from "../db/schema.ts";
 import type { Router } from "../delivery/route.ts";
@@ -82,7 +83,7 @@ export async function handleApi(req: Request, url: URL, deps: ApiDeps): Promise<
   if (url.pathname.startsWith("/api/hooks")) return handleHooks(req, url, deps.database.db);
   if (url.pathname === "/api/send") {
     if (req.method !== "POST") return methodNotAllowed("POST");
-    return send(deps, req);
+    return sendRoute(deps, req, undefined);
   }
   const message = MESSAGE_PATH.exec(url.pathname);
   if (!message) return undefined;
@@ -156,7 +157,8 @@ async function cappedText(req: Request, limit: number): Promise<string | Respons
   return Buffer.concat(chunks).toString("utf8");
 }
 
-async function send(deps: ApiDeps, req: Request): Promise<Response> {
+/** POST /api/send, by the operator (admin token) or an application (its key). */
+export async function sendRoute(deps: ApiDeps, req: Request, key: ApiKey | undefined): Promise<Response> {
   const text = await cappedText(req, maxRequestBodyBytes(deps.maxMessageBytes));
   if (text instanceof Response) return text;
   let body: unknown;
@@ -197,6 +199,7 @@ async function send(deps: ApiDeps, req: Request): Promise<Response> {
       to: [...mail.to, ...("cc" in mail ? (mail.cc ?? []) : [])],
       raw,
       via: "api",
+      key,
       field: "raw" in mail ? "raw" : "message",
     });
     return json(202, { id, suppressed });

@@ -1,7 +1,9 @@
 // The HTTP server's routes: health, and the admin API behind a bearer token.
+
+import { keyBySecret } from "../auth/keys.ts";
 import type { Database } from "../db/open.ts";
-import { type ApiDeps, handleApi } from "./api.ts";
-import { bearerMatches } from "./auth.ts";
+import { type ApiDeps, handleApi, sendRoute } from "./api.ts";
+import { bearerToken, tokenMatches } from "./auth.ts";
 import { json, methodNotAllowed } from "./responses.ts";
 
 /** The Prometheus text exposition format 0.0.4. */
@@ -41,12 +43,21 @@ function routes(deps: HttpDeps): (req: Request) => Promise<Response> {
       return new Response(await deps.metrics.render(), { headers: { "content-type": METRICS_CONTENT_TYPE } });
     }
     if (url.pathname.startsWith("/api/")) {
-      if (!deps.adminToken) return json(403, { error: "admin API disabled: set POSTERN_ADMIN_TOKEN" });
-      if (!bearerMatches(req.headers.get("authorization"), deps.adminToken)) {
-        return json(401, { error: "missing or wrong bearer token" });
+      const bearer = bearerToken(req.headers.get("authorization"));
+      if (bearer !== undefined && deps.adminToken && tokenMatches(bearer, deps.adminToken)) {
+        const answer = await handleApi(req, url, deps.api);
+        if (answer) return answer;
+        return json(404, { error: "not found" });
       }
-      const answer = await handleApi(req, url, deps.api);
-      if (answer) return answer;
+      // An application's key: /api/send from its own domains, nothing else.
+      const key = bearer === undefined ? undefined : await keyBySecret(deps.database.db, bearer);
+      if (key) {
+        if (url.pathname !== "/api/send") return json(403, { error: "an API key may only POST /api/send" });
+        if (req.method !== "POST") return methodNotAllowed("POST");
+        return sendRoute(deps.api, req, key);
+      }
+      if (!deps.adminToken) return json(403, { error: "admin API disabled: set POSTERN_ADMIN_TOKEN" });
+      return json(401, { error: "missing or wrong bearer token" });
     }
     return json(404, { error: "not found" });
   };

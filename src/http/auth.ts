@@ -1,9 +1,12 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 
-/** Compares the bearer token in constant time (hashing first makes the lengths equal). */
-export function bearerMatches(header: string | null, token: string): boolean {
-  const m = /^Bearer (.+)$/.exec(header ?? "");
-  if (!m) return false;
+/** The token of an `Authorization: Bearer …` header, if that is what it is. */
+export function bearerToken(header: string | null): string | undefined {
+  return /^Bearer (.+)$/.exec(header ?? "")?.[1];
+}
+
+/** Compares a bearer token in constant time (hashing first makes the lengths equal). */
+export function tokenMatches(given: string, token: string): boolean {
   const digest = (s: string) => createHash("sha256").update(s).digest();
-  return timingSafeEqual(digest(m[1]!), digest(token));
+  return timingSafeEqual(digest(given), digest(token));
 }

@@ -2,6 +2,7 @@
 import { and, desc, eq, lt, or } from "drizzle-orm";
 import type { Db } from "../db/open.ts";
 import { deliveries, messages } from "../db/schema.ts";
+import { fromAddress } from "../mail/headers.ts";
 
 export interface MailboxPage {
   messages: MailboxMessage[];
@@ -11,7 +12,10 @@ export interface MailboxPage {
 
 export interface MailboxMessage {
   id: string;
-  from: string;
+  /** The header From address (what a mail client shows); null when there is none. */
+  from: string | null;
+  /** The envelope sender ("" for a bounce). */
+  mailFrom: string;
   to: string[];
   subject: string | null;
   receivedAt: string;
@@ -52,7 +56,7 @@ export async function mailboxMessages(
   const rows = await db
     .selectDistinct({
       id: messages.id,
-      from: messages.mailFrom,
+      mailFrom: messages.mailFrom,
       subject: messages.subject,
       receivedAt: messages.receivedAt,
       authResults: messages.authResults,
@@ -68,7 +72,8 @@ export async function mailboxMessages(
   return {
     messages: page.map((r) => ({
       id: r.id,
-      from: r.from,
+      from: fromAddress(r.raw),
+      mailFrom: r.mailFrom,
       to: [address],
       subject: r.subject,
       receivedAt: r.receivedAt.toISOString(),

@@ -1,4 +1,5 @@
 // Reads a few header fields from a raw message without parsing the MIME tree.
+import { addressParser } from "postal-mime";
 
 /** The header block, up to the first empty line. */
 function headerBlock(raw: Uint8Array): string {
@@ -30,6 +31,24 @@ export function readHeaders(raw: Uint8Array): [string, string][] {
 export function headerValue(headers: [string, string][], name: string): string | undefined {
   // Control characters (NUL above all) cannot be stored in a text column and mean nothing here.
   return headers.find(([n]) => n === name)?.[1].replace(/\p{Cc}/gu, " ");
+}
+
+/**
+ * The addresses of a From or Sender field as RFC 5322 reads them, lower-cased: a display name, a
+ * comment or a group name is not an address, however much it looks like one, so
+ * `ceo@other.test (<alice@example.com>)` is ceo@other.test, as a mail client and a DMARC verifier
+ * read it. postal-mime's parser is the one of nodemailer and mailauth.
+ */
+export function fieldAddresses(value: string): string[] {
+  return addressParser(value, { flatten: true })
+    .map((a) => (a.address ?? "").toLowerCase())
+    .filter((a) => a.includes("@"));
+}
+
+/** The (first) address of the message's From field, as a reader of the message sees it. */
+export function fromAddress(raw: Uint8Array): string | null {
+  const value = headerValue(readHeaders(raw), "from");
+  return (value && fieldAddresses(value)[0]) || null;
 }
 
 export interface HeaderField {

@@ -2,8 +2,7 @@
 import type { Directory } from "../domains/directory.ts";
 import { domainOf } from "./address.ts";
 import { dkimSign } from "./dkim-sign.ts";
-import { readHeaders } from "./headers.ts";
-import { fieldAddresses } from "./submission.ts";
+import { fieldAddresses, readHeaders } from "./headers.ts";
 
 /** The message with DKIM-Signature fields on top when its From domain is ours, else as it was. */
 export async function signIfLocal(

@@ -1,8 +1,7 @@
 // What an MSA does to a submitted message (RFC 6409 §8): it needs a From (and Sender) the user
 // may use, and gets the Date and Message-ID it lacks.
-import { addressParser } from "postal-mime";
 import { patternMatches } from "./address.ts";
-import { readHeaders } from "./headers.ts";
+import { fieldAddresses, readHeaders } from "./headers.ts";
 import { newMessageIdField } from "./message-id.ts";
 import { rfc5322Date } from "./received.ts";
 
@@ -11,18 +10,6 @@ export type SubmissionCheck =
   | { ok: false; problem: "no-from" }
   | { ok: false; problem: "many-from" }
   | { ok: false; problem: "from-not-owned"; address: string };
-
-/**
- * The addresses of a From or Sender field as RFC 5322 reads them, lower-cased: a display name, a
- * comment or a group name is not an address, however much it looks like one, so
- * `ceo@other.test (<alice@example.com>)` is ceo@other.test, as a mail client and a DMARC verifier
- * read it. postal-mime's parser is the one of nodemailer and mailauth.
- */
-export function fieldAddresses(value: string): string[] {
-  return addressParser(value, { flatten: true })
-    .map((a) => (a.address ?? "").toLowerCase())
-    .filter((a) => a.includes("@"));
-}
 
 /**
  * Checks the header From against the patterns the user may send as, and adds Date and

@@ -1,6 +1,7 @@
 // Mail injected by the operator (`POST /api/send`, `postern send`): checked and treated as a
 // submission would be, then queued.
 
+import { type ApiKey, keyMaySendAs } from "../auth/keys.ts";
 import type { Router } from "../delivery/route.ts";
 import type { Directory } from "../domains/directory.ts";
 import { addressProblem, domainOf, normalizeAddress } from "../mail/address.ts";
@@ -25,7 +26,7 @@ export class SubmitError extends Error {
   constructor(
     readonly field: string,
     readonly reason: string,
-    readonly status: 400 | 413 | 422 = 400,
+    readonly status: 400 | 403 | 413 | 422 = 400,
   ) {
     super(`${field}: ${reason}`);
   }
@@ -78,6 +79,8 @@ export interface Injection {
   raw: Uint8Array;
   /** Who injected it, for the Received header and the message row: "api" or "cli". */
   via: "api" | "cli";
+  /** The application key it came with (/api/send): it may send from its domains only. */
+  key?: ApiKey | undefined;
   /** What a refusal of the content names: "raw" (the default) or "message" for composed mail. */
   field?: string;
 }
@@ -93,6 +96,8 @@ export async function submitMessage(deps: SubmitDeps, mail: Injection): Promise<
   const from = normalizeAddress(mail.from);
   const fromProblem = addressProblem(from);
   if (fromProblem) throw new SubmitError("from", fromProblem);
+  if (mail.key && !mail.key.domains.includes(domainOf(from)))
+    throw new SubmitError("from", `${domainOf(from)} is not a domain of key ${mail.key.name}`, 403);
   // Like a user's `*@domain` right: any sender of a local domain, none outside them.
   if (!(await deps.directory.isLocalDomain(domainOf(from)))) {
     throw new SubmitError("from", `${domainOf(from)} is not a local domain`);
@@ -143,27 +148,30 @@ export async function submitMessage(deps: SubmitDeps, mail: Injection): Promise<
         mailFrom: from,
         recipients,
         content: Buffer.concat([Buffer.from(received), mail.raw]),
-        submitter: mail.via,
-        maySendAs: [`*@${domainOf(from)}`],
+        submitter: mail.key?.name ?? mail.via,
+        maySendAs: mail.key ? keyMaySendAs(mail.key) : [`*@${domainOf(from)}`],
         door: { via: mail.via },
       },
       now,
     );
   } catch (err) {
-    if (err instanceof MessageRejected) throw injectionError(err.refusal, from, mail.field ?? "raw");
+    if (err instanceof MessageRejected)
+      throw injectionError(err.refusal, from, mail.field ?? "raw", mail.key?.name);
     throw err;
   }
   return { id, suppressed };
 }
 
-function injectionError(refusal: Refusal, from: string, field: string): SubmitError {
+function injectionError(refusal: Refusal, from: string, field: string, key: string | undefined): SubmitError {
   switch (refusal.reason) {
     case "no-from":
       return new SubmitError("from", "the message has no From header");
     case "many-from":
       return new SubmitError("from", "the message has more than one From header");
     case "from-not-owned":
-      return new SubmitError("from", `From ${refusal.address} is not ${domainOf(from)}'s`);
+      return key
+        ? new SubmitError("from", `From ${refusal.address} is not in a domain of key ${key}`, 403)
+        : new SubmitError("from", `From ${refusal.address} is not ${domainOf(from)}'s`);
     case "too-many-hops":
       return new SubmitError(field, "the message has too many Received fields (a mail loop?)");
     case "dmarc-reject":

@@ -1,6 +1,7 @@
 // The session's questions answered from the users table, the router and the intake: this module
 // only turns their answers into SMTP replies.
 import { eq } from "drizzle-orm";
+import { findKey, isKeyName, keyMaySendAs, verifyKey } from "../auth/keys.ts";
 import { hashPassword, verifyPassword } from "../auth/passwords.ts";
 import type { Db } from "../db/open.ts";
 import { users } from "../db/schema.ts";
@@ -34,12 +35,18 @@ export function createSessionBackend(deps: BackendDeps): SessionBackend {
     return user;
   };
   const maySendAs = async (login: string) => {
+    if (isKeyName(login)) {
+      const key = await findKey(db, login);
+      return key ? keyMaySendAs(key) : [];
+    }
     const user = await findUser(login);
     return user ? [user.address, ...user.maySendAs] : [];
   };
 
   return {
     async authenticate(username, password) {
+      // An application's key: user name = the key's name, password = the key.
+      if (isKeyName(username)) return (await verifyKey(db, username, password))?.name;
       const user = await findUser(username);
       decoy ??= hashPassword("decoy password for unknown users");
       const ok = await verifyPassword(password, user?.passwordHash ?? (await decoy));

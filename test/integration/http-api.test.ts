@@ -19,6 +19,8 @@ async function swaks(port: number, to: string, subject: string): Promise<string>
       to,
       "--header",
       `Subject: ${subject}`,
+      "--header",
+      "From: Sender Name <author@remote.test>",
       "--body",
       `body of ${subject}`,
     ],
@@ -79,7 +81,8 @@ describe.skipIf(!havePostgres)("HTTP API on PostgreSQL", () => {
     const page1 = (await res.json()) as Record<string, unknown>[];
     expect(page1.map((m) => m.subject)).toEqual(["third", "second"]);
     const m = page1[0]!;
-    expect(m.from).toBe("sender@remote.test");
+    expect(m.from).toBe("author@remote.test"); // the header From, as a mail client shows it
+    expect(m.mailFrom).toBe("sender@remote.test"); // the envelope
     expect(m.to).toEqual(["alice@example.test"]);
     expect(Date.parse(String(m.receivedAt))).toBeGreaterThan(Date.now() - 60_000);
     expect(m).toHaveProperty("authResults");

@@ -84,7 +84,7 @@ describe("webhook targets", () => {
       await new Enqueuer(database.db, createLogger("error")).enqueue({
         id,
         direction: "inbound",
-        mailFrom: "s@remote.test",
+        mailFrom: "bounces+1234@remote.test",
         raw: new TextEncoder().encode(MESSAGE),
         authResults: { spf: "pass" },
         deliveries: [{ rcpt: "hook@example.test", target: parseTarget(target) }],
@@ -116,6 +116,7 @@ describe("webhook targets", () => {
     expect(payload).toMatchObject({
       id,
       from: "s@remote.test",
+      mailFrom: "bounces+1234@remote.test",
       to: ["hook@example.test"],
       subject: "Grüße",
       text: "plain part\n",

@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { fieldAddresses, fixUpSubmission } from "../../src/mail/submission.ts";
+import { fieldAddresses } from "../../src/mail/headers.ts";
+import { fixUpSubmission } from "../../src/mail/submission.ts";
 
 const enc = (s: string) => new TextEncoder().encode(s);
 const dec = (b: Uint8Array) => new TextDecoder().decode(b);

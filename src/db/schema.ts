@@ -203,14 +203,20 @@ export const hooks = pgTable("hooks", {
   /** The sender's or the recipient's domain; null: every event. */
   domain: text("domain"),
   createdAt: at("created_at").notNull().defaultNow(),
+  /** When a POST last went through, and when and why one last did not. */
+  lastDeliveredAt: at("last_delivered_at"),
+  lastFailedAt: at("last_failed_at"),
+  lastFailure: text("last_failure"),
 });
 
-/** Where a hook's copy of an event is: waiting to be POSTed, or done either way. */
-export const HOOK_DELIVERY_STATUSES = ["pending", "delivered", "failed"] as const;
+/** Where a hook's copy of an event is: waiting to be POSTed, or given up. */
+export const HOOK_DELIVERY_STATUSES = ["pending", "failed"] as const;
 
 /**
- * One row per event per hook that wants it, made by a trigger on `events` (migration 0006) in the
- * transaction that wrote the event; claimed with a lease like deliveries, so one node sends it.
+ * The copies of events owed to hooks: one row per event per hook that wants it, made by a trigger
+ * on `events` (migration 0006) in the transaction that wrote the event; claimed with a lease like
+ * deliveries, so one node sends it; deleted once sent (the hook row keeps the last outcome), kept
+ * as `failed` when given up. Not tied to `events` by a key: pruning events must drop these first.
  */
 export const hookDeliveries = pgTable(
   "hook_deliveries",
@@ -219,9 +225,7 @@ export const hookDeliveries = pgTable(
     hookId: bigint("hook_id", { mode: "number" })
       .notNull()
       .references(() => hooks.id, { onDelete: "cascade" }),
-    eventId: bigint("event_id", { mode: "number" })
-      .notNull()
-      .references(() => events.id, { onDelete: "cascade" }),
+    eventId: bigint("event_id", { mode: "number" }).notNull(),
     status: text("status", { enum: HOOK_DELIVERY_STATUSES }).notNull().default("pending"),
     attempts: integer("attempts").notNull().default(0),
     nextAttemptAt: at("next_attempt_at").notNull().defaultNow(),
@@ -234,7 +238,6 @@ export const hookDeliveries = pgTable(
   (t) => [
     index("hook_deliveries_due_idx").on(t.status, t.nextAttemptAt),
     index("hook_deliveries_hook_idx").on(t.hookId, t.createdAt),
-    index("hook_deliveries_event_idx").on(t.eventId),
   ],
 );
 

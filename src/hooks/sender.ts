@@ -34,6 +34,9 @@ export interface HookSenderOptions {
   onSettled?(counts: { delivered: number; retried: number; failed: number }): void;
 }
 
+/** How long a wake-up waits for more copies to come before claiming again. */
+const GATHER_MS = 200;
+
 /** A lease outlives a batch: every POST in it is cut off at its timeout. */
 const LEASE_SECONDS = 120;
 
@@ -71,11 +74,12 @@ export class HookSender {
 
   private async loop(): Promise<void> {
     const pollMs = this.o.pollMs ?? 5000;
+    const batch = this.o.batch ?? 100;
     while (this.running) {
       this.woken = false;
       let sent = 0;
       try {
-        sent = await this.sendBatch();
+        sent = await this.sendBatch(batch);
         if (this.failures > 0) this.o.log.info("sending event webhooks again", { after: this.failures });
         this.failures = 0;
       } catch (err) {
@@ -85,7 +89,13 @@ export class HookSender {
         if (this.running) await this.sleep(Math.min(500 * 2 ** this.failures, 30_000));
         continue;
       }
-      if (sent > 0 || this.woken || !this.running) continue;
+      if (!this.running || sent === batch) continue; // a backlog: on at once
+      if (sent > 0 || this.woken) {
+        // Events come in a stream, a NOTIFY per transaction: gathering them for a moment makes
+        // one claim and one settle of many copies rather than of one or two each.
+        await Bun.sleep(GATHER_MS);
+        continue;
+      }
       const next = await nextHookDueAt(this.o.db).catch(() => undefined);
       const ms = next ? Math.min(pollMs, Math.max(0, next.getTime() - Date.now()) + 50) : pollMs;
       if (!this.woken && this.running) await this.sleep(ms);
@@ -93,8 +103,8 @@ export class HookSender {
   }
 
   /** One batch claimed, POSTed and recorded; how many copies it had. */
-  private async sendBatch(): Promise<number> {
-    const claimed = await claimHookDeliveries(this.o.db, this.o.owner, this.o.batch ?? 32, LEASE_SECONDS);
+  private async sendBatch(batch: number): Promise<number> {
+    const claimed = await claimHookDeliveries(this.o.db, this.o.owner, batch, LEASE_SECONDS);
     if (claimed.length === 0) return 0;
     const results = await Promise.all(claimed.map((d) => this.post(d)));
     // Not recorded (the database went away): the lease lapses and the copies go again, same ids.

@@ -16,6 +16,9 @@ export interface HookView {
   events: EventType[] | null;
   domain: string | null;
   createdAt: string;
+  lastDeliveredAt: string | null;
+  lastFailedAt: string | null;
+  lastFailure: string | null;
 }
 
 export function hookView(h: Hook): HookView {
@@ -25,6 +28,9 @@ export function hookView(h: Hook): HookView {
     events: (h.events as EventType[] | null) ?? null,
     domain: h.domain,
     createdAt: h.createdAt.toISOString(),
+    lastDeliveredAt: h.lastDeliveredAt?.toISOString() ?? null,
+    lastFailedAt: h.lastFailedAt?.toISOString() ?? null,
+    lastFailure: h.lastFailure,
   };
 }
 
@@ -119,7 +125,7 @@ export interface HookAttempt {
 }
 
 /**
- * Records the POSTs: a 2xx is done; anything else is tried again on the mail retry backoff until
+ * Records the POSTs: a 2xx is done (the copy goes); anything else is tried again on the mail retry backoff until
  * the copy is `policy.lifetimeSeconds` old, then given up. A copy whose lease we lost is left alone.
  */
 export async function settleHookDeliveries(
@@ -130,22 +136,44 @@ export async function settleHookDeliveries(
   now = new Date(),
 ): Promise<{ delivered: number; retried: number; failed: number }> {
   const counts = { delivered: 0, retried: 0, failed: 0 };
+  const taken = results.filter((r) => r.ok);
+  const refused = results.filter((r) => !r.ok);
   await db.transaction(async (tx) => {
-    for (const r of results) {
-      const next = r.ok ? undefined : nextAttempt(r.delivery.attempts + 1, r.delivery.createdAt, now, policy);
-      const status = r.ok ? "delivered" : next?.kind === "retry" ? "pending" : "failed";
+    // A copy sent is done with: deleting it writes no index entries, where an update would.
+    if (taken.length > 0) {
+      await tx.delete(hookDeliveries).where(
+        and(
+          inArray(
+            hookDeliveries.id,
+            taken.map((r) => r.delivery.id),
+          ),
+          eq(hookDeliveries.leaseOwner, owner),
+        ),
+      );
+      await tx
+        .update(hooks)
+        .set({ lastDeliveredAt: now })
+        .where(inArray(hooks.id, [...new Set(taken.map((r) => r.delivery.hook.id))]));
+      counts.delivered = taken.length;
+    }
+    for (const r of refused) {
+      const next = nextAttempt(r.delivery.attempts + 1, r.delivery.createdAt, now, policy);
       await tx
         .update(hookDeliveries)
         .set({
-          status,
+          status: next.kind === "retry" ? "pending" : "failed",
           attempts: r.delivery.attempts + 1,
           lastReply: r.reply,
           leaseOwner: null,
           leaseUntil: null,
-          ...(next?.kind === "retry" ? { nextAttemptAt: next.at } : { doneAt: now }),
+          ...(next.kind === "retry" ? { nextAttemptAt: next.at } : { doneAt: now }),
         })
         .where(and(eq(hookDeliveries.id, r.delivery.id), eq(hookDeliveries.leaseOwner, owner)));
-      counts[status === "pending" ? "retried" : status]++;
+      await tx
+        .update(hooks)
+        .set({ lastFailedAt: now, lastFailure: r.reply })
+        .where(eq(hooks.id, r.delivery.hook.id));
+      counts[next.kind === "retry" ? "retried" : "failed"]++;
     }
   });
   return counts;

@@ -104,7 +104,11 @@ scenario_postern() {
 	unset ACCEPT_TICKS_BASE
 	POSTERN_RSS_AFTER=$(mem_tree "$POSTERN_PID")
 	postern_stop
-	[ -n "${HOOK_PID:-}" ] && { HOOK_POSTS=$(curl -s "http://127.0.0.1:$P_HOOK/count"); stop_extra "$HOOK_PID"; }
+	[ -n "${HOOK_PID:-}" ] && {
+		HOOK_POSTS=$(curl -s "http://127.0.0.1:$P_HOOK/count")
+		HOOK_CPU_MS=$(($(cpu_ticks "$HOOK_PID") * 1000 / $(getconf CLK_TCK)))
+		stop_extra "$HOOK_PID"
+	}
 	pg_stop # nothing of Postern's runs on while Postfix is measured
 	if [ -s "$WORK/postern-relay.log" ]; then
 		log "Postern log (warnings and errors: $(wc -l <"$WORK/postern-relay.log") lines, last 5):"
@@ -153,7 +157,7 @@ report() {
 			echo "$row"
 		done
 	done
-	[ -n "${HOOK_POSTS:-}" ] && { echo; echo "HOOK=1: an event webhook on every event; the receiver got $HOOK_POSTS POSTs in all (warm-up included)."; }
+	[ -n "${HOOK_POSTS:-}" ] && { echo; echo "HOOK=1: an event webhook on every event; the receiver got $HOOK_POSTS POSTs in all (warm-up included) and used $HOOK_CPU_MS ms of CPU for them (not in Postern's columns; it shares the cores)."; }
 	if [ -n "${POSTERN_RSS_AFTER:-}" ]; then
 		set -- $POSTERN_RSS_AFTER
 		echo

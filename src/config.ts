@@ -57,6 +57,8 @@ const schema = z.object({
   POSTERN_QUEUE_LIFETIME_SECONDS: positiveInt.default(432000),
   POSTERN_DELAY_WARNING_SECONDS: positiveInt.default(14400),
   POSTERN_HISTORY_DAYS: z.coerce.number().int().min(0).default(7),
+  POSTERN_AUTH_LOCKOUT_FAILURES: z.coerce.number().int().min(0).default(10),
+  POSTERN_INBOUND_PER_MINUTE: z.coerce.number().int().min(0).default(120),
   POSTERN_DMARC_POLICY: z.enum(["enforce", "monitor"]).default("enforce"),
   POSTERN_DNS_CHECKS: z.enum(["on", "off"]).default("on"),
   POSTERN_ALLOW_PRIVATE_DESTINATIONS: z.enum(["on", "off"]).default("off"),
@@ -93,6 +95,10 @@ export interface Config {
   /** Days a finished message (nothing pending, no mailbox copy) is kept after it came in; 0 = always. */
   historyDays: number;
   dmarcPolicy: "enforce" | "monitor";
+  /** Wrong AUTH logins from one IP within 15 min before it is locked out for 15 min; 0 = never. */
+  authLockoutFailures: number;
+  /** Messages (MAIL commands) per client IP per minute on port 25, on each node; 0 = no limit. */
+  inboundPerMinute: number;
   /** Every check that asks DNS about a peer: sender and recipient domains, SPF/DKIM/DMARC/ARC. */
   dnsChecks: boolean;
   /**
@@ -162,6 +168,8 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     delayWarningSeconds: s.POSTERN_DELAY_WARNING_SECONDS,
     historyDays: s.POSTERN_HISTORY_DAYS,
     dmarcPolicy: s.POSTERN_DMARC_POLICY,
+    authLockoutFailures: s.POSTERN_AUTH_LOCKOUT_FAILURES,
+    inboundPerMinute: s.POSTERN_INBOUND_PER_MINUTE,
     dnsChecks: s.POSTERN_DNS_CHECKS === "on",
     allowPrivateDestinations: s.POSTERN_ALLOW_PRIVATE_DESTINATIONS === "on",
     logLevel: s.POSTERN_LOG_LEVEL,

@@ -1,5 +1,6 @@
 // The composition root: settings -> database -> services -> listeners, and the orderly stop.
 import { randomBytes } from "node:crypto";
+import { LOCKOUT_DEFAULTS } from "./auth/lockout.ts";
 import { runVerb } from "./commands/dispatch.ts";
 import { type Config, secretRedactor } from "./config.ts";
 import { controlSocketPath, serveControlSocket } from "./control/socket.ts";
@@ -11,12 +12,13 @@ import { RecipientVerifier } from "./delivery/recipient-verifier.ts";
 import { bounceTarget, Router } from "./delivery/route.ts";
 import { createResolver } from "./dns/resolver.ts";
 import { Directory } from "./domains/directory.ts";
-import { HOOK_LIFETIME_SECONDS, HOOKS_CHANNEL, HookSender } from "./hooks/sender.ts";
+import { HOOK_LIFETIME_SECONDS, HookSender } from "./hooks/sender.ts";
 import { maxRequestBodyBytes } from "./http/api.ts";
 import { createHttpHandler } from "./http/app.ts";
 import { createLogger, errorMessage } from "./log.ts";
 import { PosternMetrics } from "./metrics/postern.ts";
 import { loadTlsMaterial } from "./net/tls.ts";
+import { reportedBounces } from "./queue/bounce-reports.ts";
 import { ENQUEUE_DEADLINE_MS, Enqueuer, QUEUE_CHANNEL } from "./queue/enqueue.ts";
 import { HistoryPruner } from "./queue/history.ts";
 import { newMessageId } from "./queue/ids.ts";
@@ -154,6 +156,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     dmarcPolicy: config.dmarcPolicy,
     onAuthChecked: (how) => metrics.authChecked(how),
     log,
+    reportedBounces: (report, at) => reportedBounces(database.db, report, at),
   });
   const backend = createSessionBackend({
     db: database.db,
@@ -162,6 +165,9 @@ export async function startServer(config: Config): Promise<RunningServer> {
     intake,
     resolver: config.dnsChecks ? resolver : undefined,
     metrics,
+    lockout: { failures: config.authLockoutFailures, ...LOCKOUT_DEFAULTS },
+    inboundPerMinute: config.inboundPerMinute,
+    log,
   });
   const counter = new ConnectionCounter({ total: config.maxConnections, perIp: config.maxConnectionsPerIp });
   const ports: [PortKind, number][] = [
@@ -242,10 +248,9 @@ export async function startServer(config: Config): Promise<RunningServer> {
       maxSeconds: config.retryMaxSeconds,
       lifetimeSeconds: HOOK_LIFETIME_SECONDS,
     },
-    listen: (onNotify) => database.listen(HOOKS_CHANNEL, onNotify),
     onSettled: (counts) => metrics.hookPostsSettled(counts),
   });
-  await hookSender.start();
+  hookSender.start();
   health.start();
   const history = new HistoryPruner(database.db, config.historyDays, log);
   history.start();

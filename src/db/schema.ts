@@ -28,6 +28,12 @@ export function isDeliveryStatus(s: string): s is DeliveryStatus {
   return (DELIVERY_STATUSES as readonly string[]).includes(s);
 }
 
+/**
+ * A full transaction id (PostgreSQL's xid8), as text: what a hook's cursor follows, since events
+ * become visible in commit order, not id order (see hooks).
+ */
+const xid8 = customType<{ data: string; driverData: string }>({ dataType: () => "xid8" });
+
 const at = (name: string) => timestamp(name, { withTimezone: true, mode: "date" });
 
 export const domains = pgTable("domains", {
@@ -74,7 +80,12 @@ export const messages = pgTable(
     envid: text("envid"),
     ret: text("ret"),
   },
-  (t) => [index("messages_received_at_idx").on(t.receivedAt)],
+  (t) => [
+    index("messages_received_at_idx").on(t.receivedAt),
+    // Delivery reports that come back find what they are about; only mail we sent is looked up.
+    index("messages_sent_message_id_idx").on(t.messageIdHeader).where(sql`${t.direction} = 'outbound'`),
+    index("messages_sent_envid_idx").on(t.envid).where(sql`${t.direction} = 'outbound'`),
+  ],
 );
 
 export const deliveries = pgTable(
@@ -155,9 +166,12 @@ export const events = pgTable(
     /** `hard`, `soft`, `block`, `rate-limit`, `config`, `unknown`; null when nothing failed. */
     class: text("class"),
     tls: boolean("tls"),
+    /** The transaction that wrote it: hooks read events in (tx, id) order (see hooks). */
+    tx: xid8("tx").notNull().default(sql`pg_current_xact_id()`),
   },
   (t) => [
     index("events_message_idx").on(t.messageId),
+    index("events_tx_idx").on(t.tx, t.id),
     check("events_type_check", sql.raw(`${t.type.name} in (${EVENT_TYPES.map((s) => `'${s}'`).join(", ")})`)),
   ],
 );
@@ -193,7 +207,14 @@ export const apiKeys = pgTable("api_keys", {
   createdAt: at("created_at").notNull().defaultNow(),
 });
 
-/** An event webhook: events of the chosen types (all when null), of one domain's mail or all. */
+/**
+ * An event webhook: events of the chosen types (all when null), of one domain's mail or all.
+ *
+ * A hook reads the event stream past its cursor, (tx, id): only events of transactions older than
+ * every one still running (below the snapshot's xmin), which are all visible once committed, so
+ * an event committed late behind a higher id is never skipped. One node at a time holds a hook
+ * (the lease); its cursor moves in the transaction that records the POSTs.
+ */
 export const hooks = pgTable("hooks", {
   id: bigserial("id", { mode: "number" }).primaryKey(),
   url: text("url").notNull(),
@@ -207,16 +228,21 @@ export const hooks = pgTable("hooks", {
   lastDeliveredAt: at("last_delivered_at"),
   lastFailedAt: at("last_failed_at"),
   lastFailure: text("last_failure"),
+  /** Events up to (cursorTx, cursorId) are done: a new hook starts at the present. */
+  cursorTx: xid8("cursor_tx").notNull().default(sql`pg_snapshot_xmin(pg_current_snapshot())`),
+  cursorId: bigint("cursor_id", { mode: "number" }).notNull().default(0),
+  leaseOwner: text("lease_owner"),
+  leaseUntil: at("lease_until"),
 });
 
 /** Where a hook's copy of an event is: waiting to be POSTed, or given up. */
 export const HOOK_DELIVERY_STATUSES = ["pending", "failed"] as const;
 
 /**
- * The copies of events owed to hooks: one row per event per hook that wants it, made by a trigger
- * on `events` (migration 0006) in the transaction that wrote the event; claimed with a lease like
- * deliveries, so one node sends it; deleted once sent (the hook row keeps the last outcome), kept
- * as `failed` when given up. Not tied to `events` by a key: pruning events must drop these first.
+ * Copies of events a hook refused (or did not answer in time), to be POSTed again on the mail
+ * backoff: claimed with a lease like deliveries, so one node sends each; deleted once taken (the
+ * hook row keeps the last outcome), kept as `failed` when given up after 24 h. Not tied to
+ * `events` by a key: pruning events must drop these first.
  */
 export const hookDeliveries = pgTable(
   "hook_deliveries",
@@ -240,6 +266,14 @@ export const hookDeliveries = pgTable(
     index("hook_deliveries_hook_idx").on(t.hookId, t.createdAt),
   ],
 );
+
+/** Wrong AUTH logins per client IP in the current window, and the lockout they brought (auth/lockout.ts). */
+export const authFailures = pgTable("auth_failures", {
+  ip: text("ip").primaryKey(),
+  failures: integer("failures").notNull(),
+  firstAt: at("first_at").notNull(),
+  lockedUntil: at("locked_until"),
+});
 
 /**
  * One row per running scheduler, renewed every few seconds: a lease whose owner stopped renewing

@@ -204,7 +204,8 @@ export class SmtpCourier implements Courier {
         notify: rewritten ? undefined : (j.delivery.notify ?? undefined),
         orcpt: rewritten ? undefined : (j.delivery.orcpt ?? undefined),
       })),
-      envid: rewritten ? undefined : (m.envid ?? undefined),
+      // Without the submitter's own, our id: a delivery report that comes back names it.
+      envid: rewritten ? undefined : (m.envid ?? (m.direction === "outbound" ? m.id : undefined)),
       ret: m.ret === "FULL" || m.ret === "HDRS" ? m.ret : undefined,
       data: m.raw,
     };

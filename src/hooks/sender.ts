@@ -1,6 +1,7 @@
-// Sends the event copies the hooks are owed: claims a batch (a lease, so each copy goes from one
-// node), POSTs them side by side, records what came back. New copies wake it at once (the fan-out
-// trigger NOTIFYs); retries wait for their time; at least once, the same webhook-id every time.
+// Sends events to the hooks. Each round: the hooks no node holds are leased, each reads its next
+// events past its cursor and POSTs them side by side, and the batch is recorded (cursor moved,
+// refused events kept as copies to retry); then the copies due again are claimed and POSTed.
+// At least once, the same webhook-id every time. Events are read every GATHER_MS while they come.
 import type { Db } from "../db/open.ts";
 import { httpReplyText } from "../delivery/webhook.ts";
 import { errorMessage, type Logger } from "../log.ts";
@@ -8,14 +9,17 @@ import { eventView } from "../queue/events.ts";
 import type { RetryPolicy } from "../queue/retry.ts";
 import { webhookHeaders } from "./signature.ts";
 import {
-  type ClaimedHookDelivery,
   claimHookDeliveries,
-  type HookAttempt,
+  claimHooks,
+  type Hook,
+  type HookEvent,
   nextHookDueAt,
+  type PostResult,
+  readStream,
+  recordStream,
   settleHookDeliveries,
+  streamsWaiting,
 } from "./store.ts";
-
-export const HOOKS_CHANNEL = "postern_hooks";
 
 /** How long a hook gets copies of events for: then a copy still refused is given up. */
 export const HOOK_LIFETIME_SECONDS = 24 * 60 * 60;
@@ -26,60 +30,53 @@ export interface HookSenderOptions {
   log: Logger;
   /** POSTERN_RETRY_BASE_SECONDS and _MAX_SECONDS, over HOOK_LIFETIME_SECONDS. */
   policy: RetryPolicy;
-  listen?(onNotify: () => void): Promise<() => Promise<void>>;
   /** Per POST. */
   timeoutMs?: number;
+  /** Events per hook per round, and retried copies per round. */
   batch?: number;
-  pollMs?: number;
   onSettled?(counts: { delivered: number; retried: number; failed: number }): void;
 }
 
-/** How long a wake-up waits for more copies to come before claiming again. */
+/** Between rounds that found less than a full batch: events gather meanwhile, for one read. */
 const GATHER_MS = 200;
 
-/** A lease outlives a batch: every POST in it is cut off at its timeout. */
+/** A lease outlives a round: every POST in it is cut off at its timeout. */
 const LEASE_SECONDS = 120;
 
 export class HookSender {
   private running = false;
   private loopDone: Promise<void> | undefined;
   private wakeUp: (() => void) | undefined;
-  private woken = false;
-  private unlisten: (() => Promise<void>) | undefined;
   private failures = 0;
 
   constructor(private readonly o: HookSenderOptions) {}
 
-  async start(): Promise<void> {
+  start(): void {
     this.running = true;
-    this.unlisten = await this.o.listen?.(() => this.wake());
     this.loopDone = this.loop().catch((err) => {
       this.o.log.error("the event webhook loop stopped", { error: errorMessage(err) });
     });
   }
 
+  /** The database is back: go on at once. */
   wake(): void {
-    this.woken = true;
     this.wakeUp?.();
   }
 
-  /** Stops claiming; a batch in flight finishes (each POST is bounded by its timeout). */
+  /** Stops; a round in flight finishes (each POST is bounded by its timeout). */
   async stop(): Promise<void> {
     if (!this.running) return;
     this.running = false;
     this.wake();
-    await this.unlisten?.();
     await this.loopDone;
   }
 
   private async loop(): Promise<void> {
-    const pollMs = this.o.pollMs ?? 5000;
     const batch = this.o.batch ?? 100;
     while (this.running) {
-      this.woken = false;
-      let sent = 0;
+      let full = false;
       try {
-        sent = await this.sendBatch(batch);
+        full = (await this.sendStreams(batch)) || (await this.sendRetries(batch));
         if (this.failures > 0) this.o.log.info("sending event webhooks again", { after: this.failures });
         this.failures = 0;
       } catch (err) {
@@ -89,45 +86,73 @@ export class HookSender {
         if (this.running) await this.sleep(Math.min(500 * 2 ** this.failures, 30_000));
         continue;
       }
-      if (!this.running || sent === batch) continue; // a backlog: on at once
-      if (sent > 0 || this.woken) {
-        // Events come in a stream, a NOTIFY per transaction: gathering them for a moment makes
-        // one claim and one settle of many copies rather than of one or two each.
-        await Bun.sleep(GATHER_MS);
-        continue;
-      }
-      const next = await nextHookDueAt(this.o.db).catch(() => undefined);
-      const ms = next ? Math.min(pollMs, Math.max(0, next.getTime() - Date.now()) + 50) : pollMs;
-      if (!this.woken && this.running) await this.sleep(ms);
+      if (this.running && !full) await this.sleep(GATHER_MS);
     }
   }
 
-  /** One batch claimed, POSTed and recorded; how many copies it had. */
-  private async sendBatch(batch: number): Promise<number> {
+  /** One batch of every free hook's stream; true when some hook had a full batch (more may wait). */
+  private async sendStreams(batch: number): Promise<boolean> {
+    if (!(await streamsWaiting(this.o.db))) return false;
+    const held = await claimHooks(this.o.db, this.o.owner, LEASE_SECONDS);
+    const full = await Promise.all(
+      held.map(async (hook) => {
+        const { events, next } = await readStream(this.o.db, hook, batch);
+        const sent = await Promise.all(
+          events.map(async (event) => ({ event, result: await this.post(hook, event) })),
+        );
+        const counts = await recordStream(this.o.db, this.o.owner, hook, next, sent, this.o.policy);
+        this.report(
+          { ...counts, failed: 0 },
+          hook,
+          sent.filter((s) => !s.result.ok).map((s) => s.result.reply),
+        );
+        return events.length === batch;
+      }),
+    );
+    return full.some(Boolean);
+  }
+
+  /** The copies due again; true when the batch was full. */
+  private async sendRetries(batch: number): Promise<boolean> {
+    const due = await nextHookDueAt(this.o.db);
+    if (!due || due.getTime() > Date.now()) return false;
     const claimed = await claimHookDeliveries(this.o.db, this.o.owner, batch, LEASE_SECONDS);
-    if (claimed.length === 0) return 0;
-    const results = await Promise.all(claimed.map((d) => this.post(d)));
+    const results = await Promise.all(
+      claimed.map(async (delivery) => ({ delivery, ...(await this.post(delivery.hook, delivery.event)) })),
+    );
     // Not recorded (the database went away): the lease lapses and the copies go again, same ids.
     const counts = await settleHookDeliveries(this.o.db, this.o.owner, results, this.o.policy);
     this.o.onSettled?.(counts);
-    for (const r of results) {
-      if (!r.ok)
-        this.o.log.info("event webhook refused", {
-          hook: r.delivery.hook.id,
-          event: r.delivery.event.id,
-          attempt: r.delivery.attempts + 1,
-          reply: r.reply,
-        });
-    }
-    return claimed.length;
+    for (const r of results.filter((x) => !x.ok))
+      this.o.log.info("event webhook refused again", {
+        hook: r.delivery.hook.id,
+        event: r.delivery.event.id,
+        attempt: r.delivery.attempts + 1,
+        reply: r.reply,
+      });
+    return claimed.length === batch;
   }
 
-  private async post(delivery: ClaimedHookDelivery): Promise<HookAttempt> {
-    const body = JSON.stringify(eventView(delivery.event));
+  private report(
+    counts: { delivered: number; retried: number; failed: number },
+    hook: Hook,
+    refusals: string[],
+  ): void {
+    this.o.onSettled?.(counts);
+    if (refusals.length > 0)
+      this.o.log.info("event webhook refused: kept to retry", {
+        hook: hook.id,
+        count: refusals.length,
+        reply: refusals.at(-1),
+      });
+  }
+
+  private async post(hook: Pick<Hook, "url" | "secret">, event: HookEvent): Promise<PostResult> {
+    const body = JSON.stringify(eventView(event));
     // one id per event, whichever attempt: receivers drop what they have seen
-    const headers = webhookHeaders(delivery.hook.secret, `evt_${delivery.event.id}`, new Date(), body);
+    const headers = webhookHeaders(hook.secret, `evt_${event.id}`, new Date(), body);
     try {
-      const res = await fetch(delivery.hook.url, {
+      const res = await fetch(hook.url, {
         method: "POST",
         body,
         headers: { ...headers, "content-type": "application/json", "user-agent": "Postern" },
@@ -136,10 +161,10 @@ export class HookSender {
         redirect: "manual",
       });
       await res.body?.cancel();
-      return { delivery, ok: res.status >= 200 && res.status < 300, reply: httpReplyText(res) };
+      return { ok: res.status >= 200 && res.status < 300, reply: httpReplyText(res) };
     } catch (err) {
       const timedOut = (err as Error).name === "TimeoutError";
-      return { delivery, ok: false, reply: timedOut ? "timed out" : errorMessage(err) };
+      return { ok: false, reply: timedOut ? "timed out" : errorMessage(err) };
     }
   }
 

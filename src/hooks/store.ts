@@ -1,5 +1,6 @@
-// Event webhooks in the database: the hooks themselves, and the copies of events they are owed
-// (made by the fan-out trigger of migration 0006), claimed under a lease so one node sends each.
+// Event webhooks in the database: the hooks, the event stream each reads past its cursor (a hook
+// is held by one node at a time, under a lease), and the copies a receiver refused, retried
+// under leases of their own.
 import { and, asc, eq, inArray, isNull, lt, lte, or, sql } from "drizzle-orm";
 import type { Db } from "../db/open.ts";
 import { type EventType, events, hookDeliveries, hooks } from "../db/schema.ts";
@@ -60,7 +61,134 @@ export async function removeHook(db: Db, id: number): Promise<boolean> {
   return rows.length > 0;
 }
 
-/** A copy of an event owed to a hook, leased to us. */
+/** True when some hook has events past its cursor. Read-only: an idle gateway writes nothing. */
+export async function streamsWaiting(db: Db): Promise<boolean> {
+  const [row] = await db
+    .select({ one: sql`1` })
+    .from(hooks)
+    .where(
+      sql`exists (select 1 from ${events} e where (e.tx, e.id) > (${hooks.cursorTx}, ${hooks.cursorId})
+        and e.tx < pg_snapshot_xmin(pg_current_snapshot()))`,
+    )
+    .limit(1);
+  return row !== undefined;
+}
+
+/** Leases the hooks no node holds (a lapsed lease included). */
+export async function claimHooks(db: Db, owner: string, leaseSeconds: number): Promise<Hook[]> {
+  const free = db
+    .select({ id: hooks.id })
+    .from(hooks)
+    .where(or(isNull(hooks.leaseUntil), lt(hooks.leaseUntil, sql`now()`)))
+    .for("update", { skipLocked: true });
+  return db
+    .update(hooks)
+    .set({ leaseOwner: owner, leaseUntil: sql`now() + make_interval(secs => ${leaseSeconds})` })
+    .where(inArray(hooks.id, free))
+    .returning();
+}
+
+/** A position in the event stream: every event at or before it is done. */
+export interface StreamCursor {
+  tx: string;
+  id: number;
+}
+
+/**
+ * Up to `limit` of the hook's events past its cursor, oldest first, and the cursor to store once
+ * they are sent. Only events of finished transactions are read (below the horizon, the oldest one
+ * still running); when fewer than `limit` are there, everything below the horizon is done.
+ */
+export async function readStream(
+  db: Db,
+  hook: Hook,
+  limit: number,
+): Promise<{ events: HookEvent[]; next: StreamCursor }> {
+  const [row] = await db
+    .select({ horizon: sql<string>`pg_snapshot_xmin(pg_current_snapshot())::text` })
+    .from(hooks)
+    .where(eq(hooks.id, hook.id));
+  if (!row) return { events: [], next: { tx: hook.cursorTx, id: hook.cursorId } };
+  const { horizon } = row;
+  const ofDomain = (column: typeof events.mailFrom | typeof events.rcpt) =>
+    sql`lower(substring(${column} from '@([^@]*)$')) = ${hook.domain}`;
+  const rows = await db
+    .select()
+    .from(events)
+    .where(
+      and(
+        sql`(${events.tx}, ${events.id}) > (${hook.cursorTx}::xid8, ${hook.cursorId})`,
+        sql`${events.tx} < ${horizon}::xid8`,
+        hook.events ? inArray(events.type, hook.events as EventType[]) : undefined,
+        hook.domain ? or(ofDomain(events.mailFrom), ofDomain(events.rcpt)) : undefined,
+      ),
+    )
+    .orderBy(asc(events.tx), asc(events.id))
+    .limit(limit);
+  const last = rows.at(-1);
+  return {
+    events: rows,
+    next: rows.length === limit && last ? { tx: last.tx, id: last.id } : { tx: horizon, id: 0 },
+  };
+}
+
+/** What one POST of an event to a hook came to. */
+export interface PostResult {
+  ok: boolean;
+  /** "HTTP 200 OK", "HTTP 500 …", "timed out", a connection error. */
+  reply: string;
+}
+
+/**
+ * Records a batch of the hook's stream: the cursor moves past it, the lease is given back, and
+ * each refused event becomes a copy to retry; in one transaction, so a crash before it sends the
+ * batch again (at least once, the same webhook-ids) and loses none. Nothing if the lease was lost.
+ */
+export async function recordStream(
+  db: Db,
+  owner: string,
+  hook: Hook,
+  next: StreamCursor,
+  sent: readonly { event: HookEvent; result: PostResult }[],
+  policy: RetryPolicy,
+  now = new Date(),
+): Promise<{ delivered: number; retried: number }> {
+  const refused = sent.filter((s) => !s.result.ok);
+  const lastFailure = refused.at(-1)?.result.reply;
+  await db.transaction(async (tx) => {
+    const held = await tx
+      .update(hooks)
+      .set({
+        cursorTx: next.tx,
+        cursorId: next.id,
+        leaseOwner: null,
+        leaseUntil: null,
+        ...(refused.length < sent.length ? { lastDeliveredAt: now } : {}),
+        ...(lastFailure === undefined ? {} : { lastFailedAt: now, lastFailure }),
+      })
+      .where(and(eq(hooks.id, hook.id), eq(hooks.leaseOwner, owner)))
+      .returning({ id: hooks.id });
+    if (held.length === 0 || refused.length === 0) return;
+    await tx.insert(hookDeliveries).values(
+      refused.map((s) => {
+        const retry = nextAttempt(1, now, now, policy);
+        return {
+          hookId: hook.id,
+          eventId: s.event.id,
+          attempts: 1,
+          lastReply: s.result.reply,
+          createdAt: now,
+          ...(retry.kind === "retry"
+            ? { nextAttemptAt: retry.at }
+            : { status: "failed" as const, doneAt: now }),
+        };
+      }),
+    );
+  });
+  return { delivered: sent.length - refused.length, retried: refused.length };
+}
+
+/** A copy to POST again, leased to us. */
 export interface ClaimedHookDelivery {
   id: number;
   attempts: number;
@@ -95,7 +223,7 @@ export async function claimHookDeliveries(
     .where(inArray(hookDeliveries.id, due))
     .returning({ id: hookDeliveries.id });
   if (claimed.length === 0) return [];
-  const rows = await db
+  return db
     .select({
       id: hookDeliveries.id,
       attempts: hookDeliveries.attempts,
@@ -113,15 +241,11 @@ export async function claimHookDeliveries(
       ),
     )
     .orderBy(asc(hookDeliveries.eventId));
-  return rows;
 }
 
-/** What one POST of a copy came to. */
-export interface HookAttempt {
+/** What one POST of a retried copy came to. */
+export interface HookAttempt extends PostResult {
   delivery: ClaimedHookDelivery;
-  ok: boolean;
-  /** "HTTP 200 OK", "HTTP 500 …", "timed out", a connection error. */
-  reply: string;
 }
 
 /**

@@ -92,6 +92,9 @@ export interface PosternMetricsDeps {
   onCollectError?(name: string, err: unknown): void;
 }
 
+/** The limits that refuse a client or a sender (bounded label values). */
+export type LimitKind = "auth-lockout" | "inbound-rate" | "send-quota" | "dnsbl";
+
 export class PosternMetrics implements SmtpMetrics {
   readonly registry = new Registry();
 
@@ -107,6 +110,7 @@ export class PosternMetrics implements SmtpMetrics {
   private readonly deliveryDuration;
   private readonly dsnsSent;
   private readonly hookPosts;
+  private readonly limitRefusals;
   private readonly dnsLookupDuration;
   private readonly authChecks;
   private readonly databaseUp;
@@ -179,6 +183,12 @@ export class PosternMetrics implements SmtpMetrics {
       name: "postern_dsns_sent_total",
       help: "Delivery status notifications queued to senders, per action (failed, delayed, delivered).",
       labelNames: ["action"],
+      registers,
+    });
+    this.limitRefusals = new Counter({
+      name: "postern_limit_refusals_total",
+      help: "Commands refused by a limit: auth-lockout (AUTH from a locked-out IP), inbound-rate (MAIL over POSTERN_INBOUND_PER_MINUTE), send-quota (RCPT or /api/send over a quota), dnsbl (a listed client).",
+      labelNames: ["limit"],
       registers,
     });
     this.hookPosts = new Counter({
@@ -304,6 +314,10 @@ export class PosternMetrics implements SmtpMetrics {
   /** A message accepted over SMTP is durable in the queue. */
   messageReceived(port: PortKind): void {
     this.messagesReceived.inc({ port });
+  }
+
+  limitRefused(limit: LimitKind): void {
+    this.limitRefusals.inc({ limit });
   }
 
   // --- queue ---

@@ -5,9 +5,10 @@
 import { sql } from "drizzle-orm";
 import { isConnectionError } from "../db/errors.ts";
 import type { Db, Tx } from "../db/open.ts";
-import { deliveries, events, messages } from "../db/schema.ts";
+import { deliveries, events, messages, suppressions } from "../db/schema.ts";
 import { formatTarget, type Target } from "../domains/targets.ts";
 import { errorMessage, type Logger } from "../log.ts";
+import type { ReportedBounces } from "./bounce-reports.ts";
 import { writtenEvents } from "./events.ts";
 
 export interface NewDelivery {
@@ -31,6 +32,8 @@ export interface NewMessage {
   envid?: string | undefined;
   ret?: string | undefined;
   deliveries: NewDelivery[];
+  /** What a delivery report (this message) says of mail we sent: written with it. */
+  reported?: ReportedBounces | undefined;
 }
 
 interface Pending {
@@ -235,8 +238,13 @@ export async function writeMessages(db: Db | Tx, batch: NewMessage[]): Promise<v
   const insertDeliveries = db.insert(deliveries).values(rows).getSQL();
   const eventRows = writtenEvents(batch, now);
   // In the same statement: an event exists if and only if its message does.
-  const withEvents =
-    eventRows.length > 0 ? sql`, e as (${db.insert(events).values(eventRows).getSQL()})` : sql``;
+  const suppressionRows = batch.flatMap((m) => m.reported?.suppressions ?? []);
+  const withEvents = sql.join([
+    eventRows.length > 0 ? sql`, e as (${db.insert(events).values(eventRows).getSQL()})` : sql``,
+    suppressionRows.length > 0
+      ? sql`, s as (${db.insert(suppressions).values(suppressionRows).onConflictDoNothing().getSQL()})`
+      : sql``,
+  ]);
   // pg_notify wakes every scheduler on this database once the statement's transaction commits.
   await db.execute(
     rows.some((r) => r.status === "queued")

@@ -10,12 +10,16 @@ import type { AttemptReport, SettledDelivery } from "./settle.ts";
 
 export type NewEvent = typeof events.$inferInsert;
 
-/** `accepted` for every recipient of a message we took (and `delivered` for a mailbox's); none for our own DSNs. */
+/**
+ * `accepted` for every recipient of a message we took (and `delivered` for a mailbox's), none for
+ * our own DSNs; and what a delivery report that came in says of mail we sent.
+ */
 export function writtenEvents(batch: readonly NewMessage[], at: Date): NewEvent[] {
-  return batch.flatMap((m) =>
-    m.direction === "dsn"
+  return batch.flatMap((m) => [
+    ...(m.reported?.events ?? []),
+    ...(m.direction === "dsn"
       ? []
-      : m.deliveries.flatMap((d) => {
+      : m.deliveries.flatMap((d): NewEvent[] => {
           const base = {
             at,
             messageId: m.id,
@@ -24,9 +28,9 @@ export function writtenEvents(batch: readonly NewMessage[], at: Date): NewEvent[
             rcpt: d.rcpt,
           };
           const accepted: NewEvent = { ...base, type: "accepted" };
-          return keptOnWrite(d.target) ? [accepted, { ...base, type: "delivered" }] : [accepted];
-        }),
-  );
+          return keptOnWrite(d.target) ? [accepted, { ...base, type: "delivered" as const }] : [accepted];
+        })),
+  ]);
 }
 
 /** One event per settled attempt: delivered, deferred, bounced, or expired (the queue lifetime ended). */

@@ -14,10 +14,12 @@ import {
   stripForgedAuthResults,
   VerdictCache,
 } from "../mail/authcheck.ts";
+import { type DeliveryReport, isDeliveryReport, readDeliveryReport } from "../mail/delivery-report.ts";
 import { headerValue, readHeaders } from "../mail/headers.ts";
 import { signIfLocal } from "../mail/signing.ts";
 import { fixUpSubmission } from "../mail/submission.ts";
 import type { PortKind } from "../smtp/session.ts";
+import type { ReportedBounces } from "./bounce-reports.ts";
 import type { Enqueuer } from "./enqueue.ts";
 
 /** Received fields a message may carry (Postfix's hopcount_limit): past it, a loop. */
@@ -85,6 +87,8 @@ export interface IntakeDeps {
   onAuthChecked?(how: AuthCheckKind): void;
   /** A line per accepted message. */
   log?: Logger;
+  /** What an inbound delivery report says of mail we sent (bounce-reports.ts). */
+  reportedBounces?(report: DeliveryReport, at: Date): Promise<ReportedBounces | undefined>;
 }
 
 export interface Accepted {
@@ -122,6 +126,7 @@ export class Intake {
     // Submission fix-ups may add a Message-ID; inbound mail only gains trace fields on top, so
     // its Message-ID and Subject are those already read.
     const headers = arrival.kind === "submission" ? readHeaders(content) : arrived;
+    const reported = arrival.kind === "inbound" ? await this.reported(content, now) : undefined;
     await this.deps.enqueuer.enqueue({
       id: arrival.id,
       direction: arrival.kind === "submission" ? "outbound" : "inbound",
@@ -135,6 +140,7 @@ export class Intake {
       subject: headerValue(headers, "subject"),
       envid: arrival.envid,
       ret: arrival.ret,
+      reported,
       deliveries: arrival.recipients.map((r) => ({
         rcpt: normalizeAddress(r.address),
         target: r.target,
@@ -153,8 +159,16 @@ export class Intake {
       spf: authResults?.spf,
       dkim: authResults?.dkim.map((d) => `${d.domain}:${d.result}`).join(" "),
       dmarc: authResults?.dmarc.result,
+      ...(reported ? { reportOn: reported.messageId, bounced: reported.events.length } : {}),
     });
     return { size: content.length, authResults };
+  }
+
+  /** A delivery report about mail we sent, read; a report we cannot read is only mail. */
+  private async reported(content: Uint8Array, now: Date): Promise<ReportedBounces | undefined> {
+    if (!this.deps.reportedBounces || !isDeliveryReport(content)) return undefined;
+    const report = await readDeliveryReport(content).catch(() => undefined);
+    return report && this.deps.reportedBounces(report, now);
   }
 
   private async authenticate(

@@ -2,15 +2,19 @@
 // only turns their answers into SMTP replies.
 import { eq } from "drizzle-orm";
 import { findKey, isKeyName, keyMaySendAs, verifyKey } from "../auth/keys.ts";
+import { type LockoutPolicy, lockedOutUntil, recordAuthFailure } from "../auth/lockout.ts";
 import { hashPassword, verifyPassword } from "../auth/passwords.ts";
 import type { Db } from "../db/open.ts";
 import { users } from "../db/schema.ts";
 import type { Router, Routing } from "../delivery/route.ts";
 import type { Resolver } from "../dns/resolver.ts";
 import type { Directory } from "../domains/directory.ts";
+import type { Logger } from "../log.ts";
 import { domainOf, patternMatches } from "../mail/address.ts";
 import { type MailDomainStatus, mailDomainStatus } from "../mail/domain-checks.ts";
+import type { LimitKind } from "../metrics/postern.ts";
 import { type Intake, MessageRejected, type Refusal } from "../queue/intake.ts";
+import { RateWindow } from "./rate-window.ts";
 import { R, type Reply } from "./reply.ts";
 import { MessageRefused, type PortKind, type SessionBackend } from "./session.ts";
 
@@ -21,12 +25,18 @@ export interface BackendDeps {
   intake: Intake;
   /** Set when inbound checks are on: the sender's domain is looked up at MAIL. */
   resolver: Resolver | undefined;
-  /** Counts messages accepted, per port. */
-  metrics?: { messageReceived(port: PortKind): void };
+  /** Counts messages accepted, per port, and refusals by limit. */
+  metrics?: { messageReceived(port: PortKind): void; limitRefused(limit: LimitKind): void };
+  /** POSTERN_AUTH_LOCKOUT_FAILURES and its windows. */
+  lockout: LockoutPolicy;
+  /** POSTERN_INBOUND_PER_MINUTE: MAIL commands per client IP per minute on port 25; 0 = none. */
+  inboundPerMinute: number;
+  log?: Logger;
 }
 
 export function createSessionBackend(deps: BackendDeps): SessionBackend {
-  const { db, directory, router, intake, resolver } = deps;
+  const { db, directory, router, intake, resolver, lockout } = deps;
+  const inboundRate = deps.inboundPerMinute > 0 ? new RateWindow(deps.inboundPerMinute, 60_000) : undefined;
   // Unknown logins are checked against this hash too, so their answer takes as long as a wrong password.
   let decoy: Promise<string> | undefined;
 
@@ -43,21 +53,43 @@ export function createSessionBackend(deps: BackendDeps): SessionBackend {
     return user ? [user.address, ...user.maySendAs] : [];
   };
 
+  /** The canonical login for these credentials, or undefined. */
+  const verifyLogin = async (username: string, password: string): Promise<string | undefined> => {
+    // An application's key: user name = the key's name, password = the key.
+    if (isKeyName(username)) return (await verifyKey(db, username, password))?.name;
+    const user = await findUser(username);
+    decoy ??= hashPassword("decoy password for unknown users");
+    const ok = await verifyPassword(password, user?.passwordHash ?? (await decoy));
+    return user && ok ? user.address : undefined;
+  };
+
   return {
-    async authenticate(username, password) {
-      // An application's key: user name = the key's name, password = the key.
-      if (isKeyName(username)) return (await verifyKey(db, username, password))?.name;
-      const user = await findUser(username);
-      decoy ??= hashPassword("decoy password for unknown users");
-      const ok = await verifyPassword(password, user?.passwordHash ?? (await decoy));
-      return user && ok ? user.address : undefined;
+    async authenticate(username, password, clientIp) {
+      if (lockout.failures > 0 && (await lockedOutUntil(db, clientIp))) {
+        deps.metrics?.limitRefused("auth-lockout");
+        return { kind: "locked-out" };
+      }
+      const login = await verifyLogin(username, password);
+      if (login !== undefined) return { kind: "ok", login };
+      const until = lockout.failures > 0 ? await recordAuthFailure(db, clientIp, lockout) : undefined;
+      if (until) deps.log?.warn("AUTH locked out", { ip: clientIp, failures: lockout.failures, until });
+      return { kind: "wrong" };
     },
 
     async checkSender(address, ctx) {
       if (!ctx.authUser) {
-        if (ctx.port !== "smtp" || address === "" || !resolver) return undefined;
-        if (await directory.isLocalDomain(domainOf(address))) return undefined;
-        return senderDomainReply(await mailDomainStatus(resolver, domainOf(address)));
+        if (ctx.port !== "smtp") return undefined;
+        const unknown =
+          address !== "" && resolver && !(await directory.isLocalDomain(domainOf(address)))
+            ? senderDomainReply(await mailDomainStatus(resolver, domainOf(address)))
+            : undefined;
+        if (unknown) return unknown;
+        // A transaction that may go on counts against its client's rate.
+        if (inboundRate && !inboundRate.take(ctx.clientIp)) {
+          deps.metrics?.limitRefused("inbound-rate");
+          return R.inboundRateLimited();
+        }
+        return undefined;
       }
       if (address === "") return undefined;
       const sender = address.toLowerCase();

@@ -88,6 +88,10 @@ export const R = {
   localError: () => reply(451, "4.3.0", "Error: queue file write error, try again later"),
   tryAgainLater: () => reply(451, "4.3.0", "Error: temporary local problem, try again later"),
   authUnavailable: () => reply(454, "4.7.0", "Error: temporary authentication failure, try again later"),
+  inboundRateLimited: () =>
+    reply(451, "4.7.1", "Error: too many messages from your address; try again in a minute"),
+  authLockedOut: () =>
+    reply(454, "4.7.0", "Error: too many failed logins from your address; try again in 15 minutes"),
   internalError: () => reply(421, "4.3.0", "Error: internal error, closing connection"),
   tooManyErrors: () => reply(421, "4.7.0", "Error: too many errors, closing connection"),
   tooManyAuthFailures: () =>

@@ -54,13 +54,15 @@ export interface Envelope {
 
 export type RecipientDecision = { ok: true; target: Target } | { ok: false; reply: Reply };
 
+/** What an AUTH came to: the canonical login, wrong credentials, or a client locked out. */
+export type AuthOutcome = { kind: "ok"; login: string } | { kind: "wrong" } | { kind: "locked-out" };
+
 export interface SessionBackend {
-  /** The canonical login on success, undefined on wrong credentials. */
-  authenticate(username: string, password: string): Promise<string | undefined>;
+  authenticate(username: string, password: string, clientIp: string): Promise<AuthOutcome>;
   /** A reply refusing MAIL FROM, or undefined to accept it. */
   checkSender(
     address: string,
-    ctx: { authUser: string | undefined; port: PortKind },
+    ctx: { authUser: string | undefined; port: PortKind; clientIp: string },
   ): Promise<Reply | undefined>;
   checkRecipient(
     address: string,
@@ -104,7 +106,7 @@ function guarded(backend: SessionBackend): SessionBackend {
       }
     };
   return {
-    authenticate: wrap("authenticate", (u, p) => backend.authenticate(u, p)),
+    authenticate: wrap("authenticate", (u, p, ip) => backend.authenticate(u, p, ip)),
     checkSender: wrap("checkSender", (a, c) => backend.checkSender(a, c)),
     checkRecipient: wrap("checkRecipient", (a, c) => backend.checkRecipient(a, c)),
     accept: wrap("accept", (i, e, c) => backend.accept(i, e, c)),
@@ -502,10 +504,12 @@ export class SmtpSession {
   }
 
   private async verify(username: string, password: string): Promise<void> {
-    const login = await this.backend.authenticate(username, password);
+    const outcome = await this.backend.authenticate(username, password, this.remoteIp);
     if (this.closed) return;
-    if (login === undefined) return this.failAuth();
-    this.authUser = login;
+    // Locked out, the password was not even looked at: no failure of this session's to count.
+    if (outcome.kind === "locked-out") return this.answer(R.authLockedOut());
+    if (outcome.kind === "wrong") return this.failAuth();
+    this.authUser = outcome.login;
     this.send(R.authOk());
   }
 
@@ -532,6 +536,7 @@ export class SmtpSession {
     const refusal = await this.backend.checkSender(address, {
       authUser: this.authUser,
       port: this.policy.port,
+      clientIp: this.remoteIp,
     });
     if (this.closed) return;
     if (refusal) return this.answer(refusal);

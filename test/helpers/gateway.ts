@@ -64,6 +64,8 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     POSTERN_OUTBOUND_PORT: "9",
     // The zone's MX hosts are on loopback.
     POSTERN_ALLOW_PRIVATE_DESTINATIONS: "on",
+    // Every test client is 127.0.0.1: per-IP message rates are tested on their own.
+    POSTERN_INBOUND_PER_MINUTE: "0",
     POSTERN_DATA_DIR: tempDir("postern-e2e-"),
     POSTERN_HOSTNAME: "mx.example.test",
     POSTERN_ADMIN_TOKEN: ADMIN_TOKEN,

@@ -32,6 +32,8 @@ export async function startServe(env: Record<string, string>, timeoutMs = 20000)
       // Tests speak DNS only to their own servers on loopback; checks are on where a test asks.
       POSTERN_DNS_SERVERS: "127.0.0.1:9",
       POSTERN_DNS_CHECKS: "off",
+      // Every test client is 127.0.0.1: per-IP message rates are tested on their own.
+      POSTERN_INBOUND_PER_MINUTE: "0",
       ...env,
       POSTERN_HTTP_PORT: String(httpPort),
       POSTERN_SMTP_PORT: String(smtpPort),

@@ -10,6 +10,7 @@ import { type PeerMessage, SmtpPeer } from "../helpers/peer.ts";
 import { freshDatabaseUrl, havePostgres } from "../helpers/pg.ts";
 import { startTestServer, waitFor } from "../helpers/server.ts";
 import { SmtpClient } from "../helpers/smtp-client.ts";
+import { swaks } from "../helpers/swaks.ts";
 
 const USER = "u@example.test";
 const PASSWORD = "pw";
@@ -244,6 +245,95 @@ describe.skipIf(!havePostgres)("delivery", () => {
     expect((await runCli(["suppression", "rm", "reject-later@remote.test"], env)).code).toBe(0);
     expect(await rcptOf()).toStartWith("250");
     expect((await runCli(["suppression", "rm", "reject-later@remote.test"], env)).code).toBe(1);
+  }, 30000);
+
+  test("a delivery report mailed back to port 25 (swaks) becomes a bounced event of the right message, and suppresses", async () => {
+    const id = await submit(
+      ["<took-it-then-bounced@remote.test>", "<other-rcpt@remote.test>"],
+      "bounces later",
+    );
+    const sent = await waitFor("the sink's copy", async () => sinkMessage("bounces later"));
+    // With no ENVID of the submitter's, ours went out: the report names it.
+    expect(sent.mailParams.ENVID).toBe(id);
+    const report = (envid: string | undefined, rcpt: string, returnedHeaders: string[] = []) =>
+      [
+        "From: MAILER-DAEMON@remote.test",
+        `To: ${USER}`,
+        "Subject: Undelivered Mail Returned to Sender",
+        "MIME-Version: 1.0",
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="r"',
+        "",
+        "--r",
+        "Content-Type: message/delivery-status",
+        "",
+        "Reporting-MTA: dns; mx2.remote.test",
+        ...(envid ? [`Original-Envelope-Id: ${envid}`] : []),
+        "",
+        `Final-Recipient: rfc822; ${rcpt}`,
+        "Action: failed",
+        "Status: 5.1.1",
+        "Remote-MTA: dns; inner.remote.test",
+        `Diagnostic-Code: smtp; 550 5.1.1 <${rcpt}>: User unknown in local recipient table`,
+        "",
+        ...(returnedHeaders.length > 0
+          ? ["--r", "Content-Type: text/rfc822-headers", "", ...returnedHeaders, ""]
+          : []),
+        "--r--",
+        "",
+      ].join("\r\n");
+    const mailBack = async (data: string) =>
+      expect(
+        await swaks({
+          port: server.smtpPorts.smtp,
+          from: "<>",
+          to: USER,
+          data,
+        }),
+      ).toContain("250 2.0.0 Ok: queued as");
+    // A report naming someone the message was never sent to tells nothing.
+    await mailBack(report(id, "stranger@remote.test"));
+    await mailBack(report(id, "took-it-then-bounced@remote.test"));
+    const [event] = await waitFor("the bounced event", async () => {
+      const rows = await sql`select * from events where message_id = ${id} and type = 'bounced'`;
+      return rows.length > 0 ? rows : undefined;
+    });
+    expect(event).toMatchObject({
+      rcpt: "took-it-then-bounced@remote.test",
+      class: "hard",
+      reply_code: 550,
+      reply_enhanced: "5.1.1",
+      mx: "inner.remote.test",
+      mail_from: USER,
+    });
+    const strangers =
+      await sql`select * from events where message_id = ${id} and rcpt = 'stranger@remote.test'`;
+    expect(strangers.length).toBe(0);
+    const [suppression] =
+      await sql`select domain, reason, message_id from suppressions where address = 'took-it-then-bounced@remote.test'`;
+    expect(suppression).toEqual({
+      domain: "example.test",
+      reason: "hard bounce (delivery report)",
+      message_id: id,
+    });
+    // The report is mail too: it is in the sender's mailbox.
+    const kept = await sql`
+      select count(*)::int as n from messages m join deliveries d on d.message_id = m.id
+      where m.direction = 'inbound' and d.rcpt = ${USER} and m.subject = 'Undelivered Mail Returned to Sender'`;
+    expect(kept[0]!.n).toBe(2);
+
+    // A report without the ENVID (a hop that dropped it) is matched by the returned Message-ID.
+    const [sentRow] = await sql`select message_id_header from messages where id = ${id}`;
+    await mailBack(
+      report(undefined, "other-rcpt@remote.test", [
+        `From: ${USER}`,
+        `Message-ID: ${sentRow!.message_id_header}`,
+      ]),
+    );
+    await waitFor("the bounced event by Message-ID", async () => {
+      const rows =
+        await sql`select 1 from events where message_id = ${id} and rcpt = 'other-rcpt@remote.test' and type = 'bounced'`;
+      return rows.length > 0 ? true : undefined;
+    });
   }, 30000);
 
   test("postern send leaves suppressed recipients out, and refuses when all are", async () => {

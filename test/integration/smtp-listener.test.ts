@@ -9,7 +9,7 @@ import { tempDir } from "../helpers/cli.ts";
 import { ehloClient, SmtpClient } from "../helpers/smtp-client.ts";
 
 const backend: SessionBackend = {
-  authenticate: async () => undefined,
+  authenticate: async () => ({ kind: "wrong" }),
   checkSender: async () => undefined,
   checkRecipient: async () => ({ ok: true, target: { kind: "mailbox" } }),
   accept: async () => {},

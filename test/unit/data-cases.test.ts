@@ -4,6 +4,7 @@ import { describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { stripForgedAuthResults } from "../../src/mail/authcheck.ts";
+import { readDeliveryReport } from "../../src/mail/delivery-report.ts";
 import { splitFields } from "../../src/mail/headers.ts";
 import { fixUpSubmission } from "../../src/mail/submission.ts";
 
@@ -34,5 +35,12 @@ describe("test/data/auth-results: Authentication-Results left after stripping mx
       .map((f) => `${f.line.toString("latin1")}\n`)
       .join("");
     expect(left).toBe(expected("auth-results", name, ".expect.txt"));
+  });
+});
+
+describe("test/data/delivery-reports: what a delivery report that came back says (null: not one)", () => {
+  test.each(cases("delivery-reports"))("%s", async (name, raw) => {
+    const want = JSON.parse(expected("delivery-reports", name, ".expect.json"));
+    expect((await readDeliveryReport(raw)) ?? null).toEqual(want);
   });
 });

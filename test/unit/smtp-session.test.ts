@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { R } from "../../src/smtp/reply.ts";
 import {
+  type AuthOutcome,
   type BackendStep,
   type Envelope,
   MAX_COMMAND_OCTETS,
@@ -56,11 +57,15 @@ class MemoryBackend implements SessionBackend {
     if (ms !== undefined) await Bun.sleep(ms);
   }
 
-  async authenticate(username: string, password: string): Promise<string | undefined> {
+  /** Client IPs whose AUTH the backend says are locked out. */
+  lockedOut = new Set<string>();
+
+  async authenticate(username: string, password: string, clientIp: string): Promise<AuthOutcome> {
     this.calls.push(`auth ${username}`);
     this.fail("authenticate");
+    if (this.lockedOut.has(clientIp)) return { kind: "locked-out" };
     const login = username.toLowerCase();
-    return login === ALICE && password === PASSWORD ? login : undefined;
+    return login === ALICE && password === PASSWORD ? { kind: "ok", login } : { kind: "wrong" };
   }
 
   async checkSender(address: string, ctx: { authUser: string | undefined }) {
@@ -939,6 +944,23 @@ describe("submission and AUTH", () => {
       "530 5.7.0",
     ]);
     expect(h.backend.calls).toEqual([]);
+  });
+
+  test("a locked-out client's AUTH → 454 4.7.0 even with the right password; not counted as its failure, no delay", async () => {
+    const h = new Harness({ port: "submissions", implicitTls: true });
+    h.backend.lockedOut.add(CLIENT_IP);
+    const rs = await h.lines(
+      "EHLO client.test",
+      `AUTH PLAIN ${plain(ALICE, PASSWORD)}`,
+      `AUTH PLAIN ${plain(ALICE, PASSWORD)}`,
+      `AUTH PLAIN ${plain(ALICE, PASSWORD)}`,
+      `AUTH PLAIN ${plain(ALICE, PASSWORD)}`,
+      "MAIL FROM:<alice@example.test>",
+    );
+    expect(codes(rs)).toEqual(["250", "454 4.7.0", "454 4.7.0", "454 4.7.0", "454 4.7.0", "530 5.7.0"]);
+    expect(rs[1]).toContain("too many failed logins from your address");
+    expect(h.delays).toEqual([]);
+    expect(h.closed).toBe(false);
   });
 
   test("AUTH on the MX port, even under TLS → 503 5.5.1; nothing is checked", async () => {

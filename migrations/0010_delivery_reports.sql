@@ -1,0 +1,2 @@
+CREATE INDEX "messages_sent_message_id_idx" ON "messages" USING btree ("message_id_header") WHERE "messages"."direction" = 'outbound';--> statement-breakpoint
+CREATE INDEX "messages_sent_envid_idx" ON "messages" USING btree ("envid") WHERE "messages"."direction" = 'outbound';

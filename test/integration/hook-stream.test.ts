@@ -1,0 +1,117 @@
+// A hook's cursor over the event stream (hooks/store.ts) on real PostgreSQL: an event whose
+// transaction commits after a later one's is still read, never skipped; a batch is resent when its
+// record is lost; two nodes never hold one hook at once.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import postgres from "postgres";
+import { migrate } from "../../src/db/migrate.ts";
+import { type Database, openDatabase } from "../../src/db/open.ts";
+import { addHook, claimHooks, type Hook, readStream, recordStream } from "../../src/hooks/store.ts";
+import { tempDir } from "../helpers/cli.ts";
+import { freshDatabaseUrl, havePostgres } from "../helpers/pg.ts";
+
+const POLICY = { baseSeconds: 60, maxSeconds: 60, lifetimeSeconds: 86400 };
+
+describe.skipIf(!havePostgres)("a hook's event stream", () => {
+  let database: Database;
+  let sql: postgres.Sql;
+  const insertEvent = (q: postgres.Sql | postgres.TransactionSql, rcpt: string) =>
+    q`insert into events (type, message_id, mail_from, rcpt) values ('accepted', 'M', 'a@example.test', ${rcpt}) returning id`;
+  const held = async (owner: string): Promise<Hook> => {
+    const [hook] = await claimHooks(database.db, owner, 60);
+    expect(hook).toBeDefined();
+    return hook!;
+  };
+
+  beforeAll(async () => {
+    const url = await freshDatabaseUrl();
+    database = await openDatabase({ databaseUrl: url, dataDir: tempDir() });
+    await migrate(database);
+    sql = postgres(url, { max: 3, onnotice: () => {} });
+  });
+  afterAll(async () => {
+    await sql?.end();
+    await database?.close();
+  });
+
+  test("an event committed late, behind a higher id, is read once its transaction ends; none twice", async () => {
+    await addHook(database.db, { url: new URL("http://127.0.0.1:9/"), events: undefined, domain: undefined });
+    let releaseSlow!: () => void;
+    const slowOpen = new Promise<void>((r) => {
+      releaseSlow = r;
+    });
+    let slowInserted!: () => void;
+    const inserted = new Promise<void>((r) => {
+      slowInserted = r;
+    });
+    // The slow transaction takes the lower id, then waits; a fast one commits a higher id meanwhile.
+    const slow = sql.begin(async (tx) => {
+      await insertEvent(tx, "slow@remote.test");
+      slowInserted();
+      await slowOpen;
+    });
+    await inserted;
+    await insertEvent(sql, "fast@remote.test");
+
+    let hook = await held("node-a");
+    const early = await readStream(database.db, hook, 100);
+    // Nothing past the slow transaction is read yet: the fast event waits behind it.
+    expect(early.events.map((e) => e.rcpt)).toEqual([]);
+    await recordStream(database.db, "node-a", hook, early.next, [], POLICY);
+
+    releaseSlow();
+    await slow;
+    hook = await held("node-a");
+    const later = await readStream(database.db, hook, 100);
+    expect(later.events.map((e) => e.rcpt)).toEqual(["slow@remote.test", "fast@remote.test"]);
+    await recordStream(
+      database.db,
+      "node-a",
+      hook,
+      later.next,
+      later.events.map((event) => ({ event, result: { ok: true, reply: "HTTP 200 OK" } })),
+      POLICY,
+    );
+    hook = await held("node-a");
+    expect((await readStream(database.db, hook, 100)).events).toEqual([]);
+    await recordStream(
+      database.db,
+      "node-a",
+      hook,
+      (await readStream(database.db, hook, 100)).next,
+      [],
+      POLICY,
+    );
+  });
+
+  test("one node holds a hook at a time; a batch whose record is lost (lease lapsed, taken over) is read again", async () => {
+    await insertEvent(sql, "again@remote.test");
+    const a = await held("node-a");
+    expect(await claimHooks(database.db, "node-b", 60)).toEqual([]);
+    const first = await readStream(database.db, a, 100);
+    expect(first.events.map((e) => e.rcpt)).toEqual(["again@remote.test"]);
+    // node-a stalls past its lease; node-b takes the hook over and reads the same batch
+    await sql`update hooks set lease_until = now() - interval '1 second'`;
+    const b = await held("node-b");
+    expect((await readStream(database.db, b, 100)).events.map((e) => e.rcpt)).toEqual(["again@remote.test"]);
+    // node-a's late record changes nothing: the lease is node-b's
+    await recordStream(database.db, "node-a", a, first.next, [], POLICY);
+    const [row] = await sql`select lease_owner, cursor_id from hooks where id = ${a.id}`;
+    expect(row!.lease_owner).toBe("node-b");
+    // a refused event becomes a copy to retry, and the cursor moves past it
+    const batch = await readStream(database.db, b, 100);
+    await recordStream(
+      database.db,
+      "node-b",
+      b,
+      batch.next,
+      batch.events.map((event) => ({ event, result: { ok: false, reply: "HTTP 503 Service Unavailable" } })),
+      POLICY,
+    );
+    const copies = await sql`select event_id, attempts, status, last_reply from hook_deliveries`;
+    expect(copies.map((c) => [c.status, c.attempts, c.last_reply])).toEqual([
+      ["pending", 1, "HTTP 503 Service Unavailable"],
+    ]);
+    const c = await held("node-b");
+    expect((await readStream(database.db, c, 100)).events).toEqual([]);
+  });
+});

@@ -59,6 +59,17 @@ const schema = z.object({
   POSTERN_HISTORY_DAYS: z.coerce.number().int().min(0).default(7),
   POSTERN_AUTH_LOCKOUT_FAILURES: z.coerce.number().int().min(0).default(10),
   POSTERN_INBOUND_PER_MINUTE: z.coerce.number().int().min(0).default(120),
+  POSTERN_SEND_LIMIT_PER_HOUR: z.coerce.number().int().min(0).default(0),
+  POSTERN_DNSBL_ZONES: z
+    .string()
+    .default("")
+    .transform((v) =>
+      v
+        .split(",")
+        .map((z) => z.trim().toLowerCase().replace(/\.$/, ""))
+        .filter((z) => z !== ""),
+    )
+    .pipe(z.array(z.string().regex(/^[a-z0-9-]+(\.[a-z0-9-]+)+$/, "DNS zone names"))),
   POSTERN_DMARC_POLICY: z.enum(["enforce", "monitor"]).default("enforce"),
   POSTERN_DNS_CHECKS: z.enum(["on", "off"]).default("on"),
   POSTERN_ALLOW_PRIVATE_DESTINATIONS: z.enum(["on", "off"]).default("off"),
@@ -99,6 +110,10 @@ export interface Config {
   authLockoutFailures: number;
   /** Messages (MAIL commands) per client IP per minute on port 25, on each node; 0 = no limit. */
   inboundPerMinute: number;
+  /** Recipients per hour of a user or key without a limit of its own, on all nodes; 0 = none. */
+  sendLimitPerHour: number;
+  /** DNS blocklist zones a port-25 client is looked up in. */
+  dnsblZones: string[];
   /** Every check that asks DNS about a peer: sender and recipient domains, SPF/DKIM/DMARC/ARC. */
   dnsChecks: boolean;
   /**
@@ -170,6 +185,8 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     dmarcPolicy: s.POSTERN_DMARC_POLICY,
     authLockoutFailures: s.POSTERN_AUTH_LOCKOUT_FAILURES,
     inboundPerMinute: s.POSTERN_INBOUND_PER_MINUTE,
+    dnsblZones: s.POSTERN_DNSBL_ZONES,
+    sendLimitPerHour: s.POSTERN_SEND_LIMIT_PER_HOUR,
     dnsChecks: s.POSTERN_DNS_CHECKS === "on",
     allowPrivateDestinations: s.POSTERN_ALLOW_PRIVATE_DESTINATIONS === "on",
     logLevel: s.POSTERN_LOG_LEVEL,

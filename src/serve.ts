@@ -24,6 +24,7 @@ import { HistoryPruner } from "./queue/history.ts";
 import { newMessageId } from "./queue/ids.ts";
 import { Intake } from "./queue/intake.ts";
 import { dsnWriter } from "./queue/notices.ts";
+import { takeQuota } from "./queue/quotas.ts";
 import { Scheduler } from "./queue/scheduler.ts";
 import { suppressedText, suppressionRefusing } from "./queue/suppressions.ts";
 import { createSessionBackend } from "./smtp/backend.ts";
@@ -167,6 +168,8 @@ export async function startServer(config: Config): Promise<RunningServer> {
     metrics,
     lockout: { failures: config.authLockoutFailures, ...LOCKOUT_DEFAULTS },
     inboundPerMinute: config.inboundPerMinute,
+    dnsbl: { resolver, zones: config.dnsblZones },
+    sendLimitPerHour: config.sendLimitPerHour,
     log,
   });
   const counter = new ConnectionCounter({ total: config.maxConnections, perIp: config.maxConnectionsPerIp });
@@ -229,6 +232,15 @@ export async function startServer(config: Config): Promise<RunningServer> {
         intake,
         hostname: config.hostname,
         maxMessageBytes: config.maxMessageBytes,
+        sendLimitPerHour: config.sendLimitPerHour,
+        takeQuota: async (quota, n) => {
+          const taken = await takeQuota(database.db, quota, n);
+          if (!taken.ok) {
+            metrics.limitRefused("send-quota");
+            log.info("send quota reached", { who: quota.subject, limit: quota.limit, until: taken.retryAt });
+          }
+          return taken;
+        },
       },
       metrics,
     }),

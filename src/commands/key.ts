@@ -1,6 +1,6 @@
 import { addKey, findKey, keyNameProblem, listKeys, removeKey } from "../auth/keys.ts";
 import { OperationError, parseVerbArgs, UsageError, type VerbGroup } from "./context.ts";
-import { requireLocalDomain } from "./user.ts";
+import { limitArg, requireLocalDomain } from "./user.ts";
 
 export const keyVerbs: VerbGroup = {
   usage: "key add NAME --domain D [--domain D2]… [--limit-per-hour N] | key ls | key rm NAME",
@@ -15,10 +15,7 @@ export const keyVerbs: VerbGroup = {
       const problem = keyNameProblem(name);
       if (problem) throw new OperationError(`invalid key name "${positionals[0]}": ${problem}`);
       if (!values.domain?.length) throw new UsageError("key add: at least one --domain is needed");
-      const limitText = values["limit-per-hour"];
-      const limitPerHour = limitText === undefined ? undefined : Number(limitText);
-      if (limitPerHour !== undefined && !(/^\d+$/.test(limitText!) && Number.isSafeInteger(limitPerHour)))
-        throw new UsageError(`--limit-per-hour: expected a whole number, not "${limitText}"`);
+      const limitPerHour = limitArg(values["limit-per-hour"]);
       const domains = [...new Set(values.domain.map((d) => d.toLowerCase()))];
       for (const d of domains) await requireLocalDomain(ctx.db, d);
       if (await findKey(ctx.db, name)) throw new OperationError(`key ${name} exists already`);

@@ -8,6 +8,7 @@ import {
   OperationError,
   parseVerbArgs,
   readSecretLine,
+  UsageError,
   type VerbGroup,
 } from "./context.ts";
 
@@ -24,6 +25,14 @@ export async function requireLocalDomain(db: Db, domain: string): Promise<void> 
     throw new OperationError(`domain ${domain} is not local (add it with: postern domain add ${domain})`);
 }
 
+/** `--limit-per-hour N`: recipients per hour (0: none); undefined when not given (the default applies). */
+export function limitArg(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  if (!/^\d{1,9}$/.test(text))
+    throw new UsageError(`--limit-per-hour: expected a whole number, not "${text}"`);
+  return Number(text);
+}
+
 /** The password from stdin, or a generated one that is printed once. */
 async function newPassword(ctx: CommandContext, fromStdin: boolean | undefined): Promise<string> {
   if (fromStdin) return readSecretLine(ctx.io);
@@ -34,15 +43,20 @@ async function newPassword(ctx: CommandContext, fromStdin: boolean | undefined):
 
 export const userVerbs: VerbGroup = {
   usage:
-    "user add ADDRESS [--password-stdin] [--may-send-as PATTERN]... | user ls | user rm ADDRESS | user passwd ADDRESS [--password-stdin]",
+    "user add ADDRESS [--password-stdin] [--may-send-as PATTERN]... [--limit-per-hour N] | user ls | user rm ADDRESS | user passwd ADDRESS [--password-stdin]",
   subverbs: {
     async add(ctx, args) {
       const { values, positionals } = parseVerbArgs(
         args,
-        { "password-stdin": { type: "boolean" }, "may-send-as": { type: "string", multiple: true } },
+        {
+          "password-stdin": { type: "boolean" },
+          "may-send-as": { type: "string", multiple: true },
+          "limit-per-hour": { type: "string" },
+        },
         1,
       );
       const address = addressArg(positionals[0]!);
+      const limitPerHour = limitArg(values["limit-per-hour"]);
       const maySendAs = (values["may-send-as"] ?? []).map((raw) => {
         const pattern = normalizeAddress(raw);
         const problem = patternProblem(pattern);
@@ -58,7 +72,7 @@ export const userVerbs: VerbGroup = {
       const passwordHash = await hashPassword(await newPassword(ctx, values["password-stdin"]));
       const inserted = await ctx.db
         .insert(users)
-        .values({ address, passwordHash, maySendAs })
+        .values({ address, passwordHash, maySendAs, limitPerHour })
         .onConflictDoNothing()
         .returning({ address: users.address });
       if (inserted.length === 0) throw new OperationError(`user ${address} already exists`);
@@ -67,11 +81,13 @@ export const userVerbs: VerbGroup = {
     async ls(ctx, args) {
       parseVerbArgs(args, {}, 0);
       const rows = await ctx.db
-        .select({ address: users.address, maySendAs: users.maySendAs })
+        .select({ address: users.address, maySendAs: users.maySendAs, limitPerHour: users.limitPerHour })
         .from(users)
         .orderBy(asc(users.address));
       for (const r of rows)
-        ctx.io.out(`${r.address}\tmay-send-as=${[r.address, ...r.maySendAs].join(",")}\n`);
+        ctx.io.out(
+          `${r.address}\tmay-send-as=${[r.address, ...r.maySendAs].join(",")}${r.limitPerHour === null ? "" : `\tlimit=${r.limitPerHour}/h`}\n`,
+        );
     },
     async rm(ctx, args) {
       const { positionals } = parseVerbArgs(args, {}, 1);

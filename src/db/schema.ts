@@ -49,6 +49,8 @@ export const users = pgTable("users", {
   passwordHash: text("password_hash").notNull(),
   /** Sender patterns besides the login itself: `bob@example.com` or `*@example.com`. */
   maySendAs: text("may_send_as").array().notNull().default(sql`'{}'::text[]`),
+  /** Recipients per hour; null: POSTERN_SEND_LIMIT_PER_HOUR; 0: no limit. */
+  limitPerHour: integer("limit_per_hour"),
   createdAt: at("created_at").notNull().defaultNow(),
 });
 
@@ -202,7 +204,7 @@ export const apiKeys = pgTable("api_keys", {
   name: text("name").primaryKey(),
   secretHash: text("secret_hash").notNull().unique(),
   domains: text("domains").array().notNull(),
-  /** Recipients per hour (the abuse-limits issue); null: the default. */
+  /** Recipients per hour; null: POSTERN_SEND_LIMIT_PER_HOUR; 0: no limit. */
   limitPerHour: integer("limit_per_hour"),
   createdAt: at("created_at").notNull().defaultNow(),
 });
@@ -265,6 +267,20 @@ export const hookDeliveries = pgTable(
     index("hook_deliveries_due_idx").on(t.status, t.nextAttemptAt),
     index("hook_deliveries_hook_idx").on(t.hookId, t.createdAt),
   ],
+);
+
+/**
+ * Recipients sent per user or key (`user:ADDRESS`, `key:NAME`) in each hour, on every node: the
+ * send quotas (queue/quotas.ts). Rows of past hours are dropped when a new hour starts.
+ */
+export const sendCounts = pgTable(
+  "send_counts",
+  {
+    subject: text("subject").notNull(),
+    hour: at("hour").notNull(),
+    count: integer("count").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.subject, t.hour] })],
 );
 
 /** Wrong AUTH logins per client IP in the current window, and the lockout they brought (auth/lockout.ts). */

@@ -4,27 +4,18 @@ import { z } from "zod";
 import type { ApiKey } from "../auth/keys.ts";
 import type { Database } from "../db/open.ts";
 import { DELIVERY_STATUSES, EVENT_TYPES, type EventType, isDeliveryStatus } from "../db/schema.ts";
-import type { Router } from "../delivery/route.ts";
-import type { Directory } from "../domains/directory.ts";
 import { addressProblem, domainOf, normalizeAddress } from "../mail/address.ts";
 import { ComposeError, composeMessage } from "../mail/compose.ts";
 import { listEvents } from "../queue/events.ts";
 import { listQueue, removeMessage, retryNow, showMessage } from "../queue/inspect.ts";
-import type { Intake } from "../queue/intake.ts";
-import { SubmitError, submitMessage } from "../queue/submit.ts";
+import { type SubmitDeps, SubmitError, submitMessage } from "../queue/submit.ts";
 import { handleHooks } from "./hooks.ts";
 import { decodeCursor, mailboxMessages } from "./mailboxes.ts";
 import { badRequest, json, limitParam, methodNotAllowed } from "./responses.ts";
 import { handleSuppressions } from "./suppressions.ts";
 
-export interface ApiDeps {
+export interface ApiDeps extends SubmitDeps {
   database: Database;
-  directory: Directory;
-  router: Router;
-  intake: Intake;
-  hostname: string;
-  /** POSTERN_MAX_MESSAGE_BYTES: /api/send keeps SMTP's limit. */
-  maxMessageBytes: number;
 }
 
 /**
@@ -205,7 +196,13 @@ export async function sendRoute(deps: ApiDeps, req: Request, key: ApiKey | undef
     return json(202, { id, suppressed });
   } catch (err) {
     if (err instanceof SubmitError)
-      return json(err.status, { error: `${err.field}: ${err.reason}`, field: err.field });
+      return json(
+        err.status,
+        { error: `${err.field}: ${err.reason}`, field: err.field },
+        err.retryAt
+          ? { "retry-after": String(Math.max(1, Math.ceil((err.retryAt.getTime() - Date.now()) / 1000))) }
+          : {},
+      );
     throw err;
   }
 }

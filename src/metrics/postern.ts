@@ -111,6 +111,7 @@ export class PosternMetrics implements SmtpMetrics {
   private readonly dsnsSent;
   private readonly hookPosts;
   private readonly limitRefusals;
+  private readonly dnsblChecks;
   private readonly dnsLookupDuration;
   private readonly authChecks;
   private readonly databaseUp;
@@ -189,6 +190,12 @@ export class PosternMetrics implements SmtpMetrics {
       name: "postern_limit_refusals_total",
       help: "Commands refused by a limit: auth-lockout (AUTH from a locked-out IP), inbound-rate (MAIL over POSTERN_INBOUND_PER_MINUTE), send-quota (RCPT or /api/send over a quota), dnsbl (a listed client).",
       labelNames: ["limit"],
+      registers,
+    });
+    this.dnsblChecks = new Counter({
+      name: "postern_dnsbl_checks_total",
+      help: "Port-25 clients looked up in the DNSBL zones, by outcome: listed, clear, error (let through).",
+      labelNames: ["result"],
       registers,
     });
     this.hookPosts = new Counter({
@@ -318,6 +325,10 @@ export class PosternMetrics implements SmtpMetrics {
 
   limitRefused(limit: LimitKind): void {
     this.limitRefusals.inc({ limit });
+  }
+
+  dnsblChecked(result: "listed" | "clear" | "error"): void {
+    this.dnsblChecks.inc({ result });
   }
 
   // --- queue ---

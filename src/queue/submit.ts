@@ -8,6 +8,7 @@ import { addressProblem, domainOf, normalizeAddress } from "../mail/address.ts";
 import { injectedReceivedHeader } from "../mail/received.ts";
 import { newMessageId } from "./ids.ts";
 import { type ArrivingRecipient, type Intake, MessageRejected, type Refusal } from "./intake.ts";
+import { type QuotaTake, quotaOf, type SendQuota } from "./quotas.ts";
 
 export interface SubmitDeps {
   directory: Directory;
@@ -16,6 +17,10 @@ export interface SubmitDeps {
   hostname: string;
   /** POSTERN_MAX_MESSAGE_BYTES: the same cap as SMTP's. */
   maxMessageBytes: number;
+  /** POSTERN_SEND_LIMIT_PER_HOUR, for keys without a limit of their own. */
+  sendLimitPerHour?: number;
+  /** Counts recipients against a key's send quota (quotas.ts); without it, no quota is kept. */
+  takeQuota?(quota: SendQuota, n: number): Promise<QuotaTake>;
 }
 
 /**
@@ -26,7 +31,9 @@ export class SubmitError extends Error {
   constructor(
     readonly field: string,
     readonly reason: string,
-    readonly status: 400 | 403 | 413 | 422 = 400,
+    readonly status: 400 | 403 | 413 | 422 | 429 = 400,
+    /** For a 429: when the quota opens again. */
+    readonly retryAt?: Date,
   ) {
     super(`${field}: ${reason}`);
   }
@@ -136,6 +143,18 @@ export async function submitMessage(deps: SubmitDeps, mail: Injection): Promise<
       `every recipient is suppressed for ${domainOf(from)}: ${suppressed.join(", ")}`,
       422,
     );
+  }
+  const quota =
+    mail.key && quotaOf(`key:${mail.key.name}`, mail.key.limitPerHour, deps.sendLimitPerHour ?? 0);
+  if (quota && deps.takeQuota) {
+    const taken = await deps.takeQuota(quota, recipients.length);
+    if (!taken.ok)
+      throw new SubmitError(
+        "to",
+        `send quota of ${quota.limit} recipients per hour of key ${mail.key!.name} reached`,
+        429,
+        taken.retryAt,
+      );
   }
   const id = newMessageId();
   const now = new Date();

@@ -13,7 +13,9 @@ import type { Logger } from "../log.ts";
 import { domainOf, patternMatches } from "../mail/address.ts";
 import { type MailDomainStatus, mailDomainStatus } from "../mail/domain-checks.ts";
 import type { LimitKind } from "../metrics/postern.ts";
+import { checkDnsbl, type DnsblVerdict } from "../net/dnsbl.ts";
 import { type Intake, MessageRejected, type Refusal } from "../queue/intake.ts";
+import { quotaOf, type SendQuota, takeQuota } from "../queue/quotas.ts";
 import { RateWindow } from "./rate-window.ts";
 import { R, type Reply } from "./reply.ts";
 import { MessageRefused, type PortKind, type SessionBackend } from "./session.ts";
@@ -25,12 +27,20 @@ export interface BackendDeps {
   intake: Intake;
   /** Set when inbound checks are on: the sender's domain is looked up at MAIL. */
   resolver: Resolver | undefined;
-  /** Counts messages accepted, per port, and refusals by limit. */
-  metrics?: { messageReceived(port: PortKind): void; limitRefused(limit: LimitKind): void };
+  /** Counts messages accepted, per port, refusals by limit, DNSBL look-ups by outcome. */
+  metrics?: {
+    messageReceived(port: PortKind): void;
+    limitRefused(limit: LimitKind): void;
+    dnsblChecked(result: DnsblVerdict["kind"]): void;
+  };
+  /** POSTERN_DNSBL_ZONES, looked up with this resolver (whatever POSTERN_DNS_CHECKS says). */
+  dnsbl?: { resolver: Resolver; zones: readonly string[] };
   /** POSTERN_AUTH_LOCKOUT_FAILURES and its windows. */
   lockout: LockoutPolicy;
   /** POSTERN_INBOUND_PER_MINUTE: MAIL commands per client IP per minute on port 25; 0 = none. */
   inboundPerMinute: number;
+  /** POSTERN_SEND_LIMIT_PER_HOUR: the quota of a user or key without its own; 0 = none. */
+  sendLimitPerHour: number;
   log?: Logger;
 }
 
@@ -51,6 +61,33 @@ export function createSessionBackend(deps: BackendDeps): SessionBackend {
     }
     const user = await findUser(login);
     return user ? [user.address, ...user.maySendAs] : [];
+  };
+
+  /** The send quota of a login (a user, or a key by its name), if it has one. */
+  const quotaOfLogin = async (login: string): Promise<SendQuota | undefined> => {
+    if (isKeyName(login)) {
+      const key = await findKey(db, login);
+      return key && quotaOf(`key:${key.name}`, key.limitPerHour, deps.sendLimitPerHour);
+    }
+    const user = await findUser(login);
+    return user && quotaOf(`user:${user.address}`, user.limitPerHour, deps.sendLimitPerHour);
+  };
+
+  /** The DNSBL zone that lists a port-25 client, if any; a failed look-up lets it through. */
+  const listedBy = async (ip: string): Promise<string | undefined> => {
+    if (!deps.dnsbl || deps.dnsbl.zones.length === 0) return undefined;
+    const verdict = await checkDnsbl(deps.dnsbl.resolver, ip, deps.dnsbl.zones);
+    deps.metrics?.dnsblChecked(verdict.kind);
+    if (verdict.kind === "error")
+      deps.log?.warn("DNSBL look-up failed: mail let through", {
+        ip,
+        zone: verdict.zone,
+        code: verdict.code,
+      });
+    if (verdict.kind !== "listed") return undefined;
+    deps.metrics?.limitRefused("dnsbl");
+    deps.log?.info("client listed by a DNSBL", { ip, zone: verdict.zone });
+    return verdict.zone;
   };
 
   /** The canonical login for these credentials, or undefined. */
@@ -84,6 +121,8 @@ export function createSessionBackend(deps: BackendDeps): SessionBackend {
             ? senderDomainReply(await mailDomainStatus(resolver, domainOf(address)))
             : undefined;
         if (unknown) return unknown;
+        const listed = await listedBy(ctx.clientIp);
+        if (listed) return R.dnsblListed(ctx.clientIp, listed);
         // A transaction that may go on counts against its client's rate.
         if (inboundRate && !inboundRate.take(ctx.clientIp)) {
           deps.metrics?.limitRefused("inbound-rate");
@@ -105,9 +144,22 @@ export function createSessionBackend(deps: BackendDeps): SessionBackend {
         verifyInside: true,
         suppressible: Boolean(ctx.authUser) && ctx.mailFrom !== "",
       });
-      return routing.ok
-        ? { ok: true, target: routing.target }
-        : { ok: false, reply: recipientReply(routing) };
+      if (!routing.ok) return { ok: false, reply: recipientReply(routing) };
+      // A recipient that would go counts against its sender's quota (all nodes share the count).
+      const quota = ctx.authUser ? await quotaOfLogin(ctx.authUser) : undefined;
+      if (quota) {
+        const taken = await takeQuota(db, quota, 1);
+        if (!taken.ok) {
+          deps.metrics?.limitRefused("send-quota");
+          deps.log?.info("send quota reached", {
+            who: quota.subject,
+            limit: quota.limit,
+            until: taken.retryAt,
+          });
+          return { ok: false, reply: R.sendQuotaReached(quota.limit, taken.retryAt) };
+        }
+      }
+      return { ok: true, target: routing.target };
     },
 
     async accept(id, envelope, received) {

@@ -88,6 +88,13 @@ export const R = {
   localError: () => reply(451, "4.3.0", "Error: queue file write error, try again later"),
   tryAgainLater: () => reply(451, "4.3.0", "Error: temporary local problem, try again later"),
   authUnavailable: () => reply(454, "4.7.0", "Error: temporary authentication failure, try again later"),
+  dnsblListed: (ip: string, zone: string) => reply(554, "5.7.1", `Error: client ${ip} is listed by ${zone}`),
+  sendQuotaReached: (limit: number, retryAt: Date) =>
+    reply(
+      451,
+      "4.7.1",
+      `Error: send quota of ${limit} recipients per hour reached; try again after ${retryAt.toISOString().slice(11, 16)} UTC`,
+    ),
   inboundRateLimited: () =>
     reply(451, "4.7.1", "Error: too many messages from your address; try again in a minute"),
   authLockedOut: () =>

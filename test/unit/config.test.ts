@@ -13,6 +13,9 @@ describe("parseConfig", () => {
     expect(c.maxRecipients).toBe(100);
     expect(c.queueLifetimeSeconds).toBe(432000);
     expect(c.historyDays).toBe(7);
+    expect(c.authLockoutFailures).toBe(10);
+    expect(c.inboundPerMinute).toBe(120);
+    expect(c.dnsblZones).toEqual([]);
     expect(c.dmarcPolicy).toBe("enforce");
     expect(c.databaseUrl).toBeUndefined();
     expect(c.dataDir.endsWith("/data")).toBe(true);
@@ -31,6 +34,10 @@ describe("parseConfig", () => {
     expect(c.dmarcPolicy).toBe("monitor");
     expect(c.listen).toBe("::1");
     expect(parseConfig({ POSTERN_HISTORY_DAYS: "0" }).historyDays).toBe(0);
+    expect(parseConfig({ POSTERN_DNSBL_ZONES: " zen.example , Bl.Example. " }).dnsblZones).toEqual([
+      "zen.example",
+      "bl.example",
+    ]);
   });
 
   test("an empty variable counts as unset", () => {
@@ -42,6 +49,10 @@ describe("parseConfig", () => {
     [{ POSTERN_SMTP_PORT: "70000" }, 'POSTERN_SMTP_PORT="70000" is invalid: expected a number <= 65535'],
     [{ POSTERN_MAX_RECIPIENTS: "0" }, 'POSTERN_MAX_RECIPIENTS="0" is invalid: expected a number > 0'],
     [{ POSTERN_HISTORY_DAYS: "-1" }, 'POSTERN_HISTORY_DAYS="-1" is invalid: expected a number >= 0'],
+    [
+      { POSTERN_DNSBL_ZONES: "zen example" },
+      'POSTERN_DNSBL_ZONES="zen example" is invalid: expected DNS zone names',
+    ],
     [
       { POSTERN_DMARC_POLICY: "strict" },
       'POSTERN_DMARC_POLICY="strict" is invalid: expected one of "enforce", "monitor"',

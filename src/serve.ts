@@ -10,6 +10,7 @@ import { openDatabase } from "./db/open.ts";
 import { courierRegistry } from "./delivery/couriers.ts";
 import { RecipientVerifier } from "./delivery/recipient-verifier.ts";
 import { bounceTarget, Router } from "./delivery/route.ts";
+import { Shaper } from "./delivery/shaping.ts";
 import { createResolver } from "./dns/resolver.ts";
 import { Directory } from "./domains/directory.ts";
 import { HOOK_LIFETIME_SECONDS, HookSender } from "./hooks/sender.ts";
@@ -126,7 +127,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
   scheduler = new Scheduler({
     db: database.db,
     owner,
-    courierFor: courierRegistry(config, resolver, directory),
+    courierFor: courierRegistry(config, resolver, directory, new Shaper(database.db, owner)),
     policy: {
       baseSeconds: config.retryBaseSeconds,
       maxSeconds: config.retryMaxSeconds,

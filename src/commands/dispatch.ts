@@ -9,6 +9,7 @@ import { hookVerbs } from "./hook.ts";
 import { keyVerbs } from "./key.ts";
 import { queueVerbs, send } from "./queue.ts";
 import { routeVerbs } from "./route.ts";
+import { shapeVerbs } from "./shape.ts";
 import { suppressionVerbs } from "./suppression.ts";
 import { userVerbs } from "./user.ts";
 
@@ -20,6 +21,7 @@ export const verbGroups: Record<string, VerbGroup> = {
   suppression: suppressionVerbs,
   hook: hookVerbs,
   key: keyVerbs,
+  shape: shapeVerbs,
 };
 
 /** Verbs without sub-verbs. */

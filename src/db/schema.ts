@@ -283,6 +283,57 @@ export const sendCounts = pgTable(
   (t) => [primaryKey({ columns: [t.subject, t.hour] })],
 );
 
+/**
+ * Outbound traffic shaping: budgets for a destination, held across every node. PATTERN is a
+ * recipient domain (`gmail.com`) or an MX host suffix (`mx:.google.com`: every domain whose MX
+ * is there shares the budget). delivery/shaping.ts.
+ */
+export const shapes = pgTable("shapes", {
+  pattern: text("pattern").primaryKey(),
+  /** Connections at once; null: no limit. */
+  connections: integer("connections"),
+  /** Messages per clock minute, per clock hour; null: no limit. */
+  perMinute: integer("per_minute"),
+  perHour: integer("per_hour"),
+  createdAt: at("created_at").notNull().defaultNow(),
+});
+
+/** Messages sent under a shape in each minute (`m`) and hour (`h`) window. */
+export const shapeCounts = pgTable(
+  "shape_counts",
+  {
+    pattern: text("pattern").notNull(),
+    window: text("window", { enum: ["m", "h"] }).notNull(),
+    start: at("start").notNull(),
+    count: integer("count").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.pattern, t.window, t.start] })],
+);
+
+/** Connection slots of a shape (or of a destination in slow start), leased by the node using one. */
+export const shapeSlots = pgTable(
+  "shape_slots",
+  {
+    key: text("key").notNull(),
+    slot: integer("slot").notNull(),
+    owner: text("owner"),
+    leaseUntil: at("lease_until"),
+  },
+  (t) => [primaryKey({ columns: [t.key, t.slot] })],
+);
+
+/**
+ * Destinations that answered "rate limited": paused on every node until `pausedUntil`, then in
+ * slow start (one connection) for as long again. The cool-down doubles while it repeats.
+ */
+export const destinationPauses = pgTable("destination_pauses", {
+  /** The shape's pattern, or the recipient domain when no shape covers it. */
+  key: text("key").primaryKey(),
+  pausedUntil: at("paused_until").notNull(),
+  cooldownSeconds: integer("cooldown_seconds").notNull(),
+  reason: text("reason").notNull(),
+});
+
 /** Wrong AUTH logins per client IP in the current window, and the lockout they brought (auth/lockout.ts). */
 export const authFailures = pgTable("auth_failures", {
   ip: text("ip").primaryKey(),

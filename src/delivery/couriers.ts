@@ -8,6 +8,7 @@ import { srsForward } from "../mail/srs.ts";
 import type { ClaimedTarget } from "../queue/claim.ts";
 import type { Courier, Job } from "./courier.ts";
 import { reportAll } from "./courier.ts";
+import type { Shaper } from "./shaping.ts";
 import { fixedPlan, mxPlan, type Plan, parseHostPort, SmtpCourier } from "./smtp-courier.ts";
 import { WebhookCourier } from "./webhook.ts";
 
@@ -46,9 +47,11 @@ export function courierRegistry(
   >,
   resolver: Resolver,
   directory: Directory,
+  /** Outbound shaping for mail routed by MX (mx and forward targets). */
+  shaper?: Shaper,
 ): (target: ClaimedTarget) => Courier {
   const smtp = (plan: (job: Job) => Promise<Plan>, auth?: Config["smarthostAuth"]) =>
-    new SmtpCourier({ helo: config.hostname, resolver, plan, auth });
+    new SmtpCourier({ helo: config.hostname, resolver, plan, auth, shaper });
   const internet = config.smarthost
     ? smtp(fixedPlan(parseHostPort(config.smarthost, config.outboundPort)), config.smarthostAuth)
     : smtp(mxPlan({ resolver, port: config.outboundPort, allowPrivate: config.allowPrivateDestinations }));
@@ -69,6 +72,7 @@ export function courierRegistry(
           recipientOf: forwardAddress,
         }),
     auth: config.smarthost ? config.smarthostAuth : undefined,
+    shaper,
     // SRS at the domain the mail was addressed to, so the next hop's SPF check sees our domain.
     rewrite: async (job) => {
       const ourDomain = domainOf(job.delivery.rcpt);

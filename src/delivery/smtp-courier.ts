@@ -15,8 +15,23 @@ import {
   type SmtpClientConnection,
   SmtpClientError,
 } from "../smtp/client.ts";
+import { classifyOutcome, readReply } from "./bounce-class.ts";
 import { type Courier, type Job, reportAll } from "./courier.ts";
 import { connectSmtp } from "./dial.ts";
+import type { Admission, Shaper } from "./shaping.ts";
+
+/** A remote reply that says "you are sending too fast" (bounce class `rate-limit`). */
+function isRateLimit(r: AttemptReport): boolean {
+  const reply = readReply(r.reply);
+  return (
+    classifyOutcome({
+      from: "remote",
+      code: reply.code,
+      enhanced: reply.enhanced ?? r.status,
+      text: reply.text,
+    }) === "rate-limit"
+  );
+}
 
 export interface Host {
   /** The name we were given (MX exchange, relay host), for logs and DSNs. */
@@ -29,7 +44,13 @@ export interface Host {
  * Hosts found in DNS may resolve only to `public` addresses; hosts the operator named, `any`.
  */
 export type Plan =
-  | { kind: "hosts"; hosts: Host[]; destinations: "public" | "any" }
+  | {
+      kind: "hosts";
+      hosts: Host[];
+      destinations: "public" | "any";
+      /** The recipient domain whose MX hosts these are: shaping applies (MX routing only). */
+      domain?: string;
+    }
   | { kind: "verdict"; report: Omit<AttemptReport, "deliveryId"> };
 
 /** The envelope a job travels with, when it is not the one it arrived with (forwarding). */
@@ -43,6 +64,8 @@ export interface SmtpCourierOptions {
   auth?: ClientOptions["auth"];
   /** Speak LMTP (an inner mail store): one reply per recipient after the data. */
   lmtp?: boolean;
+  /** Outbound shaping and rate-limit pauses, for MX routing (delivery/shaping.ts). */
+  shaper?: Pick<Shaper, "admit" | "pause">;
   timeouts?: ClientOptions["timeouts"];
 }
 
@@ -76,6 +99,7 @@ export function mxPlan({
           kind: "hosts",
           hosts: choice.hosts.map((h) => ({ name: h.host, port })),
           destinations: allowPrivate ? "any" : "public",
+          domain,
         };
       case "null-mx":
         return verdict("bounced", "5.1.10", `556 5.1.10 ${domain} accepts no mail (null MX, RFC 7505)`);
@@ -150,9 +174,72 @@ export class SmtpCourier implements Courier {
   constructor(private readonly o: SmtpCourierOptions) {}
 
   async deliver(jobs: Job[]): Promise<AttemptReport[]> {
-    const started = performance.now();
     const plan = await this.o.plan(jobs[0]!);
     if (plan.kind === "verdict") return reportAll(jobs, plan.report);
+    if (!this.o.shaper || plan.domain === undefined) return this.send(plan, jobs);
+    const messages = [...new Set(jobs.map((j) => j.message.id))];
+    let admission: Admission;
+    try {
+      admission = await this.o.shaper.admit(
+        plan.domain,
+        plan.hosts.map((h) => h.name),
+        messages.length,
+      );
+    } catch (err) {
+      // The shapes cannot be read: no limit can be known to hold, so nothing goes.
+      return reportAll(jobs, {
+        outcome: "deferred",
+        status: "4.3.0",
+        reply: `451 4.3.0 traffic shaping state unavailable: ${(err as Error).message}`,
+        remoteMta: null,
+        durationMs: 0,
+      });
+    }
+    if (admission.kind === "wait")
+      return reportAll(jobs, {
+        outcome: "deferred",
+        status: "4.7.0",
+        reply: admission.reply,
+        remoteMta: null,
+        durationMs: 0,
+        retryAt: admission.until,
+      });
+    const going = new Set(messages.slice(0, admission.messages));
+    const held = jobs.filter((j) => !going.has(j.message.id));
+    try {
+      const reports = await this.send(
+        plan,
+        jobs.filter((j) => going.has(j.message.id)),
+        !admission.slotted,
+      );
+      const limited = reports.find((r) => r.remoteMta && isRateLimit(r));
+      if (limited)
+        await this.o.shaper
+          .pause(admission.key, `${limited.remoteMta} said: ${limited.reply.slice(0, 200)}`)
+          .catch(() => {}); // the next rate-limit reply pauses it then
+      return [
+        ...reports,
+        ...reportAll(held, {
+          outcome: "deferred",
+          status: "4.7.0",
+          reply: `451 4.7.0 ${admission.key}: the shape's budget is used up until ${admission.retryAt?.toISOString().slice(11, 19)} UTC`,
+          remoteMta: null,
+          durationMs: 0,
+          retryAt: admission.retryAt,
+        }),
+      ];
+    } finally {
+      await admission.release().catch(() => {}); // a slot not given back is free when its lease ends
+    }
+  }
+
+  /** `park`: keep the connection for the next group (not under a shape's connection limit). */
+  private async send(
+    plan: Extract<Plan, { kind: "hosts" }>,
+    jobs: Job[],
+    park = true,
+  ): Promise<AttemptReport[]> {
+    const started = performance.now();
     const opened = await this.connect(plan);
     if ("failure" in opened) {
       return reportAll(jobs, { ...opened.failure, durationMs: performance.now() - started });
@@ -187,7 +274,7 @@ export class SmtpCourier implements Courier {
         }
       }
     } finally {
-      if (!broken && conn.usable) this.idle.park(hostKey(host), conn);
+      if (!broken && conn.usable && park) this.idle.park(hostKey(host), conn);
       else await conn.quit().catch(() => conn.close());
     }
     return reports;

@@ -7,6 +7,7 @@
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Db } from "../db/open.ts";
 import { PENDING_STATUSES } from "../db/schema.ts";
+import { pausedDestinations } from "../delivery/shaping.ts";
 import type { RecordType } from "../dns/message.ts";
 import { TARGET_KINDS, type Target } from "../domains/targets.ts";
 import type { AuthCheckKind } from "../mail/authcheck.ts";
@@ -277,6 +278,16 @@ export class PosternMetrics implements SmtpMetrics {
         collect: collected(
           "postern_queue_oldest_seconds",
           async (g) => g.set(await oldestWaitingSeconds(db)),
+          (g) => g.set(Number.NaN),
+        ),
+      });
+      new Gauge({
+        name: "postern_destinations_paused",
+        help: "Destinations paused on every node because they answered rate limited (shape pattern or recipient domain).",
+        registers,
+        collect: collected(
+          "postern_destinations_paused",
+          async (g) => g.set(await pausedDestinations(db)),
           (g) => g.set(Number.NaN),
         ),
       });

@@ -47,3 +47,15 @@ export function nextAttempt(
   // The last try happens at the end of the lifetime rather than never.
   return { kind: "retry", at: new Date(Math.min(at, expiresAt)) };
 }
+
+/** A retry at a time of its own (a shaped destination's budget opening), within the lifetime. */
+export function nextAttemptAt(
+  at: Date,
+  queuedAt: Date,
+  now: Date,
+  policy: RetryPolicy,
+): { kind: "retry"; at: Date } | { kind: "expired" } {
+  const expiresAt = queuedAt.getTime() + policy.lifetimeSeconds * 1000;
+  if (now.getTime() >= expiresAt) return { kind: "expired" };
+  return { kind: "retry", at: new Date(Math.min(Math.max(at.getTime(), now.getTime()), expiresAt)) };
+}

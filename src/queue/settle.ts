@@ -7,7 +7,7 @@ import { attempts, type DeliveryStatus, deliveries, events, PENDING_STATUSES } f
 import type { ClaimedDelivery, QueuedMessage } from "./claim.ts";
 import { type NewMessage, writeMessages } from "./enqueue.ts";
 import { settledEvents } from "./events.ts";
-import { type AttemptOutcome, nextAttempt, type RetryPolicy } from "./retry.ts";
+import { type AttemptOutcome, nextAttempt, nextAttemptAt, type RetryPolicy } from "./retry.ts";
 import { suppressionsFrom, writeSuppressions } from "./suppressions.ts";
 
 export interface AttemptReport {
@@ -22,6 +22,8 @@ export interface AttemptReport {
   durationMs: number;
   /** The connection was encrypted (SMTP couriers say; undefined where it does not apply). */
   tls?: boolean;
+  /** Deferred until then rather than on the backoff (a shaped or paused destination). */
+  retryAt?: Date | undefined;
 }
 
 export type DeliveryEvent = "delivered" | "failed" | "delayed";
@@ -61,7 +63,9 @@ export function decide(
     return { ...base, status: "delivered", event: "delivered", nextAttemptAt: undefined };
   if (report.outcome === "bounced")
     return { ...base, status: "bounced", event: "failed", nextAttemptAt: undefined };
-  const next = nextAttempt(delivery.attempts + 1, delivery.createdAt, now, policy, random);
+  const next = report.retryAt
+    ? nextAttemptAt(report.retryAt, delivery.createdAt, now, policy)
+    : nextAttempt(delivery.attempts + 1, delivery.createdAt, now, policy, random);
   if (next.kind === "expired") {
     const expired: AttemptReport = {
       ...report,

@@ -38,11 +38,16 @@ export interface PeerMessage {
   mailParams: Record<string, string | boolean>;
   rcptParams: Record<string, string | boolean>[];
   data: Uint8Array;
+  /** When its data ended (ms since epoch). */
+  at: number;
 }
 
 export interface PeerConnection {
   id: number;
   tls: boolean;
+  /** When it opened and closed (ms since epoch). */
+  openedAt: number;
+  closedAt: number | undefined;
   /** Every RCPT address it was asked about, refused ones too. */
   rcpts: string[];
 }
@@ -87,7 +92,13 @@ export class SmtpPeer {
     const connectionOf = (session: SMTPServerSession) => {
       let c = peer!.ids.get(session.id);
       if (!c) {
-        c = { id: peer!.connections.length + 1, tls: false, rcpts: [] };
+        c = {
+          id: peer!.connections.length + 1,
+          tls: false,
+          rcpts: [],
+          openedAt: Date.now(),
+          closedAt: undefined,
+        };
         peer!.ids.set(session.id, c);
         peer!.connections.push(c);
       }
@@ -109,6 +120,9 @@ export class SmtpPeer {
       onConnect(session, callback) {
         connectionOf(session);
         callback();
+      },
+      onClose(session) {
+        connectionOf(session).closedAt = Date.now();
       },
       onAuth(auth, _session, callback) {
         const want = peer!.behaviour.auth;
@@ -136,6 +150,7 @@ export class SmtpPeer {
             mailParams: (envelope.mailFrom ? envelope.mailFrom.args : {}) || {},
             rcptParams: envelope.rcptTo.map((r) => r.args || {}),
             data: new Uint8Array(Buffer.concat(chunks)),
+            at: Date.now(),
           };
           peer!.received.push(message);
           const b = peer!.behaviour;

@@ -42,6 +42,7 @@ describe.skipIf(!havePostgres)("event webhooks", () => {
       rcptReply: (address) => {
         if (address.startsWith("gone")) return "550 5.1.1 no such user here";
         if (address.startsWith("full")) return "452 4.2.2 mailbox full";
+        // on a domain of its own: a rate-limit reply pauses its whole destination (shaping)
         if (address.startsWith("slow")) return "421 4.7.28 rate limited, try again later";
         return undefined;
       },
@@ -61,7 +62,7 @@ describe.skipIf(!havePostgres)("event webhooks", () => {
         return new Response("ok");
       },
     });
-    dns = await startDnsServer({ "remote.test": { A: ["127.0.0.1"] } });
+    dns = await startDnsServer({ "remote.test": { A: ["127.0.0.1"] }, "limited.test": { A: ["127.0.0.1"] } });
     const url = await freshDatabaseUrl();
     env = cliEnv({ DATABASE_URL: url, POSTERN_HOSTNAME: "mx.example.test" });
     expect((await runCli(["domain", "add", "example.test"], env)).code).toBe(0);
@@ -130,7 +131,7 @@ describe.skipIf(!havePostgres)("event webhooks", () => {
 
     const sent = await api(nodes[0]!, "/api/send", {
       from: "app@example.test",
-      to: ["gone@remote.test", "full@remote.test", "slow@remote.test", "fine@remote.test"],
+      to: ["gone@remote.test", "full@remote.test", "slow@limited.test", "fine@remote.test"],
       subject: "events",
       text: "hello",
     });
@@ -143,7 +144,7 @@ describe.skipIf(!havePostgres)("event webhooks", () => {
       find("/all", "bounced", "gone@remote.test") &&
       find("/all", "delivered", "fine@remote.test") &&
       find("/all", "deferred", "full@remote.test") &&
-      find("/all", "deferred", "slow@remote.test") &&
+      find("/all", "deferred", "slow@limited.test") &&
       received.filter((r) => r.path === "/bounces").length >= 3
         ? true
         : undefined,
@@ -161,7 +162,7 @@ describe.skipIf(!havePostgres)("event webhooks", () => {
       attempt: 1,
     });
     expect(find("/all", "deferred", "full@remote.test")?.event.class).toBe("soft");
-    expect(find("/all", "deferred", "slow@remote.test")?.event.class).toBe("rate-limit");
+    expect(find("/all", "deferred", "slow@limited.test")?.event.class).toBe("rate-limit");
     const suppressed = await sql`select address from suppressions order by address`;
     expect(suppressed.map((s) => s.address)).toEqual(["gone@remote.test"]);
 

@@ -6,7 +6,7 @@ import { openDatabase } from "../../src/db/open.ts";
 import { PosternMetrics } from "../../src/metrics/postern.ts";
 import { tempDir } from "../helpers/cli.ts";
 
-test("a scrape while the database is gone: the queue gauges are NaN, the rest stay", async () => {
+test("a scrape while the database is gone: the gauges read from it are NaN, the rest stay", async () => {
   const database = await openDatabase({ databaseUrl: undefined, dataDir: tempDir() });
   await migrate(database);
   const failed: string[] = [];
@@ -16,7 +16,12 @@ test("a scrape while the database is gone: the queue gauges are NaN, the rest st
   expect(before).toContain("postern_queue_oldest_seconds 0");
   await database.close();
   const after = await metrics.render();
-  expect(failed.toSorted()).toEqual(["postern_queue_depth", "postern_queue_oldest_seconds"]);
+  expect(failed.toSorted()).toEqual([
+    "postern_destinations_paused",
+    "postern_queue_depth",
+    "postern_queue_oldest_seconds",
+  ]);
+  expect(after).toContain("postern_destinations_paused NaN");
   expect(after).toContain('postern_queue_depth{status="queued"} NaN');
   expect(after).toContain('postern_queue_depth{status="deferred"} NaN');
   expect(after).toContain("postern_queue_oldest_seconds NaN");

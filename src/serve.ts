@@ -18,7 +18,7 @@ import { maxRequestBodyBytes } from "./http/api.ts";
 import { createHttpHandler } from "./http/app.ts";
 import { createLogger, errorMessage } from "./log.ts";
 import { PosternMetrics } from "./metrics/postern.ts";
-import { loadTlsMaterial } from "./net/tls.ts";
+import { TlsStore } from "./net/tls.ts";
 import { reportedBounces } from "./queue/bounce-reports.ts";
 import { ENQUEUE_DEADLINE_MS, Enqueuer, QUEUE_CHANNEL } from "./queue/enqueue.ts";
 import { HistoryPruner } from "./queue/history.ts";
@@ -110,7 +110,19 @@ export async function startServer(config: Config): Promise<RunningServer> {
         })
       : undefined;
 
-  const tls = await loadTlsMaterial(config);
+  const tls = await TlsStore.load(config);
+  // New certificate files are served to new connections without a restart: on SIGHUP (what
+  // certbot's deploy hooks send) and within a minute anyway.
+  const reloadTls = (why: string) => {
+    const outcome = tls.reload(why === "SIGHUP");
+    if (outcome.kind === "reloaded") log.info("TLS certificate reloaded", { why, serial: outcome.serial });
+    if (outcome.kind === "refused")
+      log.warn("TLS certificate not reloaded: the old one stays", { why, error: outcome.why });
+  };
+  const onSighup = () => reloadTls("SIGHUP");
+  process.on("SIGHUP", onSighup);
+  const tlsCheck = setInterval(() => reloadTls("the files changed"), 60_000);
+  tlsCheck.unref?.();
   const resolver = await createResolver(config.dnsServers, {
     onLookup: (type, seconds) => metrics.dnsLookup(type, seconds),
   });
@@ -187,7 +199,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
         hostname: config.listen,
         port,
         kind,
-        tls,
+        tls: () => tls.current(),
         counter,
         backend,
         clock,
@@ -211,6 +223,8 @@ export async function startServer(config: Config): Promise<RunningServer> {
       log.info("smtp listening", { kind, address: config.listen, port: listener.port });
     }
   } catch (err) {
+    process.off("SIGHUP", onSighup);
+    clearInterval(tlsCheck);
     await Promise.all(listeners.map((l) => l.stop(0)));
     control?.stop();
     await database.close();
@@ -273,6 +287,8 @@ export async function startServer(config: Config): Promise<RunningServer> {
     smtpPorts,
     async stop() {
       // Sessions first (a commit in progress is answered), then deliveries, then the database.
+      process.off("SIGHUP", onSighup);
+      clearInterval(tlsCheck);
       await Promise.all(listeners.map((l) => l.stop()));
       await scheduler.stop();
       await hookSender.stop();

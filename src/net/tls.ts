@@ -1,8 +1,8 @@
 // The server's certificate: the operator's PEM files, or a self-signed pair made once in the
 // data dir (opportunistic STARTTLS between MTAs does not verify certificates, RFC 7435).
 
-import { constants, generateKeyPairSync, randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { constants, createPrivateKey, generateKeyPairSync, randomBytes, X509Certificate } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import forge from "node-forge";
 import type { Config } from "../config.ts";
@@ -26,11 +26,10 @@ export const SERVER_CIPHERS = [
   "ECDHE-RSA-CHACHA20-POLY1305",
 ].join(":");
 
+export type ServerTlsOptions = TlsMaterial & { ciphers: string; secureOptions: number };
+
 /** The options of every listening TLS context, implicit (465) and after STARTTLS: TLS 1.2 at least. */
-export function serverTlsOptions(material: TlsMaterial): TlsMaterial & {
-  ciphers: string;
-  secureOptions: number;
-} {
+export function serverTlsOptions(material: TlsMaterial): ServerTlsOptions {
   return {
     ...material,
     ciphers: SERVER_CIPHERS,
@@ -89,5 +88,90 @@ function readPem(path: string, variable: string): string {
     return readFileSync(path, "utf8");
   } catch (err) {
     throw new Error(`${variable}=${path} cannot be read: ${(err as NodeJS.ErrnoException).code ?? err}`);
+  }
+}
+
+/** Why a certificate and key cannot be served together, or undefined when they can. */
+export function tlsPairProblem(material: TlsMaterial): string | undefined {
+  try {
+    const cert = new X509Certificate(material.cert);
+    if (!cert.checkPrivateKey(createPrivateKey(material.key))) return "the key is not the certificate's";
+    if (new Date(cert.validTo).getTime() < Date.now()) return `the certificate expired on ${cert.validTo}`;
+    return undefined;
+  } catch (err) {
+    return `not a PEM certificate and key: ${(err as Error).message}`;
+  }
+}
+
+/**
+ * The certificate the listeners serve now. With POSTERN_TLS_CERT/KEY the files are read again
+ * when they change (`reload`: on SIGHUP and now and then): new connections get the new pair,
+ * sessions in progress keep theirs. A pair that does not go together is refused and the one in
+ * service stays.
+ */
+export class TlsStore {
+  private options: ServerTlsOptions;
+  private stamp: string;
+
+  private constructor(
+    private readonly files: { cert: string; key: string } | undefined,
+    material: TlsMaterial,
+  ) {
+    this.options = serverTlsOptions(material);
+    this.stamp = this.filesStamp();
+  }
+
+  static async load(config: Pick<Config, "tlsCert" | "tlsKey" | "dataDir" | "hostname">): Promise<TlsStore> {
+    const files = config.tlsCert && config.tlsKey ? { cert: config.tlsCert, key: config.tlsKey } : undefined;
+    return new TlsStore(files, await loadTlsMaterial(config));
+  }
+
+  /** The same object until a reload: one TLS context per certificate, not per connection. */
+  current(): ServerTlsOptions {
+    return this.options;
+  }
+
+  /** The serial number of the certificate in service (logs, tests). */
+  serial(): string {
+    return new X509Certificate(this.options.cert).serialNumber;
+  }
+
+  /** Reads the files again if they changed (or when `force`d); says what came of it. */
+  reload(
+    force = false,
+  ): { kind: "unchanged" } | { kind: "reloaded"; serial: string } | { kind: "refused"; why: string } {
+    if (!this.files) return { kind: "unchanged" };
+    const stamp = this.filesStamp();
+    if (!force && stamp === this.stamp) return { kind: "unchanged" };
+    let material: TlsMaterial;
+    try {
+      material = {
+        cert: readPem(this.files.cert, "POSTERN_TLS_CERT"),
+        key: readPem(this.files.key, "POSTERN_TLS_KEY"),
+      };
+    } catch (err) {
+      return { kind: "refused", why: (err as Error).message };
+    }
+    const problem = tlsPairProblem(material);
+    if (problem) return { kind: "refused", why: problem };
+    this.stamp = stamp;
+    if (material.cert === this.options.cert && material.key === this.options.key)
+      return { kind: "unchanged" };
+    this.options = serverTlsOptions(material);
+    return { kind: "reloaded", serial: this.serial() };
+  }
+
+  private filesStamp(): string {
+    if (!this.files) return "";
+    try {
+      return [this.files.cert, this.files.key]
+        .map((f) => {
+          const st = statSync(f);
+          return `${st.mtimeMs}:${st.size}:${st.ino}`;
+        })
+        .join("|");
+    } catch {
+      return "unreadable";
+    }
   }
 }

@@ -3,7 +3,7 @@
 import type { Socket, SocketHandler, TCPSocketListener } from "bun";
 import { errorMessage, type Logger } from "../log.ts";
 import type { ConnectionTrack, SmtpMetrics } from "../metrics/postern.ts";
-import { serverTlsOptions, type TlsMaterial } from "../net/tls.ts";
+import type { ServerTlsOptions } from "../net/tls.ts";
 import { SocketWriter } from "../net/writer.ts";
 import { formatReply, R } from "./reply.ts";
 import {
@@ -76,7 +76,8 @@ export interface ListenerOptions {
   policy: SessionPolicy;
   backend: SessionBackend;
   clock: SessionClock;
-  tls: TlsMaterial | undefined;
+  /** The certificate to serve to a new TLS connection (it may change while we run). */
+  tls: (() => ServerTlsOptions) | undefined;
   counter: ConnectionCounter;
   log: Logger;
   /** The longest single socket timer (tests shorten it to see the re-arming). */
@@ -108,8 +109,9 @@ export function listenSmtp(opts: ListenerOptions): SmtpListener {
   };
   const implicitTls = opts.kind === "submissions";
   if (implicitTls && !opts.tls) throw new Error("port 465 needs a TLS certificate");
-  // One policy for 465 and STARTTLS on 25 and 587 alike.
-  const tls = opts.tls && serverTlsOptions(opts.tls);
+  // One policy for 465 and STARTTLS on 25 and 587 alike, and one way in: a plain socket upgraded
+  // (on 465 at once), so each new connection gets the certificate in service at that moment.
+  const tls = opts.tls;
   const sessions = new Set<SmtpSession>();
   const handshakeTimeout = opts.handshakeTimeoutSeconds ?? HANDSHAKE_TIMEOUT_SECONDS;
 
@@ -178,17 +180,18 @@ export function listenSmtp(opts: ListenerOptions): SmtpListener {
     try {
       const [, tlsSocket] = socket.upgradeTLS<Connection>({
         data: next,
-        tls: tls!,
+        tls: tls!(),
         socket: tlsHandlers,
       });
-      conn.writer!.retarget(tlsSocket as Socket<unknown>);
+      // On 465 no session has begun yet: it begins in `handshake`, on the TLS socket.
+      conn.writer?.retarget(tlsSocket as Socket<unknown>);
       // The plain side no longer owns the connection's slot: the TLS side releases it.
       conn.admitted = false;
       // The plain socket's timer does not carry over to the TLS one: without this, a client
       // that sends STARTTLS and then nothing (or stops after the handshake) is never timed out.
       armTimeout(tlsSocket, next, handshakeTimeout);
     } catch (err) {
-      opts.log.warn("starttls failed", { ip: conn.ip, error: String(err) });
+      opts.log.warn(implicitTls ? "tls failed" : "starttls failed", { ip: conn.ip, error: String(err) });
       // Still ours: its close releases the slot.
       conn.superseded = false;
       conn.track?.mark("tls_failed");
@@ -274,16 +277,14 @@ export function listenSmtp(opts: ListenerOptions): SmtpListener {
       deadline: 0,
     };
     if (!admit(socket, socket.data)) return;
-    // On 465 a write before the handshake is lost: the session begins in `handshake`.
-    if (implicitTls) armTimeout(socket, socket.data, handshakeTimeout);
+    if (implicitTls) upgrade(socket, socket.data);
     else begin(socket, socket.data, undefined);
   };
 
   const listener: TCPSocketListener<Connection> = Bun.listen<Connection>({
     hostname: opts.hostname,
     port: opts.port,
-    ...(implicitTls ? { tls } : {}),
-    socket: implicitTls ? { ...tlsHandlers, open } : { ...common, open },
+    socket: { ...common, open },
   });
 
   return {

@@ -2,7 +2,7 @@
 // (implicit and after STARTTLS) and the connection slots they hold.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createLogger } from "../../src/log.ts";
-import { loadTlsMaterial } from "../../src/net/tls.ts";
+import { loadTlsMaterial, serverTlsOptions } from "../../src/net/tls.ts";
 import { ConnectionCounter, listenSmtp, type SmtpListener } from "../../src/smtp/listener.ts";
 import type { PortKind, SessionBackend, SessionPolicy } from "../../src/smtp/session.ts";
 import { tempDir } from "../helpers/cli.ts";
@@ -39,6 +39,7 @@ describe("SMTP listener timeouts", () => {
       tlsCert: undefined,
       tlsKey: undefined,
     });
+    const serverTls = serverTlsOptions(tls);
     for (const kind of ["submission", "submissions"] as const) {
       const policy = policyFor(kind);
       listeners[kind] = listenSmtp({
@@ -48,7 +49,7 @@ describe("SMTP listener timeouts", () => {
         policy,
         backend,
         clock: { now: () => Date.now(), sleep: (ms) => Bun.sleep(ms), newId: () => "id" },
-        tls,
+        tls: () => serverTls,
         counter,
         log: createLogger("error"),
         handshakeTimeoutSeconds: 1,
@@ -74,7 +75,7 @@ describe("SMTP listener timeouts", () => {
       policy: { ...policyFor("submissions") },
       backend,
       clock: { now: () => Date.now(), sleep: (ms) => Bun.sleep(ms), newId: () => "id" },
-      tls,
+      tls: () => serverTlsOptions(tls),
       counter: new ConnectionCounter({ total: 10, perIp: 10 }),
       log: createLogger("error"),
       handshakeTimeoutSeconds: 4,

@@ -6,6 +6,7 @@ import type { Db } from "../db/open.ts";
 import { httpReplyText } from "../delivery/webhook.ts";
 import { errorMessage, type Logger } from "../log.ts";
 import { eventView } from "../queue/events.ts";
+import { Nap } from "../queue/nap.ts";
 import type { RetryPolicy } from "../queue/retry.ts";
 import { webhookHeaders } from "./signature.ts";
 import {
@@ -46,7 +47,7 @@ const LEASE_SECONDS = 120;
 export class HookSender {
   private running = false;
   private loopDone: Promise<void> | undefined;
-  private wakeUp: (() => void) | undefined;
+  private readonly nap = new Nap();
   private failures = 0;
 
   constructor(private readonly o: HookSenderOptions) {}
@@ -60,7 +61,7 @@ export class HookSender {
 
   /** The database is back: go on at once. */
   wake(): void {
-    this.wakeUp?.();
+    this.nap.wake();
   }
 
   /** Stops; a round in flight finishes (each POST is bounded by its timeout). */
@@ -83,10 +84,10 @@ export class HookSender {
         // the database is away: one line per outage, the health check says the rest
         if (this.failures++ === 0)
           this.o.log.error("sending event webhooks failed: retrying", { error: errorMessage(err) });
-        if (this.running) await this.sleep(Math.min(500 * 2 ** this.failures, 30_000));
+        if (this.running) await this.nap.sleep(Math.min(500 * 2 ** this.failures, 30_000));
         continue;
       }
-      if (this.running && !full) await this.sleep(GATHER_MS);
+      if (this.running && !full) await this.nap.sleep(GATHER_MS);
     }
   }
 
@@ -166,18 +167,5 @@ export class HookSender {
       const timedOut = (err as Error).name === "TimeoutError";
       return { ok: false, reply: timedOut ? "timed out" : errorMessage(err) };
     }
-  }
-
-  private sleep(ms: number): Promise<void> {
-    return new Promise<void>((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done() {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.wakeUp = done;
-    }).finally(() => {
-      this.wakeUp = undefined;
-    });
   }
 }

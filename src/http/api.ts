@@ -11,7 +11,7 @@ import { listQueue, removeMessage, retryNow, showMessage } from "../queue/inspec
 import { type SubmitDeps, SubmitError, submitMessage } from "../queue/submit.ts";
 import { handleHooks } from "./hooks.ts";
 import { decodeCursor, mailboxMessages } from "./mailboxes.ts";
-import { badRequest, json, limitParam, methodNotAllowed } from "./responses.ts";
+import { badRequest, json, limitParam, methodNotAllowed, parsedBody } from "./responses.ts";
 import { handleSuppressions } from "./suppressions.ts";
 
 export interface ApiDeps extends SubmitDeps {
@@ -159,12 +159,8 @@ export async function sendRoute(deps: ApiDeps, req: Request, key: ApiKey | undef
     return badRequest("body", "not JSON");
   }
   const isRaw = typeof body === "object" && body !== null && "raw" in body;
-  const parsed = (isRaw ? sendRaw : sendComposed).safeParse(body);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    return badRequest(issue.path.join(".") || "body", issue.message);
-  }
-  const mail = parsed.data;
+  const mail = isRaw ? parsedBody(sendRaw, body) : parsedBody(sendComposed, body);
+  if (mail instanceof Response) return mail;
   for (const [field, value] of [["from", mail.from], ...mail.to.map((t, i) => [`to.${i}`, t])] as [
     string,
     string,

@@ -5,7 +5,7 @@ import type { Db } from "../db/open.ts";
 import { HookSpecError, parseHookSpec } from "../hooks/spec.ts";
 import { addHook, hookView, listHooks, removeHook } from "../hooks/store.ts";
 import { suppressionDomains } from "../queue/suppressions.ts";
-import { badRequest, json, jsonBody, methodNotAllowed } from "./responses.ts";
+import { badRequest, json, jsonBody, methodNotAllowed, parsedBody } from "./responses.ts";
 
 const ONE_PATH = /^\/api\/hooks\/(\d{1,15})$/;
 
@@ -31,15 +31,11 @@ export async function handleHooks(req: Request, url: URL, db: Db): Promise<Respo
 }
 
 async function add(db: Db, body: unknown): Promise<Response> {
-  if (body instanceof Response) return body;
-  const parsed = addRequest.safeParse(body);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    return badRequest(issue.path.join(".") || "body", issue.message);
-  }
+  const request = parsedBody(addRequest, body);
+  if (request instanceof Response) return request;
   let spec: ReturnType<typeof parseHookSpec>;
   try {
-    spec = parseHookSpec(parsed.data);
+    spec = parseHookSpec(request);
   } catch (err) {
     if (err instanceof HookSpecError) return badRequest(err.field, err.reason);
     throw err;

@@ -1,4 +1,5 @@
 // The JSON answers every API route gives: a body, or {error, field?} saying what was wrong.
+import type { z } from "zod";
 
 export function json(status: number, body: unknown, headers: Record<string, string> = {}): Response {
   return Response.json(body, { status, headers });
@@ -27,4 +28,13 @@ export async function jsonBody(req: Request): Promise<unknown> {
   } catch {
     return badRequest("body", "not JSON");
   }
+}
+
+/** A JSON body checked against `schema`: its data, or the 400 naming the first field at fault. */
+export function parsedBody<T extends z.ZodType>(schema: T, body: unknown): z.output<T> | Response {
+  if (body instanceof Response) return body;
+  const parsed = schema.safeParse(body);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0]!;
+  return badRequest(issue.path.join(".") || "body", issue.message);
 }

@@ -11,7 +11,7 @@ import {
   suppressionDomains,
   suppressionView,
 } from "../queue/suppressions.ts";
-import { badRequest, json, jsonBody, methodNotAllowed } from "./responses.ts";
+import { badRequest, json, jsonBody, methodNotAllowed, parsedBody } from "./responses.ts";
 
 const ONE_PATH = /^\/api\/suppressions\/([^/]+)$/;
 
@@ -47,21 +47,17 @@ export async function handleSuppressions(req: Request, url: URL, db: Db): Promis
 }
 
 async function add(db: Db, body: unknown): Promise<Response> {
-  if (body instanceof Response) return body;
-  const parsed = addRequest.safeParse(body);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    return badRequest(issue.path.join(".") || "body", issue.message);
-  }
-  const address = normalizeAddress(parsed.data.address);
+  const request = parsedBody(addRequest, body);
+  if (request instanceof Response) return request;
+  const address = normalizeAddress(request.address);
   const problem = addressProblem(address);
   if (problem) return badRequest("address", problem);
-  const domains = await suppressionDomains(db, parsed.data.domain);
+  const domains = await suppressionDomains(db, request.domain);
   if (domains.length === 0)
-    return badRequest("domain", parsed.data.domain ? "not a local domain" : "there is no local domain");
+    return badRequest("domain", request.domain ? "not a local domain" : "there is no local domain");
   const added = [];
   for (const d of domains) {
-    await addSuppression(db, d, address, parsed.data.reason ?? "added by hand");
+    await addSuppression(db, d, address, request.reason ?? "added by hand");
     added.push(suppressionView((await findSuppression(db, d, address))!));
   }
   return json(201, added);

@@ -22,6 +22,7 @@ import {
 } from "./claim.ts";
 import { Dispatcher, type DispatchLimits, type Group, type Waiting } from "./dispatcher.ts";
 import { freeAllLeases, HEARTBEAT_MS, heartbeat, retire, TAKEOVER_QUIET_MS } from "./liveness.ts";
+import { Nap } from "./nap.ts";
 import { retryDelaySeconds } from "./retry.ts";
 import { type DsnWriter, type SettledDelivery, type SettlePolicy, settle } from "./settle.ts";
 
@@ -66,7 +67,7 @@ export class Scheduler {
   private running = false;
   private readonly dispatcher: Dispatcher;
   private readonly groups = new Set<Promise<void>>();
-  private wakeUp: (() => void) | undefined;
+  private readonly nap = new Nap();
   private woken = false;
   private unlisten: (() => Promise<void>) | undefined;
   private loopDone: Promise<void> | undefined;
@@ -119,7 +120,7 @@ export class Scheduler {
   /** New mail is due: claim now instead of at the next poll. */
   wake(): void {
     this.woken = true;
-    this.wakeUp?.();
+    this.nap.wake();
   }
 
   /** Stops claiming, lets groups in flight finish (bounded), gives unstarted leases back. */
@@ -195,14 +196,14 @@ export class Scheduler {
         if (this.claimFailures++ === 0)
           this.o.log.error("claiming deliveries failed: retrying", { error: errorMessage(err) });
         const ms = Math.min(OUTAGE_BACKOFF_MS.first * 2 ** (this.claimFailures - 1), OUTAGE_BACKOFF_MS.max);
-        if (this.running) await this.sleep(ms);
+        if (this.running) await this.nap.sleep(ms);
         continue;
       }
       this.dispatch();
       if (this.woken || !this.running) continue;
       // Full: a finishing group wakes us. Otherwise sleep until the next retry is due.
       const ms = room > 0 ? await this.untilNextDue() : this.o.pollMs;
-      if (!this.woken && this.running) await this.sleep(ms);
+      if (!this.woken && this.running) await this.nap.sleep(ms);
     }
   }
 
@@ -215,19 +216,6 @@ export class Scheduler {
       this.o.log.warn("reading the next due time failed", { error: errorMessage(err) });
     }
     return this.o.pollMs;
-  }
-
-  private sleep(ms: number): Promise<void> {
-    return new Promise<void>((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done() {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.wakeUp = done;
-    }).finally(() => {
-      this.wakeUp = undefined;
-    });
   }
 
   private async claim(limit: number): Promise<void> {

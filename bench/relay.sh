@@ -28,6 +28,8 @@
 #   PROFILE=0                   1 = run serve under `bun --cpu-prof --cpu-prof-md`, profiles
 #                               copied to $PROFILE_OUT (/tmp/postern-bench-profile)
 #   KEEP=0                      1 = keep the scratch dir (logs, database) after the run
+#   LIMITS=0                    1 = a send quota (POSTERN_SEND_LIMIT_PER_HOUR) and a shape for the
+#                               sink's domain, both far above the load: what having them costs
 #   HOOK=0                      1 = an event webhook subscribed to every event, POSTing to a local
 #                               receiver (bench/hook-receiver.ts, answers 200); each run then also
 #                               waits for every copy to be sent, inside its CPU count
@@ -96,6 +98,11 @@ scenario_postern() {
 		log "Postern: event webhook to 127.0.0.1:$P_HOOK (receiver PID $HOOK_PID)"
 	fi
 	export HOOK
+	if [ "${LIMITS:-0}" = 1 ]; then
+		postern_cli shape add bench.test --connections 1000 --per-minute 10000000 --per-hour 100000000
+		POSTERN_VARS+=(POSTERN_SEND_LIMIT_PER_HOUR=1000000000)
+		log "Postern: a shape for bench.test and a send quota, neither reached"
+	fi
 	postern_start relay
 	export ACCEPT_TICKS_BASE=$WORK/ticks-postern ACCEPT_PG_PORT=$P_PG ACCEPT_POSTERN_PID=$POSTERN_PID ACCEPT_PG_PID=$PG_PID
 	export -f postern_between_reps cpu_ticks tree_pids

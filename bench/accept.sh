@@ -37,6 +37,7 @@
 #                               run that commit, exported with `git archive` into the scratch
 #                               dir (node_modules linked from the checkout)
 #   KEEP=0                      1 = keep the scratch dir (logs, database) after the run
+#   LIMITS=0                    1 = a send quota and a shape in force, never reached (postern_limits)
 # Needs root (PostgreSQL and Postfix run as their users). Installs postfix (smtp-source) and
 # postgresql-15 with apt-get when they are missing.
 set -u
@@ -124,6 +125,7 @@ scenario_postern() {
 	pg_start
 	postern_cli domain add bench.test
 	postern_cli route add '*@bench.test' mailbox
+	postern_limits
 	if [ "$RAW_STORAGE" = external ]; then
 		pg_psql -c 'alter table messages alter column raw set storage external' || die "alter table failed"
 	fi

@@ -112,6 +112,13 @@ postern_vars() {
 		POSTERN_INBOUND_PER_MINUTE=0 "$@")
 }
 
+postern_limits() { # with LIMITS=1: a shape for bench.test and a send quota, both far above the load
+	[ "${LIMITS:-0}" = 1 ] || return 0
+	postern_cli shape add bench.test --connections 1000 --per-minute 10000000 --per-hour 100000000
+	POSTERN_VARS+=(POSTERN_SEND_LIMIT_PER_HOUR=1000000000)
+	log "Postern: a shape for bench.test and a send quota, neither reached"
+}
+
 postern_cli() { # ARGS...: bun src/cli.ts ARGS against DATABASE_URL (before serve)
 	(cd "$SRC" && env "${POSTERN_VARS[@]}" "$BUN" src/cli.ts "$@" >>"$WORK/cli.log" 2>&1) ||
 		{ tail -5 "$WORK/cli.log"; die "postern $* failed"; }

@@ -98,11 +98,7 @@ scenario_postern() {
 		log "Postern: event webhook to 127.0.0.1:$P_HOOK (receiver PID $HOOK_PID)"
 	fi
 	export HOOK
-	if [ "${LIMITS:-0}" = 1 ]; then
-		postern_cli shape add bench.test --connections 1000 --per-minute 10000000 --per-hour 100000000
-		POSTERN_VARS+=(POSTERN_SEND_LIMIT_PER_HOUR=1000000000)
-		log "Postern: a shape for bench.test and a send quota, neither reached"
-	fi
+	postern_limits
 	postern_start relay
 	export ACCEPT_TICKS_BASE=$WORK/ticks-postern ACCEPT_PG_PORT=$P_PG ACCEPT_POSTERN_PID=$POSTERN_PID ACCEPT_PG_PID=$PG_PID
 	export -f postern_between_reps cpu_ticks tree_pids

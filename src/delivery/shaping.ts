@@ -51,6 +51,11 @@ const minuteStart = (now: Date) => new Date(Math.floor(now.getTime() / 60_000) *
 const hourStart = (now: Date) => new Date(Math.floor(now.getTime() / 3_600_000) * 3_600_000);
 const hhmm = (d: Date) => d.toISOString().slice(11, 19);
 
+/** Why a group (or the part of it that did not fit) waits for a shape's budget. */
+export function budgetReply(key: string, until: Date): string {
+  return `451 4.7.0 ${key}: the shape's budget is used up until ${hhmm(until)} UTC`;
+}
+
 export class Shaper {
   private cache: { shapes: Shape[]; at: number } | undefined;
 
@@ -112,7 +117,7 @@ export class Shaper {
       return {
         kind: "wait",
         until: granted.retryAt!,
-        reply: `451 4.7.0 ${key}: the shape's budget is used up until ${hhmm(granted.retryAt!)} UTC`,
+        reply: budgetReply(key, granted.retryAt!),
       };
     }
     return { kind: "go", messages: granted.messages, retryAt: granted.retryAt, key, slotted, release };

@@ -18,7 +18,7 @@ import {
 import { classifyOutcome, readReply } from "./bounce-class.ts";
 import { type Courier, type Job, reportAll } from "./courier.ts";
 import { connectSmtp } from "./dial.ts";
-import type { Admission, Shaper } from "./shaping.ts";
+import { type Admission, budgetReply, type Shaper } from "./shaping.ts";
 
 /** A remote reply that says "you are sending too fast" (bounce class `rate-limit`). */
 function isRateLimit(r: AttemptReport): boolean {
@@ -222,7 +222,7 @@ export class SmtpCourier implements Courier {
         ...reportAll(held, {
           outcome: "deferred",
           status: "4.7.0",
-          reply: `451 4.7.0 ${admission.key}: the shape's budget is used up until ${admission.retryAt?.toISOString().slice(11, 19)} UTC`,
+          reply: admission.retryAt ? budgetReply(admission.key, admission.retryAt) : "",
           remoteMta: null,
           durationMs: 0,
           retryAt: admission.retryAt,

@@ -102,11 +102,14 @@ export class HookSender {
           events.map(async (event) => ({ event, result: await this.post(hook, event) })),
         );
         const counts = await recordStream(this.o.db, this.o.owner, hook, next, sent, this.o.policy);
-        this.report(
-          { ...counts, failed: 0 },
-          hook,
-          sent.filter((s) => !s.result.ok).map((s) => s.result.reply),
-        );
+        this.o.onSettled?.({ ...counts, failed: 0 });
+        const refused = sent.filter((x) => !x.result.ok);
+        if (refused.length > 0)
+          this.o.log.info("event webhook refused: kept to retry", {
+            hook: hook.id,
+            count: refused.length,
+            reply: refused.at(-1)!.result.reply,
+          });
         return events.length === batch;
       }),
     );
@@ -132,20 +135,6 @@ export class HookSender {
         reply: r.reply,
       });
     return claimed.length === batch;
-  }
-
-  private report(
-    counts: { delivered: number; retried: number; failed: number },
-    hook: Hook,
-    refusals: string[],
-  ): void {
-    this.o.onSettled?.(counts);
-    if (refusals.length > 0)
-      this.o.log.info("event webhook refused: kept to retry", {
-        hook: hook.id,
-        count: refusals.length,
-        reply: refusals.at(-1),
-      });
   }
 
   private async post(hook: Pick<Hook, "url" | "secret">, event: HookEvent): Promise<PostResult> {

@@ -1,14 +1,15 @@
 // Mail injected by the operator (`POST /api/send`, `postern send`): checked and treated as a
 // submission would be, then queued.
 
-import { type ApiKey, keyMaySendAs } from "../auth/keys.ts";
+import type { ApiKey } from "../auth/keys.ts";
+import { keyRights } from "../auth/senders.ts";
 import type { Router } from "../delivery/route.ts";
 import type { Directory } from "../domains/directory.ts";
 import { addressProblem, domainOf, normalizeAddress } from "../mail/address.ts";
 import { injectedReceivedHeader } from "../mail/received.ts";
 import { newMessageId } from "./ids.ts";
 import { type ArrivingRecipient, type Intake, MessageRejected, type Refusal } from "./intake.ts";
-import { type QuotaTake, quotaOf, type SendQuota } from "./quotas.ts";
+import type { QuotaTake, SendQuota } from "./quotas.ts";
 
 export interface SubmitDeps {
   directory: Directory;
@@ -144,8 +145,8 @@ export async function submitMessage(deps: SubmitDeps, mail: Injection): Promise<
       422,
     );
   }
-  const quota =
-    mail.key && quotaOf(`key:${mail.key.name}`, mail.key.limitPerHour, deps.sendLimitPerHour ?? 0);
+  const rights = mail.key && keyRights(mail.key, deps.sendLimitPerHour ?? 0);
+  const quota = rights?.quota;
   if (quota && deps.takeQuota) {
     const taken = await deps.takeQuota(quota, recipients.length);
     if (!taken.ok)
@@ -168,7 +169,7 @@ export async function submitMessage(deps: SubmitDeps, mail: Injection): Promise<
         recipients,
         content: Buffer.concat([Buffer.from(received), mail.raw]),
         submitter: mail.key?.name ?? mail.via,
-        maySendAs: mail.key ? keyMaySendAs(mail.key) : [`*@${domainOf(from)}`],
+        maySendAs: rights?.maySendAs ?? [`*@${domainOf(from)}`],
         door: { via: mail.via },
       },
       now,

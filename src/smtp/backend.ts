@@ -1,9 +1,10 @@
 // The session's questions answered from the users table, the router and the intake: this module
 // only turns their answers into SMTP replies.
 import { eq } from "drizzle-orm";
-import { findKey, isKeyName, keyMaySendAs, verifyKey } from "../auth/keys.ts";
+import { isKeyName, verifyKey } from "../auth/keys.ts";
 import { type LockoutPolicy, lockedOutUntil, recordAuthFailure } from "../auth/lockout.ts";
 import { hashPassword, verifyPassword } from "../auth/passwords.ts";
+import { senderRights } from "../auth/senders.ts";
 import type { Db } from "../db/open.ts";
 import { users } from "../db/schema.ts";
 import type { Router, Routing } from "../delivery/route.ts";
@@ -15,7 +16,7 @@ import { type MailDomainStatus, mailDomainStatus } from "../mail/domain-checks.t
 import type { LimitKind } from "../metrics/postern.ts";
 import { checkDnsbl, type DnsblVerdict } from "../net/dnsbl.ts";
 import { type Intake, MessageRejected, type Refusal } from "../queue/intake.ts";
-import { quotaOf, type SendQuota, takeQuota } from "../queue/quotas.ts";
+import { takeQuota } from "../queue/quotas.ts";
 import { RateWindow } from "./rate-window.ts";
 import { R, type Reply } from "./reply.ts";
 import { MessageRefused, type PortKind, type SessionBackend } from "./session.ts";
@@ -54,24 +55,8 @@ export function createSessionBackend(deps: BackendDeps): SessionBackend {
     const [user] = await db.select().from(users).where(eq(users.address, address.toLowerCase()));
     return user;
   };
-  const maySendAs = async (login: string) => {
-    if (isKeyName(login)) {
-      const key = await findKey(db, login);
-      return key ? keyMaySendAs(key) : [];
-    }
-    const user = await findUser(login);
-    return user ? [user.address, ...user.maySendAs] : [];
-  };
-
-  /** The send quota of a login (a user, or a key by its name), if it has one. */
-  const quotaOfLogin = async (login: string): Promise<SendQuota | undefined> => {
-    if (isKeyName(login)) {
-      const key = await findKey(db, login);
-      return key && quotaOf(`key:${key.name}`, key.limitPerHour, deps.sendLimitPerHour);
-    }
-    const user = await findUser(login);
-    return user && quotaOf(`user:${user.address}`, user.limitPerHour, deps.sendLimitPerHour);
-  };
+  const maySendAs = async (login: string) =>
+    (await senderRights(db, login, deps.sendLimitPerHour))?.maySendAs ?? [];
 
   /** The DNSBL zone that lists a port-25 client, if any; a failed look-up lets it through. */
   const listedBy = async (ip: string): Promise<string | undefined> => {
@@ -146,7 +131,9 @@ export function createSessionBackend(deps: BackendDeps): SessionBackend {
       });
       if (!routing.ok) return { ok: false, reply: recipientReply(routing) };
       // A recipient that would go counts against its sender's quota (all nodes share the count).
-      const quota = ctx.authUser ? await quotaOfLogin(ctx.authUser) : undefined;
+      const quota = ctx.authUser
+        ? (await senderRights(db, ctx.authUser, deps.sendLimitPerHour))?.quota
+        : undefined;
       if (quota) {
         const taken = await takeQuota(db, quota, 1);
         if (!taken.ok) {

@@ -73,6 +73,8 @@ const schema = z.object({
   POSTERN_DMARC_POLICY: z.enum(["enforce", "monitor"]).default("enforce"),
   POSTERN_DNS_CHECKS: z.enum(["on", "off"]).default("on"),
   POSTERN_ALLOW_PRIVATE_DESTINATIONS: z.enum(["on", "off"]).default("off"),
+  POSTERN_MTA_STS: z.enum(["enforce", "off"]).default("enforce"),
+  POSTERN_EXTRA_CA_FILE: z.string().min(1).optional(),
   POSTERN_LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info"),
 });
 
@@ -122,6 +124,10 @@ export interface Config {
    * are the operator's choice and always allowed.
    */
   allowPrivateDestinations: boolean;
+  /** Honour receivers' MTA-STS policies (RFC 8461). */
+  mtaSts: boolean;
+  /** PEM roots trusted besides the system's for MTA-STS policy fetches and MX certificates. */
+  extraCaFile: string | undefined;
   logLevel: "debug" | "info" | "warn" | "error";
 }
 
@@ -189,6 +195,8 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     sendLimitPerHour: s.POSTERN_SEND_LIMIT_PER_HOUR,
     dnsChecks: s.POSTERN_DNS_CHECKS === "on",
     allowPrivateDestinations: s.POSTERN_ALLOW_PRIVATE_DESTINATIONS === "on",
+    mtaSts: s.POSTERN_MTA_STS === "enforce",
+    extraCaFile: s.POSTERN_EXTRA_CA_FILE,
     logLevel: s.POSTERN_LOG_LEVEL,
   };
 }

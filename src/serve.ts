@@ -8,6 +8,7 @@ import { DatabaseHealth } from "./db/health.ts";
 import { migrate } from "./db/migrate.ts";
 import { openDatabase } from "./db/open.ts";
 import { courierRegistry } from "./delivery/couriers.ts";
+import { startTlsTrusting } from "./delivery/dial.ts";
 import { RecipientVerifier } from "./delivery/recipient-verifier.ts";
 import { bounceTarget, Router } from "./delivery/route.ts";
 import { Shaper } from "./delivery/shaping.ts";
@@ -18,7 +19,9 @@ import { maxRequestBodyBytes } from "./http/api.ts";
 import { createHttpHandler } from "./http/app.ts";
 import { createLogger, errorMessage } from "./log.ts";
 import { PosternMetrics } from "./metrics/postern.ts";
-import { TlsStore } from "./net/tls.ts";
+import { POLICY_FETCH_TIMEOUT_MS, policyFetcher } from "./mta-sts/fetch.ts";
+import { StsPolicies } from "./mta-sts/policies.ts";
+import { readExtraRoots, TlsStore } from "./net/tls.ts";
 import { reportedBounces } from "./queue/bounce-reports.ts";
 import { ENQUEUE_DEADLINE_MS, Enqueuer, QUEUE_CHANNEL } from "./queue/enqueue.ts";
 import { HistoryPruner } from "./queue/history.ts";
@@ -123,6 +126,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
   process.on("SIGHUP", onSighup);
   const tlsCheck = setInterval(() => reloadTls("the files changed"), 60_000);
   tlsCheck.unref?.();
+  const extraRoots = readExtraRoots(config.extraCaFile);
   const resolver = await createResolver(config.dnsServers, {
     onLookup: (type, seconds) => metrics.dnsLookup(type, seconds),
   });
@@ -139,7 +143,25 @@ export async function startServer(config: Config): Promise<RunningServer> {
   scheduler = new Scheduler({
     db: database.db,
     owner,
-    courierFor: courierRegistry(config, resolver, directory, new Shaper(database.db, owner)),
+    courierFor: courierRegistry(config, {
+      resolver,
+      directory,
+      shaper: new Shaper(database.db, owner),
+      sts: config.mtaSts
+        ? new StsPolicies({
+            db: database.db,
+            resolver,
+            fetch: policyFetcher({
+              resolver,
+              extraRoots,
+              allowPrivate: config.allowPrivateDestinations,
+              timeoutMs: POLICY_FETCH_TIMEOUT_MS,
+            }),
+          })
+        : undefined,
+      startTls: startTlsTrusting(extraRoots),
+      onTlsSession: (session) => metrics.tlsSession(session),
+    }),
     policy: {
       baseSeconds: config.retryBaseSeconds,
       maxSeconds: config.retryMaxSeconds,

@@ -41,6 +41,8 @@ export const domains = pgTable("domains", {
   dkimSelector: text("dkim_selector").notNull(),
   dkimRsaKey: text("dkim_rsa_key").notNull(),
   dkimEd25519Key: text("dkim_ed25519_key").notNull(),
+  /** The MTA-STS policy we host for the domain: testing, enforce or none (no policy). */
+  mtaStsMode: text("mta_sts_mode").notNull().default("testing"),
   createdAt: at("created_at").notNull().defaultNow(),
 });
 
@@ -351,4 +353,19 @@ export const workers = pgTable("workers", {
   owner: text("owner").primaryKey(),
   aliveUntil: at("alive_until").notNull(),
   startedAt: at("started_at").notNull().defaultNow(),
+});
+
+/**
+ * Receivers' MTA-STS policies as last fetched (RFC 8461 5.1): kept until `expires_at` so that an
+ * attacker who blocks a later fetch (or a restart) cannot switch enforcement off.
+ */
+export const mtaStsPolicies = pgTable("mta_sts_policies", {
+  domain: text("domain").primaryKey(),
+  /** The `id` of the `_mta-sts` TXT record the policy was fetched under. */
+  policyId: text("policy_id").notNull(),
+  mode: text("mode").notNull(),
+  mx: text("mx").array().notNull(),
+  maxAge: integer("max_age").notNull(),
+  fetchedAt: at("fetched_at").notNull(),
+  expiresAt: at("expires_at").notNull(),
 });

@@ -19,6 +19,11 @@ export interface BounceRule {
 export const BOUNCE_RULES: readonly BounceRule[] = [
   {
     class: "config",
+    text: "not sent \\(MTA-STS\\)$",
+    why: "held back by a receiver's MTA-STS policy (ours to report; the MX host may have been reached)",
+  },
+  {
+    class: "config",
     from: "local",
     enhanced: "^5\\.4\\.4$",
     why: "a destination we do not deliver to (private address)",

@@ -5,11 +5,13 @@ import type { Directory } from "../domains/directory.ts";
 import { formatTarget } from "../domains/targets.ts";
 import { domainOf } from "../mail/address.ts";
 import { srsForward } from "../mail/srs.ts";
+import type { StsPolicies } from "../mta-sts/policies.ts";
 import type { ClaimedTarget } from "../queue/claim.ts";
+import type { StartTls } from "../smtp/client-stream.ts";
 import type { Courier, Job } from "./courier.ts";
 import { reportAll } from "./courier.ts";
 import type { Shaper } from "./shaping.ts";
-import { fixedPlan, mxPlan, type Plan, parseHostPort, SmtpCourier } from "./smtp-courier.ts";
+import { fixedPlan, mxPlan, type Plan, parseHostPort, SmtpCourier, type TlsSession } from "./smtp-courier.ts";
 import { WebhookCourier } from "./webhook.ts";
 
 /** A mailbox delivery is done when it is written; one that reaches the scheduler is just marked. */
@@ -40,21 +42,38 @@ const unreadableCourier: Courier = {
   },
 };
 
+export interface CourierParts {
+  resolver: Resolver;
+  directory: Directory;
+  /** Outbound shaping for mail routed by MX (mx and forward targets). */
+  shaper?: Shaper;
+  /** Receivers' MTA-STS policies, for mail routed by MX; none: not looked for. */
+  sts?: StsPolicies;
+  /** How STARTTLS is done (which roots a certificate is checked against). */
+  startTls?: StartTls;
+  onTlsSession?: (session: TlsSession) => void;
+}
+
 export function courierRegistry(
   config: Pick<
     Config,
     "hostname" | "smarthost" | "smarthostAuth" | "outboundPort" | "allowPrivateDestinations"
   >,
-  resolver: Resolver,
-  directory: Directory,
-  /** Outbound shaping for mail routed by MX (mx and forward targets). */
-  shaper?: Shaper,
+  { resolver, directory, shaper, sts, startTls, onTlsSession }: CourierParts,
 ): (target: ClaimedTarget) => Courier {
+  const lookupSts = sts && ((domain: string) => sts.lookup(domain));
   const smtp = (plan: (job: Job) => Promise<Plan>, auth?: Config["smarthostAuth"]) =>
-    new SmtpCourier({ helo: config.hostname, resolver, plan, auth, shaper });
+    new SmtpCourier({ helo: config.hostname, resolver, plan, auth, shaper, startTls, onTlsSession });
   const internet = config.smarthost
     ? smtp(fixedPlan(parseHostPort(config.smarthost, config.outboundPort)), config.smarthostAuth)
-    : smtp(mxPlan({ resolver, port: config.outboundPort, allowPrivate: config.allowPrivateDestinations }));
+    : smtp(
+        mxPlan({
+          resolver,
+          port: config.outboundPort,
+          allowPrivate: config.allowPrivateDestinations,
+          sts: lookupSts,
+        }),
+      );
   const forwardAddress = (job: Job) => {
     const { target } = job.delivery;
     if (target.kind !== "forward") throw new Error(`not a forward target: ${target.kind}`);
@@ -70,9 +89,12 @@ export function courierRegistry(
           port: config.outboundPort,
           allowPrivate: config.allowPrivateDestinations,
           recipientOf: forwardAddress,
+          sts: lookupSts,
         }),
     auth: config.smarthost ? config.smarthostAuth : undefined,
     shaper,
+    startTls,
+    onTlsSession,
     // SRS at the domain the mail was addressed to, so the next hop's SPF check sees our domain.
     rewrite: async (job) => {
       const ourDomain = domainOf(job.delivery.rcpt);

@@ -47,27 +47,45 @@ export function dialTcp(
   });
 }
 
-/** STARTTLS over node:tls, which wraps the connected socket (works under Bun). */
-export const startTlsOverTcp: StartTls = (plain, servername) => {
-  const secure = tls.connect({ socket: plain as net.Socket, servername, rejectUnauthorized: false });
-  return new Promise<TlsClientStream>((resolve, reject) => {
-    const fail = (e: Error) => {
-      secure.off("secureConnect", ok);
-      secure.on("error", ignore);
-      secure.destroy();
-      reject(e);
-    };
-    const ok = () => {
-      secure.off("error", fail);
-      secure.off("close", closed);
-      resolve(secure);
-    };
-    const closed = () => fail(new Error("connection closed"));
-    secure.once("secureConnect", ok);
-    secure.once("error", fail);
-    secure.once("close", closed);
-  });
-};
+/**
+ * STARTTLS over node:tls, which wraps the connected socket (works under Bun). The certificate is
+ * checked against the system's roots and `extraRoots` (POSTERN_EXTRA_CA_FILE) and the verdict
+ * reported, never enforced here (see StartTls).
+ */
+export function startTlsTrusting(extraRoots: readonly string[]): StartTls {
+  // One context for every connection: the roots are parsed once, not per handshake.
+  const secureContext =
+    extraRoots.length > 0
+      ? tls.createSecureContext({ ca: [...tls.rootCertificates, ...extraRoots] })
+      : undefined;
+  return (plain, servername) => {
+    const secure = tls.connect({
+      socket: plain as net.Socket,
+      servername,
+      rejectUnauthorized: false,
+      secureContext,
+    });
+    return new Promise<TlsClientStream>((resolve, reject) => {
+      const fail = (e: Error) => {
+        secure.off("secureConnect", ok);
+        secure.on("error", ignore);
+        secure.destroy();
+        reject(e);
+      };
+      const ok = () => {
+        secure.off("error", fail);
+        secure.off("close", closed);
+        resolve(secure);
+      };
+      const closed = () => fail(new Error("connection closed"));
+      secure.once("secureConnect", ok);
+      secure.once("error", fail);
+      secure.once("close", closed);
+    });
+  };
+}
+
+export const startTlsOverTcp: StartTls = startTlsTrusting([]);
 
 /** Dials, then opens an SMTP (or LMTP) session on the connection. */
 export async function connectSmtp(opts: ClientOptions): Promise<SmtpClientConnection> {

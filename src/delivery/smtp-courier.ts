@@ -5,6 +5,8 @@ import { isIP } from "node:net";
 import { findMx } from "../dns/mx.ts";
 import type { Resolver } from "../dns/resolver.ts";
 import { domainOf } from "../mail/address.ts";
+import type { StsLookup } from "../mta-sts/policies.ts";
+import { certificateFailureType, mxAllowed, type StsPolicy, type TlsFailure } from "../mta-sts/policy.ts";
 import { isPublicAddress } from "../net/destinations.ts";
 import { outcomeOfReply } from "../queue/retry.ts";
 import type { AttemptReport } from "../queue/settle.ts";
@@ -50,6 +52,10 @@ export type Plan =
       destinations: "public" | "any";
       /** The recipient domain whose MX hosts these are: shaping applies (MX routing only). */
       domain?: string;
+      /** Its MTA-STS policy (mode enforce or testing), which the TLS sessions are held to. */
+      sts?: StsPolicy;
+      /** Why the domain's MTA-STS policy could not be fetched just now (TLS-RPT counts it). */
+      stsFailure?: TlsFailure;
     }
   | { kind: "verdict"; report: Omit<AttemptReport, "deliveryId"> };
 
@@ -67,6 +73,20 @@ export interface SmtpCourierOptions {
   /** Outbound shaping and rate-limit pauses, for MX routing (delivery/shaping.ts). */
   shaper?: Pick<Shaper, "admit" | "pause">;
   timeouts?: ClientOptions["timeouts"];
+  /** How STARTTLS is done (the roots certificates are checked against); dial.ts's by default. */
+  startTls?: ClientOptions["startTls"];
+  /** Told of each session to an MX host of a recipient domain: how its TLS went (TLS-RPT). */
+  onTlsSession?: (session: TlsSession) => void;
+}
+
+/** One connection's TLS as RFC 8460 counts it: under which policy, to whom, and what failed. */
+export interface TlsSession {
+  domain: string;
+  policy: StsPolicy | undefined;
+  /** Undefined for a failure before any session: the policy could not be fetched. */
+  mx: string | undefined;
+  ip: string | undefined;
+  failure: TlsFailure | undefined;
 }
 
 const verdict = (outcome: AttemptReport["outcome"], status: string, reply: string): Plan => ({
@@ -81,6 +101,8 @@ export interface MxPlanOptions {
   allowPrivate: boolean;
   /** The address whose domain counts (the forward address for forwarding); the recipient by default. */
   recipientOf?: (job: Job) => string;
+  /** The domain's MTA-STS policy (POSTERN_MTA_STS=enforce); without it, none is looked for. */
+  sts?: (domain: string) => Promise<StsLookup>;
 }
 
 /** MX routing (RFC 5321 5.1, RFC 7505): MX hosts by preference, implicit MX, null MX bounces. */
@@ -89,18 +111,24 @@ export function mxPlan({
   port,
   allowPrivate,
   recipientOf = (job) => job.delivery.rcpt,
+  sts,
 }: MxPlanOptions): (job: Job) => Promise<Plan> {
   return async (job) => {
     const domain = domainOf(recipientOf(job));
     const choice = await findMx(resolver, domain);
     switch (choice.kind) {
-      case "hosts":
+      case "hosts": {
+        const found = await sts?.(domain);
+        const policy = found?.policy;
         return {
           kind: "hosts",
           hosts: choice.hosts.map((h) => ({ name: h.host, port })),
           destinations: allowPrivate ? "any" : "public",
           domain,
+          sts: policy?.mode === "enforce" || policy?.mode === "testing" ? policy : undefined,
+          stsFailure: found?.failure,
         };
+      }
       case "null-mx":
         return verdict("bounced", "5.1.10", `556 5.1.10 ${domain} accepts no mail (null MX, RFC 7505)`);
       case "no-domain":
@@ -166,7 +194,9 @@ class IdleConnections {
   }
 }
 
-const hostKey = (h: Host) => `${h.name}:${h.port}`;
+/** Idle connections are kept per host, and apart for MTA-STS `enforce` (verified ones only). */
+const poolKey = (h: Host, plan: Extract<Plan, { kind: "hosts" }>) =>
+  `${h.name}:${h.port}${plan.sts?.mode === "enforce" ? "/sts" : ""}`;
 
 export class SmtpCourier implements Courier {
   private readonly idle = new IdleConnections();
@@ -176,6 +206,14 @@ export class SmtpCourier implements Courier {
   async deliver(jobs: Job[]): Promise<AttemptReport[]> {
     const plan = await this.o.plan(jobs[0]!);
     if (plan.kind === "verdict") return reportAll(jobs, plan.report);
+    if (plan.stsFailure && plan.domain)
+      this.o.onTlsSession?.({
+        domain: plan.domain,
+        policy: plan.sts,
+        mx: undefined,
+        ip: undefined,
+        failure: plan.stsFailure,
+      });
     if (!this.o.shaper || plan.domain === undefined) return this.send(plan, jobs);
     const messages = [...new Set(jobs.map((j) => j.message.id))];
     let admission: Admission;
@@ -274,7 +312,7 @@ export class SmtpCourier implements Courier {
         }
       }
     } finally {
-      if (!broken && conn.usable && park) this.idle.park(hostKey(host), conn);
+      if (!broken && conn.usable && park) this.idle.park(poolKey(host, plan), conn);
       else await conn.quit().catch(() => conn.close());
     }
     return reports;
@@ -298,21 +336,42 @@ export class SmtpCourier implements Courier {
     };
   }
 
-  /** The first host (and address) that greets us and takes EHLO. */
-  private async connect({
-    hosts,
-    destinations,
-  }: Extract<Plan, { kind: "hosts" }>): Promise<
+  /**
+   * The first host (and address) that greets us and takes EHLO. Under an MTA-STS policy in
+   * `enforce` mode only the MX hosts it names are tried, and only over STARTTLS with a
+   * certificate valid for the host name; anything less is never sent to (RFC 8461 5).
+   */
+  private async connect(
+    plan: Extract<Plan, { kind: "hosts" }>,
+  ): Promise<
     { conn: SmtpClientConnection; host: Host } | { failure: Omit<AttemptReport, "deliveryId" | "durationMs"> }
   > {
+    const { destinations, sts } = plan;
+    const enforce = sts?.mode === "enforce";
     let failure: Omit<AttemptReport, "deliveryId" | "durationMs"> = {
       outcome: "deferred",
       status: "4.4.1",
       reply: "no host to deliver to",
       remoteMta: null,
     };
+    let hosts = plan.hosts;
+    if (enforce) {
+      const outside = hosts.filter((h) => !mxAllowed(sts, h.name));
+      for (const h of outside) this.tlsSession(plan, h.name, undefined, outsidePolicy(h.name));
+      hosts = hosts.filter((h) => !outside.includes(h));
+      if (hosts.length === 0) {
+        const names = plan.hosts.map((h) => h.name).join(", ");
+        return {
+          failure: stsRefusal(
+            "4.7.4",
+            `the MTA-STS policy of ${sts.domain} names none of its MX hosts (${names})`,
+            null,
+          ),
+        };
+      }
+    }
     for (const host of hosts) {
-      const cached = this.idle.take(hostKey(host));
+      const cached = this.idle.take(poolKey(host, plan));
       if (cached) return { conn: cached, host };
     }
     // Hosts that resolved, but only to addresses we do not deliver to: if all do, that is final.
@@ -339,10 +398,11 @@ export class SmtpCourier implements Courier {
       }
       for (const ip of addresses) {
         // A TLS handshake that fails is tried once more in plain text, as Postfix does: the
-        // TLS is opportunistic, and a broken one must not stop the mail.
-        for (const tls of ["opportunistic", "none"] as const) {
+        // TLS is opportunistic, and a broken one must not stop the mail. Not under enforce.
+        for (const tls of enforce ? (["required"] as const) : (["opportunistic", "none"] as const)) {
+          let conn: SmtpClientConnection;
           try {
-            const conn = await connectSmtp({
+            conn = await connectSmtp({
               host: host.name,
               ip,
               port: host.port,
@@ -351,13 +411,38 @@ export class SmtpCourier implements Courier {
               auth: this.o.auth,
               lmtp: this.o.lmtp,
               timeouts: this.o.timeouts,
+              startTls: this.o.startTls,
             });
-            return { conn, host };
           } catch (err) {
             // Not reached, or a 4xx/5xx greeting: the next host may do better (RFC 5321 5.1).
-            failure = failureReport(host, err);
-            if (!(err instanceof SmtpClientError && err.kind === "tls")) break;
+            const tlsFailed = err instanceof SmtpClientError && err.kind === "tls";
+            if (tlsFailed && plan.domain) {
+              const message = (err as Error).message;
+              this.tlsSession(plan, host.name, ip, {
+                type: /offers no STARTTLS|STARTTLS/.test(message)
+                  ? "starttls-not-supported"
+                  : "validation-failure",
+                detail: message,
+              });
+            }
+            failure =
+              enforce && tlsFailed
+                ? stsRefusal("4.7.4", (err as Error).message, host.name, sts.domain)
+                : failureReport(host, err);
+            if (!tlsFailed) break;
+            continue;
           }
+          if (plan.domain) {
+            const problem =
+              sts && !mxAllowed(sts, host.name) ? outsidePolicy(host.name) : tlsProblem(conn, host.name);
+            this.tlsSession(plan, host.name, ip, problem);
+            if (problem && enforce) {
+              await conn.quit().catch(() => conn.close());
+              failure = stsRefusal("4.7.5", problem.detail, host.name, sts.domain);
+              break;
+            }
+          }
+          return { conn, host };
         }
       }
     }
@@ -371,6 +456,15 @@ export class SmtpCourier implements Courier {
       };
     }
     return { failure };
+  }
+
+  private tlsSession(
+    plan: Extract<Plan, { kind: "hosts" }>,
+    mx: string,
+    ip: string | undefined,
+    failure: TlsFailure | undefined,
+  ): void {
+    if (plan.domain) this.o.onTlsSession?.({ domain: plan.domain, policy: plan.sts, mx, ip, failure });
   }
 
   private async addresses(name: string): Promise<string[]> {
@@ -387,6 +481,36 @@ export class SmtpCourier implements Courier {
     const reason = v4.status === "rejected" ? (v4.reason as { code?: string }).code : "no address";
     throw new Error(`no address for the host (${reason})`);
   }
+}
+
+/** What is wrong with a session's TLS by MTA-STS's measure (RFC 8461 4.2), if anything. */
+function tlsProblem(conn: SmtpClientConnection, host: string): TlsFailure | undefined {
+  const tls = conn.tls;
+  if (!tls) return { type: "starttls-not-supported", detail: `${host} offers no STARTTLS` };
+  if (tls.verified) return undefined;
+  const code = tls.verifyError ?? "unknown";
+  return { type: certificateFailureType(code), detail: `${host}'s certificate does not verify (${code})` };
+}
+
+const outsidePolicy = (host: string): TlsFailure => ({
+  type: "validation-failure",
+  detail: `${host} is not an MX host the MTA-STS policy names`,
+});
+
+/** A group not sent because a receiver's MTA-STS policy was not met: deferred, never in clear. */
+function stsRefusal(
+  status: "4.7.4" | "4.7.5",
+  why: string,
+  remoteMta: string | null,
+  domain?: string,
+): Omit<AttemptReport, "deliveryId" | "durationMs"> {
+  const policy = domain ? `the MTA-STS policy of ${domain} requires TLS with a valid certificate` : "";
+  return {
+    outcome: "deferred",
+    status,
+    reply: `451 ${status} ${why}${policy ? `; ${policy}` : ""}: not sent (MTA-STS)`,
+    remoteMta,
+  };
 }
 
 /** Jobs of one message (and one envelope sender) go in one transaction, in the order they came. */

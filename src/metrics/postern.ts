@@ -4,10 +4,12 @@
 // latency), the DSN writer, the DNS resolver. The queue gauges are the queue module's own
 // queries, read at scrape time. Every label comes from a small fixed set: a port kind, a target
 // kind, a status, a DSN action, a DNS record type.
+
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Db } from "../db/open.ts";
 import { PENDING_STATUSES } from "../db/schema.ts";
 import { pausedDestinations } from "../delivery/shaping.ts";
+import type { TlsSession } from "../delivery/smtp-courier.ts";
 import type { RecordType } from "../dns/message.ts";
 import { TARGET_KINDS, type Target } from "../domains/targets.ts";
 import type { AuthCheckKind } from "../mail/authcheck.ts";
@@ -113,6 +115,7 @@ export class PosternMetrics implements SmtpMetrics {
   private readonly hookPosts;
   private readonly limitRefusals;
   private readonly dnsblChecks;
+  private readonly tlsSessions;
   private readonly dnsLookupDuration;
   private readonly authChecks;
   private readonly databaseUp;
@@ -197,6 +200,12 @@ export class PosternMetrics implements SmtpMetrics {
       name: "postern_dnsbl_checks_total",
       help: "Port-25 clients looked up in the DNSBL zones, by outcome: listed, clear, error (let through).",
       labelNames: ["result"],
+      registers,
+    });
+    this.tlsSessions = new Counter({
+      name: "postern_outbound_tls_sessions_total",
+      help: "Sessions to MX hosts by the recipient domain's MTA-STS mode (enforce, testing, none) and TLS result: success, or an RFC 8460 failure type (starttls-not-supported, certificate-host-mismatch, sts-policy-fetch-error, ...).",
+      labelNames: ["policy", "result"],
       registers,
     });
     this.hookPosts = new Counter({
@@ -340,6 +349,13 @@ export class PosternMetrics implements SmtpMetrics {
 
   dnsblChecked(result: "listed" | "clear" | "error"): void {
     this.dnsblChecks.inc({ result });
+  }
+
+  tlsSession(session: Pick<TlsSession, "policy" | "failure">): void {
+    this.tlsSessions.inc({
+      policy: session.policy?.mode ?? "none",
+      result: session.failure?.type ?? "success",
+    });
   }
 
   // --- queue ---

@@ -91,6 +91,16 @@ function readPem(path: string, variable: string): string {
   }
 }
 
+/** The certificates of POSTERN_EXTRA_CA_FILE, one PEM each (none when unset). */
+export function readExtraRoots(path: string | undefined): string[] {
+  if (!path) return [];
+  const roots = readPem(path, "POSTERN_EXTRA_CA_FILE").match(
+    /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g,
+  );
+  if (!roots) throw new Error(`POSTERN_EXTRA_CA_FILE=${path} holds no PEM certificate`);
+  return roots;
+}
+
 /** Why a certificate and key cannot be served together, or undefined when they can. */
 export function tlsPairProblem(material: TlsMaterial): string | undefined {
   try {

@@ -8,12 +8,15 @@ export type ClientStream = Duplex & { readonly remoteAddress?: string | undefine
 export interface TlsClientStream extends ClientStream {
   getProtocol(): string | null;
   getCipher(): { name: string } | undefined;
+  /** node:tls's verdict on the certificate (chain and host name), as its TLSSocket reports it. */
+  readonly authorized?: boolean;
+  readonly authorizationError?: Error | string | null;
 }
 
 /**
  * Starts TLS on a connected stream (after STARTTLS's 220) and resolves once the handshake is
- * done; rejects when it fails. The server certificate is not verified: opportunistic TLS
- * between MTAs (RFC 7435).
+ * done; rejects when it fails. A certificate that does not verify does not fail the handshake:
+ * it is reported (`authorized`), and the caller's policy decides (RFC 7435, RFC 8461).
  */
 export type StartTls = (plain: ClientStream, servername: string | undefined) => Promise<TlsClientStream>;
 

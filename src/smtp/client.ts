@@ -66,10 +66,11 @@ export interface ClientOptions {
   /** Our name for EHLO/LHLO. */
   helo: string;
   /**
-   * "opportunistic": STARTTLS when offered, plain otherwise; "none": never. The server
-   * certificate is not verified (opportunistic TLS between MTAs, RFC 7435).
+   * "opportunistic": STARTTLS when offered, plain otherwise; "required": STARTTLS or no session
+   * (MTA-STS); "none": never. The client only reports whether the certificate verified
+   * (`tls.verified`, judged by `startTls`): what follows from that is the caller's policy.
    */
-  tls: "opportunistic" | "none";
+  tls: "opportunistic" | "required" | "none";
   /** AUTH PLAIN (or LOGIN if only that is offered); only ever sent over TLS. */
   auth?: { username: string; password: string };
   /** LHLO and one reply per accepted recipient after the data (RFC 2033). */
@@ -78,6 +79,15 @@ export interface ClientOptions {
   timeouts?: Partial<ClientTimeouts>;
   /** How STARTTLS upgrades the stream (needed with tls "opportunistic" when offered). */
   startTls?: StartTls;
+}
+
+export interface TlsSessionInfo {
+  protocol: string;
+  cipher: string;
+  /** The certificate chain is trusted and names the host we asked for. */
+  verified: boolean;
+  /** Why not, as node:tls says it (e.g. ERR_TLS_CERT_ALTNAME_INVALID, CERT_HAS_EXPIRED). */
+  verifyError: string | undefined;
 }
 
 export interface OutboundEnvelope {
@@ -165,7 +175,7 @@ export class SmtpClientConnection {
   private failure: SmtpClientError | undefined;
   private phase: ClientPhase = "greeting";
   private ext = new Map<string, string>();
-  private tlsInfo: { protocol: string; cipher: string } | undefined;
+  private tlsInfo: TlsSessionInfo | undefined;
   /** A transaction was started and not ended by the reply to the final dot. */
   private needRset = false;
   /** The server said 421 during this transaction: it is closing; no more reads or writes. */
@@ -236,7 +246,7 @@ export class SmtpClientConnection {
     return this.ext;
   }
 
-  get tls(): { protocol: string; cipher: string } | undefined {
+  get tls(): TlsSessionInfo | undefined {
     return this.tlsInfo;
   }
 
@@ -329,13 +339,15 @@ export class SmtpClientConnection {
       );
     }
     await this.hello();
-    if (this.opts.tls === "opportunistic" && this.ext.has("STARTTLS")) {
+    if (this.opts.tls === "required" && !this.ext.has("STARTTLS"))
+      throw new SmtpClientError("tls", `${this.remote} offers no STARTTLS`, "starttls");
+    if (this.opts.tls !== "none" && this.ext.has("STARTTLS")) {
       this.write("STARTTLS\r\n");
       const r = await this.read(this.t.command, "starttls");
       if (r.code === 220) {
         await this.startTls();
         await this.hello();
-      } else if (r.code === 421) {
+      } else if (r.code === 421 || this.opts.tls === "required") {
         throw this.unexpected("starttls", r);
       }
       // Another refusal: opportunistic TLS goes on in plain text (RFC 3207 4.1 leaves it to us).
@@ -413,9 +425,17 @@ export class SmtpClientConnection {
     });
     this.socket = secure;
     this.attach(secure);
+    const verifyError = secure.authorizationError;
     this.tlsInfo = {
       protocol: secure.getProtocol() ?? "unknown",
       cipher: secure.getCipher()?.name ?? "unknown",
+      verified: secure.authorized === true,
+      verifyError:
+        secure.authorized === true || !verifyError
+          ? undefined
+          : typeof verifyError === "string"
+            ? verifyError
+            : ((verifyError as { code?: string }).code ?? verifyError.message),
     };
   }
 

@@ -9,6 +9,7 @@
 // `peer.behaviour` may be changed between transactions (e.g. hang first, then answer). Replies
 // are given as "550 5.1.1 text": the code, then the words the peer says (enhanced code first).
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from "smtp-server";
+import type { TlsMaterial } from "../../src/net/tls.ts";
 import { sinkTlsMaterial } from "./sink.ts";
 
 export interface PeerBehaviour {
@@ -85,9 +86,16 @@ export class SmtpPeer {
     this.behaviour = behaviour;
   }
 
-  static async start(opts: Partial<PeerBehaviour> = {}): Promise<SmtpPeer> {
-    const behaviour: PeerBehaviour = { ...DEFAULTS, ...opts };
-    const tls = await sinkTlsMaterial();
+  /**
+   * `listen`: where (default 127.0.0.1, a free port); `tls`: the certificate STARTTLS presents
+   * (default a self-signed one for sink.test).
+   */
+  static async start(
+    opts: Partial<PeerBehaviour> & { listen?: { host: string; port: number }; tls?: TlsMaterial } = {},
+  ): Promise<SmtpPeer> {
+    const { listen = { host: "127.0.0.1", port: 0 }, tls: material, ...rest } = opts;
+    const behaviour: PeerBehaviour = { ...DEFAULTS, ...rest };
+    const tls = material ?? (await sinkTlsMaterial());
     let peer: SmtpPeer | undefined;
     const connectionOf = (session: SMTPServerSession) => {
       let c = peer!.ids.get(session.id);
@@ -172,7 +180,7 @@ export class SmtpPeer {
     });
     const port = await new Promise<number>((resolve, reject) => {
       server.once("error", reject);
-      server.listen(0, "127.0.0.1", () => {
+      server.listen(listen.port, listen.host, () => {
         const address = server.server.address();
         resolve(typeof address === "object" && address ? address.port : 0);
       });

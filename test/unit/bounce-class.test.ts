@@ -75,6 +75,21 @@ describe("bounce classes", () => {
       local("4.3.5", 'local error: the stored target "x": unknown target'),
       "config",
     ],
+    [
+      "MTA-STS: a certificate for another name (the host was reached)",
+      remote(
+        "451 4.7.5 mx.example.test's certificate does not verify (ERR_TLS_CERT_ALTNAME_INVALID); the MTA-STS policy of example.test requires TLS with a valid certificate: not sent (MTA-STS)",
+      ),
+      "config",
+    ],
+    [
+      "MTA-STS: no MX host the policy names",
+      local(
+        "4.7.4",
+        "451 4.7.4 the MTA-STS policy of example.test names none of its MX hosts (mx.other.test): not sent (MTA-STS)",
+      ),
+      "config",
+    ],
     ["a 5xx that says nothing known", remote("554 Transaction failed"), "unknown"],
   ])("%s → %p", (_name, outcome, expected) => {
     expect(classifyOutcome(outcome)).toBe(expected);

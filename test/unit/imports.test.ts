@@ -19,7 +19,14 @@ function splitSpecifier(spec: string): [string, string] {
   return [parts.slice(0, n).join("/"), `./${parts.slice(n).join("/")}`];
 }
 
+/** Inner paths a package without an exports map documents as its interface (in its README). */
+const DOCUMENTED_SUBPATHS: Record<string, string[]> = {
+  // "MTA-STS functions are not exported from the main module. Import them directly from 'mailauth/lib/mta-sts'."
+  mailauth: ["./lib/mta-sts"],
+};
+
 function exportsSubpath(pkg: string, subpath: string): boolean {
+  if (DOCUMENTED_SUBPATHS[pkg]?.includes(subpath)) return true;
   const manifest = JSON.parse(readFileSync(join(ROOT, "node_modules", pkg, "package.json"), "utf8"));
   const map = manifest.exports;
   if (!map || typeof map !== "object") return false; // no map: only the package itself is public

@@ -193,7 +193,7 @@ describe("SMTP client protocol (in-memory peer)", () => {
     }, 5);
     try {
       const c = await conn;
-      expect(c.tls).toEqual({ protocol: "TLSv1.3", cipher: "TEST" });
+      expect(c.tls).toEqual({ protocol: "TLSv1.3", cipher: "TEST", verified: false, verifyError: undefined });
       expect(c.extensions.get("SIZE")).toBe("1000"); // from the EHLO after TLS, not the injected 250
       expect(c.usable).toBe(true);
       c.close();

@@ -266,6 +266,7 @@ pick_port P_SMTP
 pick_port P_SUB
 pick_port P_SUBS
 pick_port P_HTTP
+pick_port P_HTTPS
 postern_vars
 log "machine: $(nproc) cpus, load $(cut -d' ' -f1-3 /proc/loadavg); servers: $SERVERS; MSGS=$MSGS NEWCONN_MSGS=$NEWCONN_MSGS SESSIONS=$SESSIONS SIZE=$SIZE REPS=$REPS WARMUP=$WARMUP; scratch $WORK"
 for s in $SERVERS; do

@@ -55,6 +55,7 @@ pick_port P_SMTP
 pick_port P_SUB
 pick_port P_SUBS
 pick_port P_HTTP
+pick_port P_HTTPS
 pick_port P_DNS
 
 DNS_PID=

@@ -59,6 +59,7 @@ pick_port P_SMTP
 pick_port P_SUB
 pick_port P_SUBS
 pick_port P_HTTP
+pick_port P_HTTPS
 pick_port P_SINK
 pick_port P_PF
 pick_port P_PF_SINK

@@ -31,6 +31,7 @@ const schema = z.object({
   POSTERN_SUBMISSION_PORT: port.default(587),
   POSTERN_SUBMISSIONS_PORT: port.default(465),
   POSTERN_HTTP_PORT: port.default(8025),
+  POSTERN_HTTPS_PORT: port.default(443),
   POSTERN_ADMIN_TOKEN: z.string().min(16, "at least 16 characters").optional(),
   POSTERN_TLS_CERT: z.string().min(1).optional(),
   POSTERN_TLS_KEY: z.string().min(1).optional(),
@@ -89,6 +90,8 @@ export interface Config {
   submissionPort: number;
   submissionsPort: number;
   httpPort: number;
+  /** MTA-STS policy hosting over HTTPS. */
+  httpsPort: number;
   adminToken: string | undefined;
   tlsCert: string | undefined;
   tlsKey: string | undefined;
@@ -169,6 +172,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     submissionPort: s.POSTERN_SUBMISSION_PORT,
     submissionsPort: s.POSTERN_SUBMISSIONS_PORT,
     httpPort: s.POSTERN_HTTP_PORT,
+    httpsPort: s.POSTERN_HTTPS_PORT,
     adminToken: s.POSTERN_ADMIN_TOKEN,
     tlsCert: s.POSTERN_TLS_CERT,
     tlsKey: s.POSTERN_TLS_KEY,
@@ -241,16 +245,17 @@ function expected(issue: z.core.$ZodIssue): string {
   }
 }
 
-/** SMTP ports a non-root user can bind, for `npm start` (`serve --unprivileged-ports`). */
+/** SMTP and HTTPS ports a non-root user can bind, for `npm start` (`serve --unprivileged-ports`). */
 export const UNPRIVILEGED_PORTS = {
   POSTERN_SMTP_PORT: "2525",
   POSTERN_SUBMISSION_PORT: "2587",
   POSTERN_SUBMISSIONS_PORT: "2465",
+  POSTERN_HTTPS_PORT: "2443",
 } as const;
 
 /**
  * The process environment (Bun has already merged `.env` into it). With `unprivilegedPorts`,
- * SMTP ports that neither sets default to 2525/2587/2465 instead of 25/587/465.
+ * ports that neither sets default to 2525/2587/2465/2443 instead of 25/587/465/443.
  */
 export function loadConfig(options: { unprivilegedPorts?: boolean } = {}): Config {
   const env = options.unprivilegedPorts

@@ -17,10 +17,12 @@ import { Directory } from "./domains/directory.ts";
 import { HOOK_LIFETIME_SECONDS, HookSender } from "./hooks/sender.ts";
 import { maxRequestBodyBytes } from "./http/api.ts";
 import { createHttpHandler } from "./http/app.ts";
+import { mtaStsSite } from "./http/mta-sts-site.ts";
 import { createLogger, errorMessage } from "./log.ts";
 import { PosternMetrics } from "./metrics/postern.ts";
 import { POLICY_FETCH_TIMEOUT_MS, policyFetcher } from "./mta-sts/fetch.ts";
 import { StsPolicies } from "./mta-sts/policies.ts";
+import { HttpsListener } from "./net/https-listener.ts";
 import { readExtraRoots, TlsStore } from "./net/tls.ts";
 import { reportedBounces } from "./queue/bounce-reports.ts";
 import { ENQUEUE_DEADLINE_MS, Enqueuer, QUEUE_CHANNEL } from "./queue/enqueue.ts";
@@ -37,6 +39,7 @@ import type { PortKind, SessionClock } from "./smtp/session.ts";
 
 export interface RunningServer {
   httpPort: number;
+  httpsPort: number;
   smtpPorts: Record<PortKind, number>;
   stop(): Promise<void>;
 }
@@ -114,11 +117,16 @@ export async function startServer(config: Config): Promise<RunningServer> {
       : undefined;
 
   const tls = await TlsStore.load(config);
+  /** Started after the SMTP listeners; a certificate reloaded before then is read at its start. */
+  let https: HttpsListener | undefined;
   // New certificate files are served to new connections without a restart: on SIGHUP (what
   // certbot's deploy hooks send) and within a minute anyway.
   const reloadTls = (why: string) => {
     const outcome = tls.reload(why === "SIGHUP");
-    if (outcome.kind === "reloaded") log.info("TLS certificate reloaded", { why, serial: outcome.serial });
+    if (outcome.kind === "reloaded") {
+      log.info("TLS certificate reloaded", { why, serial: outcome.serial });
+      https?.reload(tls.current());
+    }
     if (outcome.kind === "refused")
       log.warn("TLS certificate not reloaded: the old one stays", { why, error: outcome.why });
   };
@@ -287,6 +295,29 @@ export async function startServer(config: Config): Promise<RunningServer> {
     },
   });
   log.info("http listening", { address: config.listen, port: http.port });
+  try {
+    https = new HttpsListener(
+      {
+        hostname: config.listen,
+        port: config.httpsPort,
+        fetch: mtaStsSite({ modeOf: (domain) => directory.mtaStsMode(domain), mailHost: config.hostname }),
+        error(err) {
+          log.error("https handler failed", { error: errorMessage(err) });
+          return new Response("internal error\n", { status: 500 });
+        },
+      },
+      tls.current(),
+    );
+  } catch (err) {
+    process.off("SIGHUP", onSighup);
+    clearInterval(tlsCheck);
+    await Promise.all(listeners.map((l) => l.stop(0)));
+    await http.stop(true);
+    control?.stop();
+    await database.close();
+    throw new Error(`cannot listen for HTTPS on port ${config.httpsPort}: ${errorMessage(err)}`);
+  }
+  log.info("https listening", { address: config.listen, port: https.port });
   await scheduler.start();
   hookSender = new HookSender({
     db: database.db,
@@ -306,6 +337,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
 
   return {
     httpPort: http.port!,
+    httpsPort: https.port,
     smtpPorts,
     async stop() {
       // Sessions first (a commit in progress is answered), then deliveries, then the database.
@@ -318,6 +350,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
       await health.stop();
       control?.stop();
       await http.stop(true);
+      await https.stop();
       await database.close();
       log.info("stopped");
     },

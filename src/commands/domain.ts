@@ -2,9 +2,12 @@ import { asc, eq, like } from "drizzle-orm";
 import { domains, routes, users } from "../db/schema.ts";
 import { createResolver } from "../dns/resolver.ts";
 import { checkDomain, checksFailed, formatChecks } from "../domains/check.ts";
-import { domainRecords, toZoneFile } from "../domains/records.ts";
+import { type DomainKeys, domainRecords, toZoneFile } from "../domains/records.ts";
 import { domainProblem, normalizeDomain } from "../mail/address.ts";
 import { generateDkimKeys } from "../mail/dkim.ts";
+import { POLICY_FETCH_TIMEOUT_MS, policyFetcher } from "../mta-sts/fetch.ts";
+import { HOSTED_MODES, hostedModeOf, isHostedMode } from "../mta-sts/hosted.ts";
+import { readExtraRoots } from "../net/tls.ts";
 import { type CommandContext, OperationError, parseVerbArgs, UsageError, type VerbGroup } from "./context.ts";
 
 const SELECTOR = /^[a-z0-9]([a-z0-9-]{0,40}[a-z0-9])?$/;
@@ -16,32 +19,45 @@ function domainArg(raw: string): string {
   return name;
 }
 
-async function findDomain(ctx: CommandContext, name: string) {
+async function findDomain(ctx: CommandContext, name: string): Promise<DomainKeys> {
   const [row] = await ctx.db.select().from(domains).where(eq(domains.name, name));
   if (!row) throw new OperationError(`unknown domain ${name}`);
-  return row;
+  return { ...row, mtaStsMode: hostedModeOf(row.mtaStsMode) };
 }
 
 export const domainVerbs: VerbGroup = {
   usage:
-    "domain add DOMAIN [--selector S] | domain ls | domain rm DOMAIN | domain dns DOMAIN | domain check DOMAIN",
+    "domain add DOMAIN [--selector S] [--mta-sts testing|enforce|none] | domain ls | domain rm DOMAIN | domain dns DOMAIN | domain check DOMAIN",
   subverbs: {
     async add(ctx, args) {
-      const { values, positionals } = parseVerbArgs(args, { selector: { type: "string" } }, 1);
+      const { values, positionals } = parseVerbArgs(
+        args,
+        { selector: { type: "string" }, "mta-sts": { type: "string" } },
+        1,
+      );
       const name = domainArg(positionals[0]!);
       const selector = values.selector ?? "postern";
       if (!SELECTOR.test(selector)) {
         throw new UsageError(`--selector "${selector}": expected lower-case letters, digits and hyphens`);
       }
+      const mtaStsMode = values["mta-sts"] ?? "testing";
+      if (!isHostedMode(mtaStsMode))
+        throw new UsageError(`--mta-sts "${mtaStsMode}": expected one of ${HOSTED_MODES.join(", ")}`);
       const keys = generateDkimKeys();
       const inserted = await ctx.db
         .insert(domains)
-        .values({ name, dkimSelector: selector, dkimRsaKey: keys.rsa, dkimEd25519Key: keys.ed25519 })
+        .values({
+          name,
+          dkimSelector: selector,
+          dkimRsaKey: keys.rsa,
+          dkimEd25519Key: keys.ed25519,
+          mtaStsMode,
+        })
         .onConflictDoNothing()
         .returning();
       if (inserted.length === 0) throw new OperationError(`domain ${name} already exists`);
       ctx.io.out(`; domain ${name} added. Publish these records:\n`);
-      ctx.io.out(`${toZoneFile(domainRecords(inserted[0]!, ctx.config.hostname))}\n`);
+      ctx.io.out(`${toZoneFile(domainRecords({ ...inserted[0]!, mtaStsMode }, ctx.config.hostname))}\n`);
     },
     async ls(ctx, args) {
       parseVerbArgs(args, {}, 0);
@@ -73,7 +89,13 @@ export const domainVerbs: VerbGroup = {
       const { positionals } = parseVerbArgs(args, {}, 1);
       const row = await findDomain(ctx, domainArg(positionals[0]!));
       const resolver = await createResolver(ctx.config.dnsServers);
-      const checks = await checkDomain(resolver, row, ctx.config.hostname);
+      const fetchPolicy = policyFetcher({
+        resolver,
+        extraRoots: readExtraRoots(ctx.config.extraCaFile),
+        allowPrivate: ctx.config.allowPrivateDestinations,
+        timeoutMs: POLICY_FETCH_TIMEOUT_MS,
+      });
+      const checks = await checkDomain(resolver, row, ctx.config.hostname, fetchPolicy);
       ctx.io.out(`${formatChecks(checks)}\n`);
       if (checksFailed(checks))
         throw new OperationError(`domain ${row.name}: DNS records missing or wrong (see above)`);

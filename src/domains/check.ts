@@ -1,5 +1,7 @@
 // `postern domain check`: what DNS publishes for a domain against what it should, record by record.
 import type { Resolver } from "../dns/resolver.ts";
+import { hostedPolicy } from "../mta-sts/hosted.ts";
+import { readPolicyText } from "../mta-sts/policy.ts";
 import { type DnsRecord, type DomainKeys, domainRecords } from "./records.ts";
 
 export type CheckStatus = "ok" | "missing" | "differs" | "error";
@@ -51,15 +53,54 @@ async function lookup(resolver: Resolver, record: DnsRecord): Promise<{ values: 
   }
 }
 
+/**
+ * The MTA-STS policy host is checked by what matters: the policy fetched over HTTPS as a sender
+ * would (certificate verified) must be the one we serve, whatever records lead there.
+ */
+async function policyHostCheck(
+  record: DnsRecord,
+  domain: DomainKeys,
+  mailHost: string,
+  fetchPolicy: (domain: string) => Promise<string>,
+): Promise<RecordCheck> {
+  const want = readPolicyText(hostedPolicy(domain.mtaStsMode, mailHost)!.text);
+  let text: string;
+  try {
+    text = await fetchPolicy(domain.name);
+  } catch (err) {
+    return { record, status: "error", published: [(err as Error).message], required: true };
+  }
+  let got: ReturnType<typeof readPolicyText> | undefined;
+  try {
+    got = readPolicyText(text);
+  } catch {
+    // shown below as what was served
+  }
+  const same =
+    got !== undefined &&
+    got.mode === want.mode &&
+    got.maxAge === want.maxAge &&
+    got.mx.join(" ") === want.mx.join(" ");
+  return {
+    record,
+    status: same ? "ok" : "differs",
+    published: [text.trim().replace(/\r?\n/g, "; ")],
+    required: true,
+  };
+}
+
 export async function checkDomain(
   resolver: Resolver,
   domain: DomainKeys,
   mailHost: string,
+  fetchPolicy: (domain: string) => Promise<string>,
 ): Promise<RecordCheck[]> {
   const expected = domainRecords(domain, mailHost);
   return Promise.all(
     expected.map(async (record): Promise<RecordCheck> => {
-      const required = record.type === "MX" || record.value.startsWith("v=DKIM1");
+      if (record.type === "CNAME") return policyHostCheck(record, domain, mailHost, fetchPolicy);
+      const required =
+        record.type === "MX" || record.value.startsWith("v=DKIM1") || record.value.startsWith("v=STSv1");
       const { values, error } = await lookup(resolver, record);
       if (error) return { record, status: "error", published: [error], required: true };
       // Only records of the same kind count (v=spf1, v=DKIM1, v=DMARC1): a name has many TXT records.

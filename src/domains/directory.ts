@@ -8,6 +8,7 @@ import { domains, routes, users } from "../db/schema.ts";
 import { domainOf } from "../mail/address.ts";
 import { dkimSelectors } from "../mail/dkim.ts";
 import type { DkimKey } from "../mail/dkim-sign.ts";
+import { type HostedMode, hostedModeOf } from "../mta-sts/hosted.ts";
 import { parseRouteTarget, type RouteTarget } from "./targets.ts";
 
 export interface Route {
@@ -97,6 +98,15 @@ export class Directory {
       { domain: row.name, selector: selectors.rsa, privateKey: row.dkimRsaKey },
       { domain: row.name, selector: selectors.ed25519, privateKey: row.dkimEd25519Key },
     ];
+  }
+
+  /** The MTA-STS mode a local domain's hosted policy has (undefined when the domain is not local). */
+  async mtaStsMode(domain: string): Promise<HostedMode | undefined> {
+    const [row] = await this.db
+      .select({ mode: domains.mtaStsMode })
+      .from(domains)
+      .where(eq(domains.name, domain.toLowerCase()));
+    return row && hostedModeOf(row.mode);
   }
 
   /** The ARC/SRS key material of a local domain: its RSA DKIM key (undefined when not local). */

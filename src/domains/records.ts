@@ -1,9 +1,10 @@
 // The DNS records a local domain needs, rendered in zone-file syntax.
 import { dkimSelectors, dkimTxtValue } from "../mail/dkim.ts";
+import { type HostedMode, hostedPolicy } from "../mta-sts/hosted.ts";
 
 export interface DnsRecord {
   name: string;
-  type: "MX" | "TXT";
+  type: "MX" | "TXT" | "CNAME";
   value: string;
   /** What the record is for, printed as a comment. */
   purpose: string;
@@ -14,11 +15,38 @@ export interface DomainKeys {
   dkimSelector: string;
   dkimRsaKey: string;
   dkimEd25519Key: string;
+  mtaStsMode: HostedMode;
 }
+
+/** The address TLS reports (RFC 8460) for a local domain are sent to; kept, not routed. */
+export const tlsReportAddress = (domain: string) => `tlsrpt@${domain}`;
 
 export function domainRecords(domain: DomainKeys, mailHost: string): DnsRecord[] {
   const selectors = dkimSelectors(domain.dkimSelector);
   const d = domain.name;
+  const policy = hostedPolicy(domain.mtaStsMode, mailHost);
+  const mtaSts: DnsRecord[] = policy
+    ? [
+        {
+          name: `mta-sts.${d}`,
+          type: "CNAME",
+          value: `${mailHost}.`,
+          purpose: `MTA-STS policy host: serves the policy (mode ${domain.mtaStsMode}) over HTTPS`,
+        },
+        {
+          name: `_mta-sts.${d}`,
+          type: "TXT",
+          value: `v=STSv1; id=${policy.id}`,
+          purpose: "MTA-STS policy id",
+        },
+        {
+          name: `_smtp._tls.${d}`,
+          type: "TXT",
+          value: `v=TLSRPTv1; rua=mailto:${tlsReportAddress(d)}`,
+          purpose: "TLS-RPT: where senders report TLS failures",
+        },
+      ]
+    : [];
   return [
     { name: d, type: "MX", value: `10 ${mailHost}.`, purpose: "mail for the domain comes here" },
     { name: d, type: "TXT", value: `v=spf1 mx a:${mailHost} -all`, purpose: "SPF: who may send for it" },
@@ -40,6 +68,7 @@ export function domainRecords(domain: DomainKeys, mailHost: string): DnsRecord[]
       value: `v=DMARC1; p=quarantine; rua=mailto:postmaster@${d}`,
       purpose: "DMARC policy",
     },
+    ...mtaSts,
   ];
 }
 

@@ -214,7 +214,7 @@ describe("serve on the embedded database", () => {
 
   test("a second serve on the same data dir exits with the lock message; the first keeps its data", async () => {
     const second = Bun.spawn([process.execPath, `${import.meta.dir}/../../src/cli.ts`, "serve"], {
-      env: { ...env, POSTERN_HTTP_PORT: "0", POSTERN_LISTEN: "127.0.0.1" },
+      env: { ...env, POSTERN_HTTP_PORT: "0", POSTERN_HTTPS_PORT: "0", POSTERN_LISTEN: "127.0.0.1" },
       stdout: "pipe",
       stderr: "pipe",
     });

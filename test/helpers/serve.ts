@@ -26,6 +26,7 @@ export async function startServe(env: Record<string, string>, timeoutMs = 20000)
   const smtpPort = await port("POSTERN_SMTP_PORT");
   const submissionPort = await port("POSTERN_SUBMISSION_PORT");
   const submissionsPort = await port("POSTERN_SUBMISSIONS_PORT");
+  const httpsPort = await port("POSTERN_HTTPS_PORT");
   const proc = Bun.spawn([process.execPath, CLI, "serve"], {
     env: {
       POSTERN_LISTEN: "127.0.0.1",
@@ -39,6 +40,7 @@ export async function startServe(env: Record<string, string>, timeoutMs = 20000)
       POSTERN_SMTP_PORT: String(smtpPort),
       POSTERN_SUBMISSION_PORT: String(submissionPort),
       POSTERN_SUBMISSIONS_PORT: String(submissionsPort),
+      POSTERN_HTTPS_PORT: String(httpsPort),
     },
     stdin: "ignore",
     stdout: "pipe",

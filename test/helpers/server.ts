@@ -12,6 +12,7 @@ export function startTestServer(vars: Record<string, string>): Promise<RunningSe
       POSTERN_SMTP_PORT: "0",
       POSTERN_SUBMISSION_PORT: "0",
       POSTERN_SUBMISSIONS_PORT: "0",
+      POSTERN_HTTPS_PORT: "0",
       POSTERN_HTTP_PORT: "0",
       POSTERN_LOG_LEVEL: "error",
       POSTERN_DNS_SERVERS: "127.0.0.1:9",

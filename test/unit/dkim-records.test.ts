@@ -27,6 +27,7 @@ describe("DKIM keys and DNS records", () => {
     dkimSelector: "s1",
     dkimRsaKey: keys.rsa,
     dkimEd25519Key: keys.ed25519,
+    mtaStsMode: "none" as const,
   };
   const zone = toZoneFile(domainRecords(domain, "mx.example.test"));
   const txt = parseZoneTxt(zone);

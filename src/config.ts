@@ -76,6 +76,8 @@ const schema = z.object({
   POSTERN_ALLOW_PRIVATE_DESTINATIONS: z.enum(["on", "off"]).default("off"),
   POSTERN_MTA_STS: z.enum(["enforce", "off"]).default("enforce"),
   POSTERN_EXTRA_CA_FILE: z.string().min(1).optional(),
+  POSTERN_TLSRPT: z.enum(["on", "off"]).default("on"),
+  POSTERN_TLSRPT_PERIOD_SECONDS: z.coerce.number().int().min(1).default(86400),
   POSTERN_LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info"),
 });
 
@@ -131,6 +133,8 @@ export interface Config {
   mtaSts: boolean;
   /** PEM roots trusted besides the system's for MTA-STS policy fetches and MX certificates. */
   extraCaFile: string | undefined;
+  /** Send RFC 8460 TLS reports, one per domain and period of this many seconds (undefined: off). */
+  tlsReportPeriodSeconds: number | undefined;
   logLevel: "debug" | "info" | "warn" | "error";
 }
 
@@ -201,6 +205,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     allowPrivateDestinations: s.POSTERN_ALLOW_PRIVATE_DESTINATIONS === "on",
     mtaSts: s.POSTERN_MTA_STS === "enforce",
     extraCaFile: s.POSTERN_EXTRA_CA_FILE,
+    tlsReportPeriodSeconds: s.POSTERN_TLSRPT === "on" ? s.POSTERN_TLSRPT_PERIOD_SECONDS : undefined,
     logLevel: s.POSTERN_LOG_LEVEL,
   };
 }

@@ -32,10 +32,14 @@ import { Intake } from "./queue/intake.ts";
 import { dsnWriter } from "./queue/notices.ts";
 import { takeQuota } from "./queue/quotas.ts";
 import { Scheduler } from "./queue/scheduler.ts";
+import { submitMessage } from "./queue/submit.ts";
 import { suppressedText, suppressionRefusing } from "./queue/suppressions.ts";
 import { createSessionBackend } from "./smtp/backend.ts";
 import { ConnectionCounter, listenSmtp, type SmtpListener } from "./smtp/listener.ts";
 import type { PortKind, SessionClock } from "./smtp/session.ts";
+import { reportTiming, TlsSessionCounter } from "./tlsrpt/counter.ts";
+import { tlsReportCourier } from "./tlsrpt/received.ts";
+import { TlsReportSender } from "./tlsrpt/sender.ts";
 
 export interface RunningServer {
   httpPort: number;
@@ -148,6 +152,17 @@ export async function startServer(config: Config): Promise<RunningServer> {
     verifier: new RecipientVerifier({ helo: config.hostname }),
   });
   const owner = `${config.hostname}:${process.pid}:${randomBytes(4).toString("hex")}`;
+  const tlsReportTiming =
+    config.tlsReportPeriodSeconds === undefined ? undefined : reportTiming(config.tlsReportPeriodSeconds);
+  const tlsCounter =
+    tlsReportTiming === undefined
+      ? undefined
+      : new TlsSessionCounter({
+          db: database.db,
+          periodSeconds: tlsReportTiming.periodSeconds,
+          flushMs: tlsReportTiming.flushMs,
+          onError: (err) => log.warn("TLS session counts not written yet", { error: errorMessage(err) }),
+        });
   scheduler = new Scheduler({
     db: database.db,
     owner,
@@ -168,7 +183,11 @@ export async function startServer(config: Config): Promise<RunningServer> {
           })
         : undefined,
       startTls: startTlsTrusting(extraRoots),
-      onTlsSession: (session) => metrics.tlsSession(session),
+      onTlsSession: (session) => {
+        metrics.tlsSession(session);
+        tlsCounter?.record(session);
+      },
+      tlsReports: tlsReportCourier(database.db),
     }),
     policy: {
       baseSeconds: config.retryBaseSeconds,
@@ -331,6 +350,33 @@ export async function startServer(config: Config): Promise<RunningServer> {
     onSettled: (counts) => metrics.hookPostsSettled(counts),
   });
   hookSender.start();
+  tlsCounter?.start();
+  const tlsReports =
+    tlsCounter === undefined || tlsReportTiming === undefined
+      ? undefined
+      : new TlsReportSender({
+          db: database.db,
+          resolver,
+          periodSeconds: tlsReportTiming.periodSeconds,
+          submitter: config.hostname,
+          extraRoots,
+          graceMs: tlsReportTiming.graceMs,
+          flushCounts: () => tlsCounter.flush(),
+          sendMail: async (from, to, raw) => {
+            await submitMessage(
+              {
+                directory,
+                router,
+                intake,
+                hostname: config.hostname,
+                maxMessageBytes: config.maxMessageBytes,
+              },
+              { from, to: [to], raw, via: "tlsrpt" },
+            );
+          },
+          log,
+        });
+  tlsReports?.start();
   health.start();
   const history = new HistoryPruner(database.db, config.historyDays, log);
   history.start();
@@ -346,6 +392,8 @@ export async function startServer(config: Config): Promise<RunningServer> {
       await Promise.all(listeners.map((l) => l.stop()));
       await scheduler.stop();
       await hookSender.stop();
+      await tlsReports?.stop();
+      await tlsCounter?.stop();
       await history.stop();
       await health.stop();
       control?.stop();

@@ -369,3 +369,56 @@ export const mtaStsPolicies = pgTable("mta_sts_policies", {
   fetchedAt: at("fetched_at").notNull(),
   expiresAt: at("expires_at").notNull(),
 });
+
+/**
+ * Outbound TLS sessions counted per report period and policy domain (TLS-RPT, RFC 8460): added
+ * to by every node, and deleted by the node that reports the period.
+ */
+export const tlsSessionCounts = pgTable(
+  "tls_session_counts",
+  {
+    periodStart: at("period_start").notNull(),
+    domain: text("domain").notNull(),
+    /** The MTA-STS policy the sessions were held to ("" and empty: none was found). */
+    policyId: text("policy_id").notNull(),
+    policyMode: text("policy_mode").notNull(),
+    policyMx: text("policy_mx").array().notNull(),
+    policyMaxAge: integer("policy_max_age").notNull(),
+    /** "success", or an RFC 8460 result type. */
+    result: text("result").notNull(),
+    mx: text("mx").notNull(),
+    ip: text("ip").notNull(),
+    detail: text("detail").notNull(),
+    count: integer("count").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.periodStart, t.domain, t.policyId, t.result, t.mx, t.ip] })],
+);
+
+/** The report of a domain's period, claimed by the node that sends it (once across nodes). */
+export const tlsReportsSent = pgTable(
+  "tls_reports_sent",
+  {
+    domain: text("domain").notNull(),
+    periodStart: at("period_start").notNull(),
+    sentAt: at("sent_at").notNull().defaultNow(),
+    /** Where it went, or why it did not. */
+    outcome: text("outcome").notNull().default(""),
+  },
+  (t) => [primaryKey({ columns: [t.domain, t.periodStart] })],
+);
+
+/** TLS reports other senders mailed to us about our domains (to tlsrpt@DOMAIN). */
+export const tlsReportsReceived = pgTable(
+  "tls_reports_received",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    domain: text("domain").notNull(),
+    organization: text("organization").notNull(),
+    reportId: text("report_id").notNull(),
+    startAt: at("start_at").notNull(),
+    endAt: at("end_at").notNull(),
+    report: jsonb("report").notNull(),
+    receivedAt: at("received_at").notNull().defaultNow(),
+  },
+  (t) => [index("tls_reports_received_domain").on(t.domain, t.id)],
+);

@@ -30,6 +30,7 @@ export function destinationOf(target: ClaimedTarget, rcpt: string): string {
       return `webhook:${new URL(target.url).origin}`;
     case "relay":
     case "mailbox":
+    case "tls-reports":
       return formatTarget(target);
     case "unreadable":
       return `unreadable:${target.text}`;

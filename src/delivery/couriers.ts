@@ -52,6 +52,8 @@ export interface CourierParts {
   /** How STARTTLS is done (which roots a certificate is checked against). */
   startTls?: StartTls;
   onTlsSession?: (session: TlsSession) => void;
+  /** Stores TLS reports mailed to our domains. */
+  tlsReports: Courier;
 }
 
 export function courierRegistry(
@@ -59,7 +61,7 @@ export function courierRegistry(
     Config,
     "hostname" | "smarthost" | "smarthostAuth" | "outboundPort" | "allowPrivateDestinations"
   >,
-  { resolver, directory, shaper, sts, startTls, onTlsSession }: CourierParts,
+  { resolver, directory, shaper, sts, startTls, onTlsSession, tlsReports }: CourierParts,
 ): (target: ClaimedTarget) => Courier {
   const lookupSts = sts && ((domain: string) => sts.lookup(domain));
   const smtp = (plan: (job: Job) => Promise<Plan>, auth?: Config["smarthostAuth"]) =>
@@ -111,6 +113,8 @@ export function courierRegistry(
         return internet;
       case "mailbox":
         return mailboxCourier;
+      case "tls-reports":
+        return tlsReports;
       case "webhook":
         return webhook;
       case "forward":

@@ -1,8 +1,10 @@
 // Where each recipient's copy goes, decided in one place for every way mail comes in: an SMTP
 // RCPT, `/api/send` and `postern send`, and the DSNs the queue writes. Suppression and quotas
 // join here, once.
+
 import type { Resolver } from "../dns/resolver.ts";
 import type { Directory } from "../domains/directory.ts";
+import { tlsReportAddress } from "../domains/records.ts";
 import type { Target } from "../domains/targets.ts";
 import { domainOf } from "../mail/address.ts";
 import { type MailDomainStatus, mailDomainStatus } from "../mail/domain-checks.ts";
@@ -71,6 +73,8 @@ export class Router {
       const original = secret ? srsReverse(address, secret) : undefined;
       if (original) return { ok: true, target: { kind: "forward", address: original } };
     }
+    // RFC 8460 reports about our domains, to the address our _smtp._tls records name: kept.
+    if (address === tlsReportAddress(domain)) return { ok: true, target: { kind: "tls-reports" } };
     const route = await directory.routeFor(address);
     if (!route) return { ok: false, refusal: "no-such-user" };
     const { target } = route;

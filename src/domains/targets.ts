@@ -9,8 +9,11 @@ export type RouteTarget =
   | { kind: "relay"; host: string; port: number; lmtp: boolean }
   | { kind: "forward"; address: string };
 
-/** Any delivery's target: a route's, or `mx` (the recipient's MX hosts, or the smarthost). */
-export type Target = RouteTarget | { kind: "mx" };
+/**
+ * Any delivery's target: a route's, `mx` (the recipient's MX hosts, or the smarthost), or
+ * `tls-reports` (a TLS report to one of our domains, stored: tlsrpt/received.ts).
+ */
+export type Target = RouteTarget | { kind: "mx" } | { kind: "tls-reports" };
 
 export type TargetKind = Target["kind"];
 export const TARGET_KINDS = [
@@ -19,11 +22,13 @@ export const TARGET_KINDS = [
   "webhook",
   "forward",
   "mailbox",
+  "tls-reports",
 ] as const satisfies readonly TargetKind[];
 
-/** Parses a stored target: a route target or `mx`; throws a one-line reason. */
+/** Parses a stored target: a route target, `mx` or `tls-reports`; throws a one-line reason. */
 export function parseTarget(raw: string): Target {
-  return raw === "mx" ? { kind: "mx" } : parseRouteTarget(raw);
+  if (raw === "mx" || raw === "tls-reports") return { kind: raw };
+  return parseRouteTarget(raw);
 }
 
 /** Parses `mailbox`, `webhook:URL`, `relay:[lmtp:]HOST[:PORT]` or `forward:ADDRESS`; throws a one-line reason. */
@@ -71,7 +76,8 @@ export function parseRouteTarget(raw: string): RouteTarget {
 export function formatTarget(t: Target): string {
   switch (t.kind) {
     case "mx":
-      return "mx";
+    case "tls-reports":
+      return t.kind;
     case "mailbox":
       return "mailbox";
     case "webhook":

@@ -13,6 +13,7 @@ import { handleHooks } from "./hooks.ts";
 import { decodeCursor, mailboxMessages } from "./mailboxes.ts";
 import { badRequest, json, limitParam, methodNotAllowed, parsedBody } from "./responses.ts";
 import { handleSuppressions } from "./suppressions.ts";
+import { handleTlsReports } from "./tls-reports.ts";
 
 export interface ApiDeps extends SubmitDeps {
   database: Database;
@@ -72,6 +73,7 @@ export async function handleApi(req: Request, url: URL, deps: ApiDeps): Promise<
   }
   if (url.pathname.startsWith("/api/suppressions")) return handleSuppressions(req, url, deps.database.db);
   if (url.pathname.startsWith("/api/hooks")) return handleHooks(req, url, deps.database.db);
+  if (url.pathname === "/api/tls-reports") return handleTlsReports(req, url, deps.database.db);
   if (url.pathname === "/api/send") {
     if (req.method !== "POST") return methodNotAllowed("POST");
     return sendRoute(deps, req, undefined);

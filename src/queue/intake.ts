@@ -25,6 +25,9 @@ import type { Enqueuer } from "./enqueue.ts";
 /** Received fields a message may carry (Postfix's hopcount_limit): past it, a loop. */
 const MAX_HOPS = 50;
 
+/** How mail that did not come by SMTP came: the API, the CLI, or our own TLS reports. */
+export type InjectedVia = "api" | "cli" | "tlsrpt";
+
 export interface ArrivingRecipient {
   address: string;
   target: Target;
@@ -44,7 +47,7 @@ interface ArrivalBase {
   /** The SMTP client, when it came by SMTP. */
   client?: { ip: string; helo: string } | undefined;
   /** The door it came through, for the log line. */
-  door: { port: PortKind } | { via: "api" | "cli" };
+  door: { port: PortKind } | { via: InjectedVia };
 }
 
 export type Arrival =

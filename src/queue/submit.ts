@@ -8,7 +8,13 @@ import type { Directory } from "../domains/directory.ts";
 import { addressProblem, domainOf, normalizeAddress } from "../mail/address.ts";
 import { injectedReceivedHeader } from "../mail/received.ts";
 import { newMessageId } from "./ids.ts";
-import { type ArrivingRecipient, type Intake, MessageRejected, type Refusal } from "./intake.ts";
+import {
+  type ArrivingRecipient,
+  type InjectedVia,
+  type Intake,
+  MessageRejected,
+  type Refusal,
+} from "./intake.ts";
 import type { QuotaTake, SendQuota } from "./quotas.ts";
 
 export interface SubmitDeps {
@@ -85,8 +91,8 @@ export interface Injection {
   from: string;
   to: string[];
   raw: Uint8Array;
-  /** Who injected it, for the Received header and the message row: "api" or "cli". */
-  via: "api" | "cli";
+  /** Who injected it, for the Received header and the message row. */
+  via: InjectedVia;
   /** The application key it came with (/api/send): it may send from its domains only. */
   key?: ApiKey | undefined;
   /** What a refusal of the content names: "raw" (the default) or "message" for composed mail. */

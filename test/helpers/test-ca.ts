@@ -1,13 +1,14 @@
 // A certificate authority for tests: a root to trust (POSTERN_EXTRA_CA_FILE, a client's `ca`)
 // and leaf certificates it issues for chosen names, valid or already expired.
 import { generateKeyPairSync, randomBytes } from "node:crypto";
+import { isIP } from "node:net";
 import forge from "node-forge";
 import type { TlsMaterial } from "../../src/net/tls.ts";
 
 export interface TestCa {
   /** The root certificate (PEM). */
   pem: string;
-  /** A certificate for `names` (the first is the CN; all are in the SAN) and its key. */
+  /** A certificate for `names` (host names or IP addresses; the first is the CN; all are in the SAN) and its key. */
   issue(names: string[], opts?: { expired?: boolean }): TlsMaterial;
 }
 
@@ -65,7 +66,10 @@ export function makeTestCa(name = "Postern Test CA"): TestCa {
           { name: "basicConstraints", cA: false },
           { name: "keyUsage", digitalSignature: true, keyEncipherment: true },
           { name: "extKeyUsage", serverAuth: true },
-          { name: "subjectAltName", altNames: names.map((value) => ({ type: 2, value })) },
+          {
+            name: "subjectAltName",
+            altNames: names.map((value) => (isIP(value) ? { type: 7, ip: value } : { type: 2, value })),
+          },
         ],
         validity,
       );

@@ -280,7 +280,7 @@ describe.skipIf(!havePostgres)("GET /metrics on PostgreSQL", () => {
     const allowed: Record<string, string[]> = {
       port: ["smtp", "submission", "submissions"],
       outcome: ["quit", "timeout", "error_limit", "closed", "refused_limit", "shutdown", "tls_failed"],
-      target: ["mx", "relay", "webhook", "forward", "mailbox", "other"],
+      target: ["mx", "relay", "webhook", "forward", "mailbox", "tls-reports", "other"],
       status: ["queued", "deferred"],
       action: ["failed", "delayed", "delivered"],
       type: ["A", "AAAA", "MX", "TXT", "PTR", "CNAME"],

@@ -5,8 +5,11 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { gunzipSync } from "node:zlib";
+import PostalMime from "postal-mime";
 import postgres from "postgres";
 import type { RunningServer } from "../../src/serve.ts";
+import type { TlsReport } from "../../src/tlsrpt/report.ts";
 import { cliEnv, runCli, tempDir } from "../helpers/cli.ts";
 import { type DnsTestServer, startDnsServer, type Zone } from "../helpers/dns.ts";
 import { SmtpPeer } from "../helpers/peer.ts";
@@ -17,6 +20,9 @@ import { makeTestCa } from "../helpers/test-ca.ts";
 
 const TOKEN = "admin-token-for-the-mta-sts-tests";
 const POLICY_HOST_IP = "127.0.0.40";
+/** Where plain.test's TLS reports are POSTed (its _smtp._tls record names https://IP/tlsrpt). */
+const REPORT_HOST_IP = "127.0.0.48";
+const REPORT_PERIOD_SECONDS = 2;
 
 const policy = (mode: string, ...mx: string[]) =>
   `version: STSv1\nmode: ${mode}\n${mx.map((m) => `mx: ${m}\n`).join("")}max_age: 86400\n`;
@@ -41,7 +47,9 @@ describe.skipIf(!havePostgres)("MTA-STS outbound", () => {
     ["testing.test", policy("testing", "mx.plain.test")],
   ]);
   const fetched: string[] = [];
+  const posted: { type: string; body: Uint8Array }[] = [];
   let https: ReturnType<typeof Bun.serve>;
+  let reportsHttps: ReturnType<typeof Bun.serve>;
   let dns: DnsTestServer;
   const peers: Record<string, SmtpPeer> = {};
   let url: string;
@@ -85,6 +93,18 @@ describe.skipIf(!havePostgres)("MTA-STS outbound", () => {
         return new Response(text, { headers: { "content-type": "text/plain" } });
       },
     });
+    reportsHttps = Bun.serve({
+      hostname: REPORT_HOST_IP,
+      port: 443,
+      tls: ca.issue([REPORT_HOST_IP]),
+      async fetch(req) {
+        posted.push({
+          type: req.headers.get("content-type") ?? "",
+          body: new Uint8Array(await req.arrayBuffer()),
+        });
+        return new Response("thanks");
+      },
+    });
     const port = await freePort();
     const mx = async (name: string, ip: string, opts: Parameters<typeof SmtpPeer.start>[0]) => {
       peers[name] = await SmtpPeer.start({ listen: { host: ip, port }, ...opts });
@@ -112,6 +132,10 @@ describe.skipIf(!havePostgres)("MTA-STS outbound", () => {
       "mx.wrongname.test": { A: ["127.0.0.43"] },
       "mx.expired.test": { A: ["127.0.0.44"] },
       "mx.outside.test": { A: ["127.0.0.45"] },
+      "_smtp._tls.good.test": { TXT: ["v=TLSRPTv1; rua=mailto:tls@reports.test"] },
+      "_smtp._tls.plain.test": { TXT: [`v=TLSRPTv1; rua=https://${REPORT_HOST_IP}/tlsrpt`] },
+      "reports.test": { MX: [{ exchange: "mx.reports.test", priority: 10 }] },
+      "mx.reports.test": { A: ["127.0.0.41"] },
     });
     const caFile = join(tempDir(), "extra-ca.pem");
     writeFileSync(caFile, ca.pem);
@@ -127,6 +151,7 @@ describe.skipIf(!havePostgres)("MTA-STS outbound", () => {
       POSTERN_EXTRA_CA_FILE: caFile,
       POSTERN_RETRY_BASE_SECONDS: "600",
       POSTERN_RETRY_MAX_SECONDS: "600",
+      POSTERN_TLSRPT_PERIOD_SECONDS: String(REPORT_PERIOD_SECONDS),
     };
     nodes.push(await startTestServer(serverEnv));
   });
@@ -135,6 +160,7 @@ describe.skipIf(!havePostgres)("MTA-STS outbound", () => {
     await sql?.end();
     await Promise.all(Object.values(peers).map((p) => p.stop()));
     https?.stop(true);
+    reportsHttps?.stop(true);
     await dns?.close();
   });
 
@@ -204,5 +230,82 @@ describe.skipIf(!havePostgres)("MTA-STS outbound", () => {
     const [row] = await sql`select policy_id, mode, mx from mta_sts_policies where domain = 'plain.test'`;
     expect(row).toEqual({ policy_id: "1", mode: "enforce", mx: ["mx.plain.test"] });
     expect(id).toBeString();
+  });
+
+  test("TLS-RPT: each period's sessions are reported once, by mail (DKIM-signed) and over HTTPS", async () => {
+    type Report = TlsReport;
+    const summed = (reports: Report[]) => {
+      const counts: Record<string, number> = {};
+      for (const r of reports)
+        for (const p of r.policies) {
+          counts.success = (counts.success ?? 0) + p.summary["total-successful-session-count"];
+          for (const f of p["failure-details"] ?? [])
+            counts[f["result-type"]] = (counts[f["result-type"]] ?? 0) + f["failed-session-count"];
+        }
+      return counts;
+    };
+    // plain.test: two attempts without STARTTLS under enforce, one failed policy refresh.
+    const plain = await waitFor(
+      "plain.test's reports over HTTPS",
+      async () => {
+        const reports = posted.map((p) => JSON.parse(gunzipSync(p.body).toString()) as Report);
+        const counts = summed(reports);
+        return counts["starttls-not-supported"] === 2 && counts["sts-policy-fetch-error"] === 1
+          ? reports
+          : undefined;
+      },
+      15_000,
+    );
+    expect(posted.every((p) => p.type === "application/tlsrpt+gzip")).toBe(true);
+    expect(plain.every((r) => r.policies.every((p) => p.policy["policy-domain"] === "plain.test"))).toBe(
+      true,
+    );
+    expect(summed(plain).success ?? 0).toBe(0);
+    expect(new Set(plain.map((r) => r["report-id"])).size).toBe(plain.length); // one per period
+
+    // good.test: one verified session, reported by mail to its rua through our own queue.
+    const mails = await waitFor("good.test's report by mail", async () => {
+      const got = received("good", "tls@reports.test");
+      return got.length > 0 ? got : undefined;
+    });
+    const parsed = await PostalMime.parse(mails[0]!.data, { attachmentEncoding: "arraybuffer" });
+    expect(parsed.headers.find((h) => h.key === "content-type")?.value).toMatch(
+      /multipart\/report; report-type="?tlsrpt/,
+    );
+    expect(parsed.headers.find((h) => h.key === "dkim-signature")?.value).toMatch(/d=example\.test/);
+    const gz = parsed.attachments.find((a) => a.mimeType === "application/tlsrpt+gzip")!;
+    const report = JSON.parse(gunzipSync(new Uint8Array(gz.content as ArrayBuffer)).toString()) as Report;
+    expect(report.policies[0]!.policy).toMatchObject({ "policy-type": "sts", "policy-domain": "good.test" });
+    expect(summed([report])).toEqual({ success: 1 });
+    const sent = await sql`select count(*)::int as n from tls_reports_sent where domain = 'good.test'`;
+    expect(sent[0]!.n).toBe(1);
+  }, 30_000);
+
+  test("a TLS report mailed to tlsrpt@ one of our domains is kept and listed by the API", async () => {
+    const script = [
+      "import smtplib, sys",
+      "s = smtplib.SMTP('127.0.0.1', int(sys.argv[1]), timeout=20)",
+      "s.sendmail('noreply-smtp-tls-reporting@google.test', ['tlsrpt@example.test'], open(sys.argv[2], 'rb').read())",
+      "s.quit()",
+    ].join("\n");
+    const eml = join(import.meta.dir, "../data/tls-reports/google-style.eml");
+    // not spawnSync: the server answering it runs in this process
+    const py = Bun.spawn(["/usr/bin/python3", "-c", script, String(nodes[0]!.smtpPorts.smtp), eml], {
+      stderr: "pipe",
+    });
+    expect(await py.exited).toBe(0);
+    expect(await new Response(py.stderr).text()).toBe("");
+    const list = await waitFor("the stored report", async () => {
+      const r = await fetch(`http://127.0.0.1:${nodes[0]!.httpPort}/api/tls-reports?domain=example.test`, {
+        headers: { authorization: `Bearer ${TOKEN}` },
+      });
+      const body = (await r.json()) as { organization: string; reportId: string; report: TlsReport }[];
+      return body.length > 0 ? body : undefined;
+    });
+    expect(list[0]).toMatchObject({
+      organization: "Google Inc.",
+      reportId: "2026-11-30T00:00:00Z_example.test",
+    });
+    expect(list[0]!.report.policies[0]!.summary["total-failure-session-count"]).toBe(2);
   });
 });

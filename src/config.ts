@@ -1,5 +1,6 @@
 // Every setting of the contract, validated once. This is the only module that reads process.env:
 // everything else receives a Config, so tests build one from a plain object.
+
 import { hostname } from "node:os";
 import { resolve } from "node:path";
 import { z } from "zod";
@@ -15,6 +16,9 @@ const ipPort = z
     /^(\d{1,3}(\.\d{1,3}){3}(:\d{1,5})?|\[[0-9a-fA-F:.]+\](:\d{1,5})?|[0-9a-fA-F:]*:[0-9a-fA-F:.]*)$/,
     "ip[:port]",
   );
+
+/** What POSTERN_ACME_DIRECTORY=letsencrypt stands for. */
+const LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory";
 
 const schema = z.object({
   DATABASE_URL: z
@@ -76,6 +80,15 @@ const schema = z.object({
   POSTERN_ALLOW_PRIVATE_DESTINATIONS: z.enum(["on", "off"]).default("off"),
   POSTERN_MTA_STS: z.enum(["enforce", "off"]).default("enforce"),
   POSTERN_EXTRA_CA_FILE: z.string().min(1).optional(),
+  POSTERN_ACME_DIRECTORY: z
+    .string()
+    .min(1)
+    .optional()
+    .transform((v) => (v === "letsencrypt" ? LETS_ENCRYPT : v))
+    .pipe(z.url({ protocol: /^https$/, error: "an https:// ACME directory URL or letsencrypt" }).optional()),
+  POSTERN_ACME_EMAIL: z.email().optional(),
+  POSTERN_ACME_CA_FILE: z.string().min(1).optional(),
+  POSTERN_ACME_HTTP_PORT: port.default(80),
   POSTERN_TLSRPT: z.enum(["on", "off"]).default("on"),
   POSTERN_TLSRPT_PERIOD_SECONDS: z.coerce.number().int().min(1).default(86400),
   POSTERN_LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info"),
@@ -133,6 +146,10 @@ export interface Config {
   mtaSts: boolean;
   /** PEM roots trusted besides the system's for MTA-STS policy fetches and MX certificates. */
   extraCaFile: string | undefined;
+  /** Get and renew our certificate by ACME (RFC 8555); undefined: off. */
+  acme:
+    | { directoryUrl: string; email: string | undefined; caFile: string | undefined; httpPort: number }
+    | undefined;
   /** Send RFC 8460 TLS reports, one per domain and period of this many seconds (undefined: off). */
   tlsReportPeriodSeconds: number | undefined;
   logLevel: "debug" | "info" | "warn" | "error";
@@ -205,6 +222,14 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     allowPrivateDestinations: s.POSTERN_ALLOW_PRIVATE_DESTINATIONS === "on",
     mtaSts: s.POSTERN_MTA_STS === "enforce",
     extraCaFile: s.POSTERN_EXTRA_CA_FILE,
+    acme: s.POSTERN_ACME_DIRECTORY
+      ? {
+          directoryUrl: s.POSTERN_ACME_DIRECTORY,
+          email: s.POSTERN_ACME_EMAIL,
+          caFile: s.POSTERN_ACME_CA_FILE,
+          httpPort: s.POSTERN_ACME_HTTP_PORT,
+        }
+      : undefined,
     tlsReportPeriodSeconds: s.POSTERN_TLSRPT === "on" ? s.POSTERN_TLSRPT_PERIOD_SECONDS : undefined,
     logLevel: s.POSTERN_LOG_LEVEL,
   };
@@ -256,11 +281,12 @@ export const UNPRIVILEGED_PORTS = {
   POSTERN_SUBMISSION_PORT: "2587",
   POSTERN_SUBMISSIONS_PORT: "2465",
   POSTERN_HTTPS_PORT: "2443",
+  POSTERN_ACME_HTTP_PORT: "2080",
 } as const;
 
 /**
  * The process environment (Bun has already merged `.env` into it). With `unprivilegedPorts`,
- * ports that neither sets default to 2525/2587/2465/2443 instead of 25/587/465/443.
+ * ports that neither sets default to 2525/2587/2465/2443/2080 instead of 25/587/465/443/80.
  */
 export function loadConfig(options: { unprivilegedPorts?: boolean } = {}): Config {
   const env = options.unprivilegedPorts

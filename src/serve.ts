@@ -1,5 +1,7 @@
 // The composition root: settings -> database -> services -> listeners, and the orderly stop.
 import { randomBytes } from "node:crypto";
+import { challengeResponder } from "./acme/challenges.ts";
+import { AcmeManager } from "./acme/manager.ts";
 import { LOCKOUT_DEFAULTS } from "./auth/lockout.ts";
 import { runVerb } from "./commands/dispatch.ts";
 import { type Config, secretRedactor } from "./config.ts";
@@ -23,7 +25,7 @@ import { PosternMetrics } from "./metrics/postern.ts";
 import { POLICY_FETCH_TIMEOUT_MS, policyFetcher } from "./mta-sts/fetch.ts";
 import { StsPolicies } from "./mta-sts/policies.ts";
 import { HttpsListener } from "./net/https-listener.ts";
-import { readExtraRoots, TlsStore } from "./net/tls.ts";
+import { readRoots, TlsStore } from "./net/tls.ts";
 import { reportedBounces } from "./queue/bounce-reports.ts";
 import { ENQUEUE_DEADLINE_MS, Enqueuer, QUEUE_CHANNEL } from "./queue/enqueue.ts";
 import { HistoryPruner } from "./queue/history.ts";
@@ -40,6 +42,15 @@ import type { PortKind, SessionClock } from "./smtp/session.ts";
 import { reportTiming, TlsSessionCounter } from "./tlsrpt/counter.ts";
 import { tlsReportCourier } from "./tlsrpt/received.ts";
 import { TlsReportSender } from "./tlsrpt/sender.ts";
+
+/** Opens a listener; its failure names what and which port. */
+function listening<T>(what: string, port: number, open: () => T): T {
+  try {
+    return open();
+  } catch (err) {
+    throw new Error(`cannot listen for ${what} on port ${port}: ${errorMessage(err)}`);
+  }
+}
 
 export interface RunningServer {
   httpPort: number;
@@ -94,6 +105,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
   });
   const metrics = new PosternMetrics({
     db: database.db,
+    certificateNotAfter: () => tls.notAfter(),
     // while the database is away, every scrape would say so again: the health line said it once
     onCollectError: (metric, err) => {
       if (health.up) log.warn("metric collection failed", { metric, error: errorMessage(err) });
@@ -134,11 +146,17 @@ export async function startServer(config: Config): Promise<RunningServer> {
     if (outcome.kind === "refused")
       log.warn("TLS certificate not reloaded: the old one stays", { why, error: outcome.why });
   };
-  const onSighup = () => reloadTls("SIGHUP");
+  /** Started once the listeners are up; SIGHUP has it look again at once. */
+  let acme: AcmeManager | undefined;
+  const onSighup = () => {
+    reloadTls("SIGHUP");
+    acme?.wake();
+  };
   process.on("SIGHUP", onSighup);
   const tlsCheck = setInterval(() => reloadTls("the files changed"), 60_000);
   tlsCheck.unref?.();
-  const extraRoots = readExtraRoots(config.extraCaFile);
+  const extraRoots = readRoots(config.extraCaFile, "POSTERN_EXTRA_CA_FILE");
+  const acmeRoots = config.acme && readRoots(config.acme.caFile, "POSTERN_ACME_CA_FILE");
   const resolver = await createResolver(config.dnsServers, {
     onLookup: (type, seconds) => metrics.dnsLookup(type, seconds),
   });
@@ -313,30 +331,69 @@ export async function startServer(config: Config): Promise<RunningServer> {
       return Response.json({ error: "internal error" }, { status: 500 });
     },
   });
+  const httpError = (server: string) => (err: Error) => {
+    log.error(`${server} handler failed`, { error: errorMessage(err) });
+    return new Response("internal error\n", { status: 500 });
+  };
   log.info("http listening", { address: config.listen, port: http.port });
+  let acmeHttp: ReturnType<typeof Bun.serve> | undefined;
   try {
-    https = new HttpsListener(
-      {
-        hostname: config.listen,
-        port: config.httpsPort,
-        fetch: mtaStsSite({ modeOf: (domain) => directory.mtaStsMode(domain), mailHost: config.hostname }),
-        error(err) {
-          log.error("https handler failed", { error: errorMessage(err) });
-          return new Response("internal error\n", { status: 500 });
-        },
-      },
-      tls.current(),
+    https = listening(
+      "HTTPS",
+      config.httpsPort,
+      () =>
+        new HttpsListener(
+          {
+            hostname: config.listen,
+            port: config.httpsPort,
+            fetch: mtaStsSite({
+              modeOf: (domain) => directory.mtaStsMode(domain),
+              mailHost: config.hostname,
+            }),
+            error: httpError("https"),
+          },
+          tls.current(),
+        ),
     );
+    const acmeHttpPort = config.acme?.httpPort;
+    if (acmeHttpPort !== undefined)
+      acmeHttp = listening("ACME HTTP-01", acmeHttpPort, () =>
+        Bun.serve({
+          hostname: config.listen,
+          port: acmeHttpPort,
+          fetch: challengeResponder(database.db),
+          error: httpError("acme http-01"),
+        }),
+      );
   } catch (err) {
     process.off("SIGHUP", onSighup);
     clearInterval(tlsCheck);
     await Promise.all(listeners.map((l) => l.stop(0)));
     await http.stop(true);
+    await https?.stop();
     control?.stop();
     await database.close();
-    throw new Error(`cannot listen for HTTPS on port ${config.httpsPort}: ${errorMessage(err)}`);
+    throw err;
   }
   log.info("https listening", { address: config.listen, port: https.port });
+  if (config.acme) {
+    log.info("acme http-01 listening", { address: config.listen, port: acmeHttp?.port });
+    acme = new AcmeManager({
+      db: database.db,
+      directoryUrl: config.acme.directoryUrl,
+      caPem: acmeRoots?.length ? acmeRoots.join("\n") : undefined,
+      email: config.acme.email,
+      hostname: config.hostname,
+      owner,
+      log,
+      install: (material, cert) => {
+        tls.install(material);
+        https?.reload(tls.current());
+        log.info("serving the ACME certificate", { serial: cert.serial, notAfter: cert.notAfter });
+      },
+    });
+    acme.start();
+  }
   await scheduler.start();
   hookSender = new HookSender({
     db: database.db,
@@ -393,12 +450,14 @@ export async function startServer(config: Config): Promise<RunningServer> {
       await scheduler.stop();
       await hookSender.stop();
       await tlsReports?.stop();
+      await acme?.stop();
       await tlsCounter?.stop();
       await history.stop();
       await health.stop();
       control?.stop();
       await http.stop(true);
       await https.stop();
+      await acmeHttp?.stop(true);
       await database.close();
       log.info("stopped");
     },

@@ -7,7 +7,7 @@ import { domainProblem, normalizeDomain } from "../mail/address.ts";
 import { generateDkimKeys } from "../mail/dkim.ts";
 import { POLICY_FETCH_TIMEOUT_MS, policyFetcher } from "../mta-sts/fetch.ts";
 import { HOSTED_MODES, hostedModeOf, isHostedMode } from "../mta-sts/hosted.ts";
-import { readExtraRoots } from "../net/tls.ts";
+import { readRoots } from "../net/tls.ts";
 import { type CommandContext, OperationError, parseVerbArgs, UsageError, type VerbGroup } from "./context.ts";
 
 const SELECTOR = /^[a-z0-9]([a-z0-9-]{0,40}[a-z0-9])?$/;
@@ -91,7 +91,7 @@ export const domainVerbs: VerbGroup = {
       const resolver = await createResolver(ctx.config.dnsServers);
       const fetchPolicy = policyFetcher({
         resolver,
-        extraRoots: readExtraRoots(ctx.config.extraCaFile),
+        extraRoots: readRoots(ctx.config.extraCaFile, "POSTERN_EXTRA_CA_FILE"),
         allowPrivate: ctx.config.allowPrivateDestinations,
         timeoutMs: POLICY_FETCH_TIMEOUT_MS,
       });

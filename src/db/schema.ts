@@ -422,3 +422,36 @@ export const tlsReportsReceived = pgTable(
   },
   (t) => [index("tls_reports_received_domain").on(t.domain, t.id)],
 );
+
+/**
+ * The ACME account of each directory (RFC 8555): its key, shared by every node, and the lease of
+ * the node ordering a certificate with it (a row, not an advisory lock: the order takes seconds,
+ * and PGlite's one connection cannot hold a transaction open that long while it answers the
+ * HTTP-01 requests).
+ */
+export const acmeAccounts = pgTable("acme_accounts", {
+  directoryUrl: text("directory_url").primaryKey(),
+  keyPem: text("key_pem").notNull(),
+  orderingBy: text("ordering_by"),
+  orderingUntil: at("ordering_until"),
+  createdAt: at("created_at").notNull().defaultNow(),
+});
+
+/** The certificate ACME got for us, served by every node (one row: `server`). */
+export const certificates = pgTable("certificates", {
+  name: text("name").primaryKey(),
+  certPem: text("cert_pem").notNull(),
+  keyPem: text("key_pem").notNull(),
+  names: text("names").array().notNull(),
+  serial: text("serial").notNull(),
+  notBefore: at("not_before").notNull(),
+  notAfter: at("not_after").notNull(),
+  updatedAt: at("updated_at").notNull().defaultNow(),
+});
+
+/** HTTP-01 challenges in progress: any node may be the one the ACME server asks. */
+export const acmeChallenges = pgTable("acme_challenges", {
+  token: text("token").primaryKey(),
+  keyAuthorization: text("key_authorization").notNull(),
+  createdAt: at("created_at").notNull().defaultNow(),
+});

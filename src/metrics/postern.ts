@@ -92,6 +92,8 @@ const SECONDS_DELIVERY = [
 export interface PosternMetricsDeps {
   /** For the queue gauges; without it they are left out. */
   db?: Db;
+  /** When the certificate in service expires (postern_tls_certificate_days_left). */
+  certificateNotAfter?: () => Date;
   onCollectError?(name: string, err: unknown): void;
 }
 
@@ -122,6 +124,7 @@ export class PosternMetrics implements SmtpMetrics {
 
   constructor(deps: PosternMetricsDeps = {}) {
     const registers = [this.registry];
+    if (deps.certificateNotAfter) this.certificateGauge(registers, deps.certificateNotAfter);
     this.connectionsOpen = new Gauge({
       name: "postern_smtp_connections_open",
       help: "SMTP connections open now, per port.",
@@ -301,6 +304,17 @@ export class PosternMetrics implements SmtpMetrics {
         ),
       });
     }
+  }
+
+  private certificateGauge(registers: Registry[], notAfter: () => Date): void {
+    new Gauge({
+      name: "postern_tls_certificate_days_left",
+      help: "Days until the certificate served on 25, 587, 465 and 443 expires (ACME renews it at two thirds of its lifetime).",
+      registers,
+      collect() {
+        this.set((notAfter().getTime() - Date.now()) / 86_400_000);
+      },
+    });
   }
 
   async render(): Promise<string> {

@@ -91,13 +91,13 @@ function readPem(path: string, variable: string): string {
   }
 }
 
-/** The certificates of POSTERN_EXTRA_CA_FILE, one PEM each (none when unset). */
-export function readExtraRoots(path: string | undefined): string[] {
+/** The certificates of a roots file (POSTERN_EXTRA_CA_FILE, POSTERN_ACME_CA_FILE), one PEM each; none when unset. */
+export function readRoots(path: string | undefined, variable: string): string[] {
   if (!path) return [];
-  const roots = readPem(path, "POSTERN_EXTRA_CA_FILE").match(
+  const roots = readPem(path, variable).match(
     /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g,
   );
-  if (!roots) throw new Error(`POSTERN_EXTRA_CA_FILE=${path} holds no PEM certificate`);
+  if (!roots) throw new Error(`${variable}=${path} holds no PEM certificate`);
   return roots;
 }
 
@@ -124,7 +124,8 @@ export class TlsStore {
   private stamp: string;
 
   private constructor(
-    private readonly files: { cert: string; key: string } | undefined,
+    /** The operator's files; none once ACME's certificate is installed (it takes over). */
+    private files: { cert: string; key: string } | undefined,
     material: TlsMaterial,
   ) {
     this.options = serverTlsOptions(material);
@@ -144,6 +145,16 @@ export class TlsStore {
   /** The serial number of the certificate in service (logs, tests). */
   serial(): string {
     return new X509Certificate(this.options.cert).serialNumber;
+  }
+
+  notAfter(): Date {
+    return new Date(new X509Certificate(this.options.cert).validTo);
+  }
+
+  /** Serves a certificate ACME got from now on; the files are no longer read. */
+  install(material: TlsMaterial): void {
+    this.files = undefined;
+    this.options = serverTlsOptions(material);
   }
 
   /** Reads the files again if they changed (or when `force`d); says what came of it. */

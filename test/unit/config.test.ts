@@ -40,6 +40,27 @@ describe("parseConfig", () => {
     ]);
   });
 
+  test("TLS settings: MTA-STS, TLS reports and ACME", () => {
+    const d = parseConfig({});
+    expect([d.mtaSts, d.httpsPort, d.tlsReportPeriodSeconds, d.acme]).toEqual([true, 443, 86400, undefined]);
+    const c = parseConfig({
+      POSTERN_MTA_STS: "off",
+      POSTERN_TLSRPT: "off",
+      POSTERN_ACME_DIRECTORY: "letsencrypt",
+      POSTERN_ACME_EMAIL: "ops@example.test",
+    });
+    expect([c.mtaSts, c.tlsReportPeriodSeconds]).toEqual([false, undefined]);
+    expect(c.acme).toEqual({
+      directoryUrl: "https://acme-v02.api.letsencrypt.org/directory",
+      email: "ops@example.test",
+      caFile: undefined,
+      httpPort: 80,
+    });
+    expect(() => parseConfig({ POSTERN_ACME_DIRECTORY: "http://acme.test/dir" })).toThrow(
+      'POSTERN_ACME_DIRECTORY="http://acme.test/dir" is invalid: expected an https:// ACME directory URL or letsencrypt',
+    );
+  });
+
   test("an empty variable counts as unset", () => {
     expect(parseConfig({ POSTERN_SMTP_PORT: "" }).smtpPort).toBe(25);
   });

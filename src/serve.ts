@@ -5,6 +5,7 @@ import { AcmeManager } from "./acme/manager.ts";
 import { LOCKOUT_DEFAULTS } from "./auth/lockout.ts";
 import { runVerb } from "./commands/dispatch.ts";
 import { type Config, secretRedactor } from "./config.ts";
+import { consoleHandler } from "./console/routes.ts";
 import { controlSocketPath, serveControlSocket } from "./control/socket.ts";
 import { DatabaseHealth } from "./db/health.ts";
 import { migrate } from "./db/migrate.ts";
@@ -160,6 +161,12 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const resolver = await createResolver(config.dnsServers, {
     onLookup: (type, seconds) => metrics.dnsLookup(type, seconds),
   });
+  const fetchPolicy = policyFetcher({
+    resolver,
+    extraRoots,
+    allowPrivate: config.allowPrivateDestinations,
+    timeoutMs: POLICY_FETCH_TIMEOUT_MS,
+  });
   const router = new Router({
     suppressed: async (mailFrom, address) => {
       const found = await suppressionRefusing(database.db, mailFrom, address);
@@ -192,12 +199,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
         ? new StsPolicies({
             db: database.db,
             resolver,
-            fetch: policyFetcher({
-              resolver,
-              extraRoots,
-              allowPrivate: config.allowPrivateDestinations,
-              timeoutMs: POLICY_FETCH_TIMEOUT_MS,
-            }),
+            fetch: fetchPolicy,
           })
         : undefined,
       startTls: startTlsTrusting(extraRoots),
@@ -325,6 +327,14 @@ export async function startServer(config: Config): Promise<RunningServer> {
         },
       },
       metrics,
+      console: consoleHandler({
+        db: database.db,
+        adminToken: config.adminToken,
+        hostname: config.hostname,
+        resolver,
+        fetchPolicy,
+        secure: false, // the HTTP port is plain HTTP; put it behind TLS to reach it from afar
+      }),
     }),
     error(err) {
       log.error("http handler failed", { error: errorMessage(err) });

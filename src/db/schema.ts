@@ -86,8 +86,9 @@ export const messages = pgTable(
   },
   (t) => [
     index("messages_received_at_idx").on(t.receivedAt),
-    // Delivery reports that come back find what they are about; only mail we sent is looked up.
-    index("messages_sent_message_id_idx").on(t.messageIdHeader).where(sql`${t.direction} = 'outbound'`),
+    // Delivery reports that come back find what they are about (mail we sent), and the console
+    // finds any message by its Message-ID.
+    index("messages_message_id_idx").on(t.messageIdHeader),
     index("messages_sent_envid_idx").on(t.envid).where(sql`${t.direction} = 'outbound'`),
   ],
 );
@@ -176,6 +177,8 @@ export const events = pgTable(
   (t) => [
     index("events_message_idx").on(t.messageId),
     index("events_tx_idx").on(t.tx, t.id),
+    // the console's last 24 hours
+    index("events_at_idx").on(t.at),
     check("events_type_check", sql.raw(`${t.type.name} in (${EVENT_TYPES.map((s) => `'${s}'`).join(", ")})`)),
   ],
 );
@@ -453,5 +456,14 @@ export const certificates = pgTable("certificates", {
 export const acmeChallenges = pgTable("acme_challenges", {
   token: text("token").primaryKey(),
   keyAuthorization: text("key_authorization").notNull(),
+  createdAt: at("created_at").notNull().defaultNow(),
+});
+
+/** Operator console sessions (GET /admin): the SHA-256 of the cookie's secret, never the secret. */
+export const adminSessions = pgTable("admin_sessions", {
+  idHash: text("id_hash").primaryKey(),
+  /** Every state-changing form carries it. */
+  csrf: text("csrf").notNull(),
+  expiresAt: at("expires_at").notNull(),
   createdAt: at("created_at").notNull().defaultNow(),
 });

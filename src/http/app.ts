@@ -1,4 +1,4 @@
-// The HTTP server's routes: health, and the admin API behind a bearer token.
+// The HTTP server's routes: health, metrics, the admin API behind a bearer token, the console.
 
 import { keyBySecret } from "../auth/keys.ts";
 import type { Database } from "../db/open.ts";
@@ -15,6 +15,8 @@ export interface HttpDeps {
   api: ApiDeps;
   /** Serves GET /metrics (no auth) when given. */
   metrics?: { render(): Promise<string> };
+  /** The operator console under /admin (console/routes.ts). */
+  console?: (req: Request, url: URL) => Promise<Response>;
 }
 
 export function createHttpHandler(deps: HttpDeps): (req: Request) => Promise<Response> {
@@ -42,6 +44,8 @@ function routes(deps: HttpDeps): (req: Request) => Promise<Response> {
       if (req.method !== "GET" && req.method !== "HEAD") return methodNotAllowed("GET");
       return new Response(await deps.metrics.render(), { headers: { "content-type": METRICS_CONTENT_TYPE } });
     }
+    if (deps.console && (url.pathname === "/admin" || url.pathname.startsWith("/admin/")))
+      return deps.console(req, url);
     if (url.pathname.startsWith("/api/")) {
       const bearer = bearerToken(req.headers.get("authorization"));
       if (bearer !== undefined && deps.adminToken && tokenMatches(bearer, deps.adminToken)) {

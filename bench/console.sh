@@ -66,19 +66,17 @@ grep -q postern_session "$JAR" || die "could not log in"
 
 # time_page PATH: REPS fetches, "median worst" in ms; the first fetch (warm-up) is not counted
 time_page() {
-	local t=() i
+	local out=$WORK/times i
 	curl -s -b "$JAR" -o /dev/null "$BASE$1"
+	: >"$out"
 	for ((i = 0; i < REPS; i++)); do
-		t+=("$(curl -s -b "$JAR" -o "$WORK/page.html" -w '%{http_code} %{time_total}' "$BASE$1")")
+		curl -s -b "$JAR" -o "$WORK/page.html" -w '%{http_code} %{time_total}\n' "$BASE$1" >>"$out"
 	done
-	printf '%s\n' "${t[@]}" | awk -v p="$1" '
-		$1 != 200 { bad = $1 }
-		{ ms[NR] = $2 * 1000 }
-		END {
-			n = asort(ms)
-			if (bad) { printf "| `%s` | HTTP %s | |\n", p, bad; exit }
-			printf "| `%s` | %.0f | %.0f |\n", p, ms[int((n + 1) / 2)], ms[n]
-		}'
+	if grep -qv '^200 ' "$out"; then
+		echo "| \`$1\` | HTTP $(grep -v '^200 ' "$out" | head -1 | cut -d' ' -f1) | |"
+		return
+	fi
+	awk '{ print $2 * 1000 }' "$out" | sort -n | awk -v p="$1" '{ ms[NR] = $1 } END { printf "| `%s` | %.0f | %.0f |\n", p, ms[int((NR + 1) / 2)], ms[NR] }'
 }
 
 echo "## Console pages with $N messages ($(date -u +%F), $(nproc) cores)"

@@ -333,7 +333,6 @@ export async function startServer(config: Config): Promise<RunningServer> {
         hostname: config.hostname,
         resolver,
         fetchPolicy,
-        secure: false, // the HTTP port is plain HTTP; put it behind TLS to reach it from afar
       }),
     }),
     error(err) {

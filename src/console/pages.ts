@@ -1,6 +1,7 @@
 // The console's pages, rendered from data (no queries here): semantic HTML that reads without
 // colour or script, one small style sheet inline (the binary serves no other asset).
 import type { RecordCheck } from "../domains/check.ts";
+import type { QueueEntry } from "../queue/inspect.ts";
 import { type Html, html, raw } from "./html.ts";
 import type { HourCounts } from "./queries.ts";
 
@@ -45,26 +46,13 @@ export function loginPage(nonce: string, problem?: string): Html {
 const when = (d: Date | string | null | undefined) =>
   d ? new Date(d).toISOString().replace("T", " ").slice(0, 19) : "";
 
-export interface QueueRow {
-  deliveryId: number;
-  messageId: string;
-  rcpt: string;
-  status: string;
-  attempts: number;
-  nextAttemptAt: Date;
-  lastReply: string | null;
-  from: string;
-  subject: string | null;
-  receivedAt: Date;
-}
-
 export const STATUSES = ["queued", "deferred", "delivered", "bounced"] as const;
 
 export function queuePage(o: {
   csrf: string;
   filter: Record<string, string>;
   counts: Map<string, number>;
-  rows: QueueRow[];
+  rows: QueueEntry[];
   nextPage?: string;
 }): Html {
   const f = o.filter;
@@ -89,7 +77,7 @@ ${field("rcpt", "Recipient")}${field("sender", "Sender")}${field("domain", "Reci
 <td><a href="/admin/messages/${r.messageId}">${r.messageId}</a><br>${r.subject ?? ""}</td>
 <td>${r.from || "<>"}</td><td>${r.rcpt}</td>
 <td class="status status-${r.status}">${r.status}</td><td>${r.attempts}</td>
-<td>${r.status === "queued" || r.status === "deferred" ? when(r.nextAttemptAt) : ""}</td>
+<td>${when(r.nextAttemptAt)}</td>
 <td class="reply">${r.lastReply ?? ""}</td></tr>`,
   )}</tbody></table>
 ${o.rows.length === 0 ? html`<p>No delivery matches.</p>` : ""}
@@ -165,13 +153,23 @@ export function domainsPage(csrf: string, domains: { name: string; checks: Recor
   );
 }
 
-/** A plain table page (suppressions, keys, hooks). */
-export function tablePage(csrf: string, title: string, columns: string[], rows: (string | number)[][]): Html {
+export interface PlainTable {
+  caption: string;
+  columns: string[];
+  rows: (string | number)[][];
+}
+
+/** A page of plain tables (suppressions, keys, hooks). */
+export function tablePage(csrf: string, title: string, tables: PlainTable[]): Html {
   return layout(
     title,
-    html`<table><thead><tr>${columns.map((c) => html`<th scope="col">${c}</th>`)}</tr></thead>
-<tbody>${rows.map((r) => html`<tr>${r.map((v) => html`<td>${v}</td>`)}</tr>`)}</tbody></table>
-${rows.length === 0 ? html`<p>None.</p>` : ""}`,
+    html`${tables.map(
+      (
+        t,
+      ) => html`<table><caption>${t.caption}</caption><thead><tr>${t.columns.map((c) => html`<th scope="col">${c}</th>`)}</tr></thead>
+<tbody>${t.rows.map((r) => html`<tr>${r.map((v) => html`<td>${v}</td>`)}</tr>`)}</tbody></table>
+${t.rows.length === 0 ? html`<p>None.</p>` : ""}`,
+    )}`,
     csrf,
   );
 }

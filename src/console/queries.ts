@@ -1,62 +1,8 @@
-// What the console pages read: the queue filtered and searched (paged by delivery id, newest
-// first, so no page counts rows it does not show), counts per status, and the last 24 hours.
-import { and, count, desc, eq, gte, lt, or, sql } from "drizzle-orm";
+// What the console pages read besides the queue itself (queue/inspect.ts): counts per status,
+// and the last 24 hours.
+import { count, gte, sql } from "drizzle-orm";
 import type { Db } from "../db/open.ts";
-import { type DeliveryStatus, deliveries, events, messages } from "../db/schema.ts";
-
-export interface QueueFilter {
-  status?: DeliveryStatus;
-  /** Our message id or its Message-ID header (with or without the angle brackets). */
-  q?: string;
-  rcpt?: string;
-  sender?: string;
-  /** The recipient's domain. */
-  domain?: string;
-  /** Continue after this delivery id. */
-  before?: number;
-}
-
-export const PAGE_SIZE = 50;
-
-export async function searchQueue(db: Db, f: QueueFilter) {
-  const q = f.q?.trim();
-  const rows = await db
-    .select({
-      deliveryId: deliveries.id,
-      messageId: deliveries.messageId,
-      rcpt: deliveries.rcpt,
-      status: deliveries.status,
-      attempts: deliveries.attempts,
-      nextAttemptAt: deliveries.nextAttemptAt,
-      lastReply: deliveries.lastReply,
-      from: messages.mailFrom,
-      subject: messages.subject,
-      receivedAt: messages.receivedAt,
-    })
-    .from(deliveries)
-    .innerJoin(messages, eq(messages.id, deliveries.messageId))
-    .where(
-      and(
-        f.status ? eq(deliveries.status, f.status) : undefined,
-        q
-          ? or(
-              eq(messages.id, q),
-              eq(messages.messageIdHeader, q.startsWith("<") ? q : `<${q}>`),
-              eq(messages.messageIdHeader, q),
-            )
-          : undefined,
-        f.rcpt ? eq(deliveries.rcpt, f.rcpt.toLowerCase()) : undefined,
-        f.sender ? eq(messages.mailFrom, f.sender.toLowerCase()) : undefined,
-        f.domain
-          ? sql`${deliveries.rcpt} like ${`%@${f.domain.toLowerCase().replace(/[\\%_]/g, "\\$&")}`}`
-          : undefined,
-        f.before !== undefined ? lt(deliveries.id, f.before) : undefined,
-      ),
-    )
-    .orderBy(desc(deliveries.id))
-    .limit(PAGE_SIZE + 1);
-  return { rows: rows.slice(0, PAGE_SIZE), more: rows.length > PAGE_SIZE };
-}
+import { deliveries, events, messages } from "../db/schema.ts";
 
 export async function statusCounts(db: Db): Promise<Map<string, number>> {
   const rows = await db

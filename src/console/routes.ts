@@ -8,11 +8,18 @@ import { classifyOutcome, readReply } from "../delivery/bounce-class.ts";
 import { listPauses } from "../delivery/shaping.ts";
 import type { Resolver } from "../dns/resolver.ts";
 import { checkDomain } from "../domains/check.ts";
-import { hookView, listHooks } from "../hooks/store.ts";
+import { hookView, listHooks, recentHookFailures } from "../hooks/store.ts";
 import { tokenMatches } from "../http/auth.ts";
 import type { AuthVerdict } from "../mail/authcheck.ts";
 import { hostedModeOf } from "../mta-sts/hosted.ts";
-import { oldestWaitingSeconds, removeMessage, retryNow, showMessage } from "../queue/inspect.ts";
+import {
+  listQueue,
+  oldestWaitingSeconds,
+  type QueueFilter,
+  removeMessage,
+  retryNow,
+  showMessage,
+} from "../queue/inspect.ts";
 import { listSuppressions } from "../queue/suppressions.ts";
 import { type Html, toText } from "./html.ts";
 import {
@@ -24,7 +31,7 @@ import {
   type StoryRecipient,
   tablePage,
 } from "./pages.ts";
-import { lastDay, type QueueFilter, searchQueue, statusCounts } from "./queries.ts";
+import { lastDay, statusCounts } from "./queries.ts";
 import {
   type ConsoleSession,
   cookie,
@@ -45,9 +52,14 @@ export interface ConsoleDeps {
   hostname: string;
   resolver: Resolver;
   fetchPolicy(domain: string): Promise<string>;
-  /** Cookies marked Secure (the console is reached over TLS). */
-  secure: boolean;
 }
+
+/**
+ * Whether the browser reached the console over TLS: directly, or through a proxy that says so
+ * (a forged header only makes the cookie stricter). Then the cookies are marked Secure.
+ */
+const overTls = (req: Request, url: URL) =>
+  url.protocol === "https:" || req.headers.get("x-forwarded-proto")?.toLowerCase() === "https";
 
 const HEADERS = {
   "content-type": "text/html; charset=utf-8",
@@ -72,38 +84,40 @@ const redirect = (to: string, cookiesToSet: string[] = []) =>
 const refused = (why: string) =>
   new Response(`${why}\n`, { status: 403, headers: { "content-type": "text/plain" } });
 
+const PAGE_SIZE = 50;
 const MESSAGE = /^\/admin\/messages\/([A-Za-z0-9]+)(?:\/(retry|delete))?$/;
 
 export function consoleHandler(deps: ConsoleDeps): (req: Request, url: URL) => Promise<Response> {
   const { db } = deps;
 
-  async function loginForm(status: number, problem?: string): Promise<Response> {
+  async function loginForm(secure: boolean, status: number, problem?: string): Promise<Response> {
     const nonce = newSecret();
     return page(status, loginPage(nonce, problem), {
-      "set-cookie": cookie(LOGIN_COOKIE, nonce, 600, deps.secure),
+      "set-cookie": cookie(LOGIN_COOKIE, nonce, 600, secure),
     });
   }
 
-  async function login(req: Request): Promise<Response> {
+  async function login(req: Request, secure: boolean): Promise<Response> {
     const form = await req.formData();
     if (!sameToken(cookies(req).get(LOGIN_COOKIE), form.get("nonce") as string | null))
       return refused("the login form has expired or did not come from this console: load it again");
-    if (!deps.adminToken) return loginForm(403, "The console is off: set POSTERN_ADMIN_TOKEN.");
+    if (!deps.adminToken) return loginForm(secure, 403, "The console is off: set POSTERN_ADMIN_TOKEN.");
     const token = form.get("token");
     if (typeof token !== "string" || !tokenMatches(token, deps.adminToken))
-      return loginForm(401, "Wrong token.");
+      return loginForm(secure, 401, "Wrong token.");
     const { secret } = await startSession(db);
     return redirect("/admin/overview", [
-      cookie(SESSION_COOKIE, secret, SESSION_SECONDS, deps.secure),
-      cookie(LOGIN_COOKIE, "", 0, deps.secure),
+      cookie(SESSION_COOKIE, secret, SESSION_SECONDS, secure),
+      cookie(LOGIN_COOKIE, "", 0, secure),
     ]);
   }
 
   return async (req, url) => {
     const path = url.pathname.replace(/\/$/, "");
+    const secure = overTls(req, url);
     if (path === "/admin/login") {
-      if (req.method === "GET") return loginForm(200);
-      if (req.method === "POST") return login(req);
+      if (req.method === "GET") return loginForm(secure, 200);
+      if (req.method === "POST") return login(req, secure);
       return new Response(null, { status: 405, headers: { allow: "GET, POST" } });
     }
     const secret = cookies(req).get(SESSION_COOKIE);
@@ -113,16 +127,16 @@ export function consoleHandler(deps: ConsoleDeps): (req: Request, url: URL) => P
       const form = await req.formData();
       if (!sameToken(form.get("csrf") as string | null, session.csrf))
         return refused("missing or wrong CSRF token");
-      return post(path, secret!);
+      return post(path, secret!, secure);
     }
     if (req.method !== "GET") return new Response(null, { status: 405, headers: { allow: "GET, POST" } });
     return get(path, url.searchParams, session);
   };
 
-  async function post(path: string, secret: string): Promise<Response> {
+  async function post(path: string, secret: string, secure: boolean): Promise<Response> {
     if (path === "/admin/logout") {
       await endSession(db, secret);
-      return redirect("/admin/login", [cookie(SESSION_COOKIE, "", 0, deps.secure)]);
+      return redirect("/admin/login", [cookie(SESSION_COOKIE, "", 0, secure)]);
     }
     const m = MESSAGE.exec(path);
     if (m?.[2] === "retry") {
@@ -171,44 +185,46 @@ export function consoleHandler(deps: ConsoleDeps): (req: Request, url: URL) => P
     if (path === "/admin/suppressions")
       return page(
         200,
-        tablePage(
-          csrf,
-          "Suppressions",
-          ["Address", "Sending domain", "Reason", "Reply", "Since"],
-          (await listSuppressions(db)).map((s) => [
-            s.address,
-            s.domain,
-            s.reason,
-            s.code ?? "",
-            s.at.toISOString(),
-          ]),
-        ),
+        tablePage(csrf, "Suppressions", [
+          {
+            caption: "Recipients not sent to, per sending domain",
+            columns: ["Address", "Sending domain", "Reason", "Reply", "Since"],
+            rows: (await listSuppressions(db)).map((s) => [
+              s.address,
+              s.domain,
+              s.reason,
+              s.code ?? "",
+              s.at.toISOString(),
+            ]),
+          },
+        ]),
       );
     if (path === "/admin/keys")
       return page(
         200,
-        tablePage(
-          csrf,
-          "API keys",
-          ["Name", "Domains", "Per hour", "Created"],
-          (await listKeys(db)).map((k) => [
-            k.name,
-            k.domains.join(", "),
-            k.limitPerHour ?? "default",
-            k.createdAt.toISOString(),
-          ]),
-        ),
+        tablePage(csrf, "API keys", [
+          {
+            caption: "Application keys (their secrets are not kept)",
+            columns: ["Name", "Domains", "Per hour", "Created"],
+            rows: (await listKeys(db)).map((k) => [
+              k.name,
+              k.domains.join(", "),
+              k.limitPerHour ?? "default",
+              k.createdAt.toISOString(),
+            ]),
+          },
+        ]),
       );
-    if (path === "/admin/hooks")
+    if (path === "/admin/hooks") {
+      const hookList = (await listHooks(db)).map(hookView);
+      const urls = new Map(hookList.map((h) => [h.id, h.url]));
       return page(
         200,
-        tablePage(
-          csrf,
-          "Event webhooks",
-          ["URL", "Events", "Domain", "Last delivered", "Last failed", "Last failure"],
-          (await listHooks(db))
-            .map(hookView)
-            .map((h) => [
+        tablePage(csrf, "Event webhooks", [
+          {
+            caption: "Webhooks",
+            columns: ["URL", "Events", "Domain", "Last delivered", "Last failed", "Last failure"],
+            rows: hookList.map((h) => [
               h.url,
               h.events?.join(", ") ?? "all",
               h.domain ?? "all",
@@ -216,8 +232,22 @@ export function consoleHandler(deps: ConsoleDeps): (req: Request, url: URL) => P
               h.lastFailedAt ?? "",
               h.lastFailure ?? "",
             ]),
-        ),
+          },
+          {
+            caption: "Events refused by their receiver, being retried or given up (newest first)",
+            columns: ["Webhook", "Event", "Status", "Tries", "Next try", "Last answer"],
+            rows: (await recentHookFailures(db, 100)).map((d) => [
+              urls.get(d.hookId) ?? String(d.hookId),
+              d.eventId,
+              d.status,
+              d.attempts,
+              d.status === "pending" ? d.nextAttemptAt.toISOString() : "",
+              d.lastReply ?? "",
+            ]),
+          },
+        ]),
       );
+    }
     return new Response("not found\n", { status: 404, headers: { "content-type": "text/plain" } });
   }
 
@@ -234,18 +264,25 @@ export function consoleHandler(deps: ConsoleDeps): (req: Request, url: URL) => P
       rcpt: text("rcpt"),
       sender: text("sender"),
       domain: text("domain"),
-      before: Number.isSafeInteger(before) && before > 0 ? before : undefined,
     };
-    const [found, counts] = await Promise.all([searchQueue(db, filter), statusCounts(db)]);
+    const [found, counts] = await Promise.all([
+      listQueue(db, {
+        ...filter,
+        limit: PAGE_SIZE,
+        cursor: Number.isSafeInteger(before) && before > 0 ? before : undefined,
+      }),
+      statusCounts(db),
+    ]);
     const shown: Record<string, string> = {};
     for (const k of ["q", "status", "rcpt", "sender", "domain"]) {
       const v = text(k);
       if (v) shown[k] = v;
     }
-    const next = found.more
-      ? `/admin/queue?${new URLSearchParams({ ...shown, before: String(found.rows.at(-1)!.deliveryId) })}`
-      : undefined;
-    return page(200, queuePage({ csrf, filter: shown, counts, rows: found.rows, nextPage: next }));
+    const next =
+      found.nextCursor === undefined
+        ? undefined
+        : `/admin/queue?${new URLSearchParams({ ...shown, before: String(found.nextCursor) })}`;
+    return page(200, queuePage({ csrf, filter: shown, counts, rows: found.entries, nextPage: next }));
   }
 
   async function message(id: string, csrf: string): Promise<Response> {

@@ -1,7 +1,7 @@
 // Event webhooks in the database: the hooks, the event stream each reads past its cursor (a hook
 // is held by one node at a time, under a lease), and the copies a receiver refused, retried
 // under leases of their own.
-import { and, asc, eq, inArray, isNull, lt, lte, or, sql } from "drizzle-orm";
+import { and, asc, desc, eq, inArray, isNull, lt, lte, or, sql } from "drizzle-orm";
 import type { Db } from "../db/open.ts";
 import { type EventType, events, hookDeliveries, hooks } from "../db/schema.ts";
 import { nextAttempt, type RetryPolicy } from "../queue/retry.ts";
@@ -310,4 +310,9 @@ export async function nextHookDueAt(db: Db): Promise<Date | undefined> {
     .from(hookDeliveries)
     .where(eq(hookDeliveries.status, "pending"));
   return row?.at ?? undefined;
+}
+
+/** The event copies a receiver refused (the ones it took leave no row), newest first. */
+export async function recentHookFailures(db: Db, limit: number) {
+  return db.select().from(hookDeliveries).orderBy(desc(hookDeliveries.id)).limit(limit);
 }

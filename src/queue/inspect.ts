@@ -1,6 +1,6 @@
 // The queue as an operator sees it: a line per recipient delivery, one message with its whole
 // history ("why is it stuck"), and the two actions on it: retry now, remove.
-import { and, asc, count, desc, eq, inArray, lt, sql } from "drizzle-orm";
+import { and, asc, count, desc, eq, inArray, like, lt, or, sql } from "drizzle-orm";
 import type { Db } from "../db/open.ts";
 import { attempts, type DeliveryStatus, deliveries, messages, PENDING_STATUSES } from "../db/schema.ts";
 import { readHeaders } from "../mail/headers.ts";
@@ -25,11 +25,23 @@ export interface QueuePage {
   nextCursor?: number;
 }
 
-/** Deliveries, newest first; `status` filters, `cursor` continues after a delivery id. */
+/** What the queue may be narrowed to (the API filters by status; the console by all of them). */
+export interface QueueFilter {
+  status?: DeliveryStatus;
+  /** Our message id or its Message-ID header (with or without the angle brackets). */
+  q?: string;
+  rcpt?: string;
+  sender?: string;
+  /** The recipient's domain. */
+  domain?: string;
+}
+
+/** Deliveries, newest first, narrowed by `filter`; `cursor` continues after a delivery id. */
 export async function listQueue(
   db: Db,
-  o: { status?: DeliveryStatus; limit: number; cursor?: number },
+  o: QueueFilter & { limit: number; cursor?: number },
 ): Promise<QueuePage> {
+  const q = o.q?.trim();
   const rows = await db
     .select({
       messageId: deliveries.messageId,
@@ -49,6 +61,18 @@ export async function listQueue(
     .where(
       and(
         o.status ? eq(deliveries.status, o.status) : undefined,
+        q
+          ? or(
+              eq(messages.id, q),
+              eq(messages.messageIdHeader, q.startsWith("<") ? q : `<${q}>`),
+              eq(messages.messageIdHeader, q),
+            )
+          : undefined,
+        o.rcpt ? eq(deliveries.rcpt, o.rcpt.toLowerCase()) : undefined,
+        o.sender ? eq(messages.mailFrom, o.sender.toLowerCase()) : undefined,
+        o.domain
+          ? like(deliveries.rcpt, `%@${o.domain.toLowerCase().replace(/[\\%_]/g, "\\$&")}`)
+          : undefined,
         o.cursor !== undefined ? lt(deliveries.id, o.cursor) : undefined,
       ),
     )

@@ -40,6 +40,10 @@ describe.skipIf(!havePostgres || !existsSync(CHROMIUM))("operator console in Chr
     });
     const url = await freshDatabaseUrl();
     expect((await runCli(["domain", "add", "example.test"], cliEnv({ DATABASE_URL: url }))).code).toBe(0);
+    // a webhook nobody listens for: its refused events show on the Hooks page
+    expect(
+      (await runCli(["hook", "add", "http://127.0.0.1:9/events"], cliEnv({ DATABASE_URL: url }))).code,
+    ).toBe(0);
     sql = postgres(url, { max: 2, onnotice: () => {} });
     server = await startTestServer({
       DATABASE_URL: url,
@@ -154,12 +158,28 @@ describe.skipIf(!havePostgres || !existsSync(CHROMIUM))("operator console in Chr
     expect(rows.some((r) => r.startsWith("missing") && r.includes("_dmarc.example.test"))).toBe(true);
     expect(rows.find((r) => r.includes("MX") && r.includes("example.test"))).toStartWith("missing");
     await shot("domains");
-    for (const name of ["suppressions", "keys", "hooks"]) {
+    for (const name of ["suppressions", "keys"]) {
       await page.goto(`${base}/admin/${name}`);
       expect(await page.$("table")).not.toBeNull();
       await shot(name);
     }
+    await waitFor("the refused events on the Hooks page", async () => {
+      await page.goto(`${base}/admin/hooks`);
+      const refusedRows = await page.$$eval("table:nth-of-type(2) tbody tr", (trs) => trs.length);
+      return refusedRows > 0 ? true : undefined;
+    });
+    expect(await text()).toContain("http://127.0.0.1:9/events");
+    await shot("hooks");
   }, 30_000);
+
+  test("cookies are Secure when the console is reached over TLS (a proxy saying so), not otherwise", async () => {
+    const plain = await fetch(`${base}/admin/login`);
+    expect(plain.headers.get("set-cookie")).toMatch(
+      /^postern_login=[^;]+; Path=\/admin; HttpOnly; SameSite=Strict; Max-Age=600$/,
+    );
+    const proxied = await fetch(`${base}/admin/login`, { headers: { "x-forwarded-proto": "https" } });
+    expect(proxied.headers.get("set-cookie")).toEndWith("; Secure");
+  });
 
   test("logout ends the session: the old cookie no longer opens a page", async () => {
     const session = (await browser.cookies()).find((c) => c.name === "postern_session")!;

@@ -184,16 +184,21 @@ export class AcmeManager {
     return row;
   }
 
+  /** The account's key: made once, by whichever node needs it first (the insert decides). */
   private async accountKey(): Promise<string> {
-    const key = newAccountKey();
+    const read = async () =>
+      (
+        await this.o.db
+          .select({ keyPem: acmeAccounts.keyPem })
+          .from(acmeAccounts)
+          .where(eq(acmeAccounts.directoryUrl, this.o.directoryUrl))
+      )[0]?.keyPem;
+    const stored = await read();
+    if (stored) return stored;
     await this.o.db
       .insert(acmeAccounts)
-      .values({ directoryUrl: this.o.directoryUrl, keyPem: key })
+      .values({ directoryUrl: this.o.directoryUrl, keyPem: newAccountKey() })
       .onConflictDoNothing();
-    const [row] = await this.o.db
-      .select()
-      .from(acmeAccounts)
-      .where(eq(acmeAccounts.directoryUrl, this.o.directoryUrl));
-    return row!.keyPem;
+    return (await read())!;
   }
 }

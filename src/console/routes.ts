@@ -42,7 +42,6 @@ import {
   newSecret,
   SESSION_COOKIE,
   SESSION_SECONDS,
-  sameToken,
   startSession,
 } from "./sessions.ts";
 
@@ -99,7 +98,9 @@ export function consoleHandler(deps: ConsoleDeps): (req: Request, url: URL) => P
 
   async function login(req: Request, secure: boolean): Promise<Response> {
     const form = await req.formData();
-    if (!sameToken(cookies(req).get(LOGIN_COOKIE), form.get("nonce") as string | null))
+    const nonce = form.get("nonce");
+    const expected = cookies(req).get(LOGIN_COOKIE);
+    if (typeof nonce !== "string" || !expected || !tokenMatches(nonce, expected))
       return refused("the login form has expired or did not come from this console: load it again");
     if (!deps.adminToken) return loginForm(secure, 403, "The console is off: set POSTERN_ADMIN_TOKEN.");
     const token = form.get("token");
@@ -125,7 +126,8 @@ export function consoleHandler(deps: ConsoleDeps): (req: Request, url: URL) => P
     if (!session) return req.method === "GET" ? redirect("/admin/login") : refused("not logged in");
     if (req.method === "POST") {
       const form = await req.formData();
-      if (!sameToken(form.get("csrf") as string | null, session.csrf))
+      const csrf = form.get("csrf");
+      if (typeof csrf !== "string" || !tokenMatches(csrf, session.csrf))
         return refused("missing or wrong CSRF token");
       return post(path, secret!, secure);
     }

@@ -1,7 +1,7 @@
 // Console sessions: after the admin token is given once, a random secret in an HttpOnly,
 // SameSite=Strict cookie; the database keeps only its hash (a database dump logs no one in),
 // with the CSRF token every state-changing form must carry, and an expiry.
-import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { eq, lt, sql } from "drizzle-orm";
 import type { Db } from "../db/open.ts";
 import { adminSessions } from "../db/schema.ts";
@@ -42,12 +42,6 @@ export async function findSession(db: Db, secret: string | undefined): Promise<C
 
 export async function endSession(db: Db, secret: string): Promise<void> {
   await db.delete(adminSessions).where(eq(adminSessions.idHash, hash(secret)));
-}
-
-/** Compares two tokens in constant time (any lengths). */
-export function sameToken(a: string | undefined | null, b: string | undefined | null): boolean {
-  if (!a || !b) return false;
-  return timingSafeEqual(createHash("sha256").update(a).digest(), createHash("sha256").update(b).digest());
 }
 
 /** The cookies of a request, by name. */

@@ -206,14 +206,7 @@ export class SmtpCourier implements Courier {
   async deliver(jobs: Job[]): Promise<AttemptReport[]> {
     const plan = await this.o.plan(jobs[0]!);
     if (plan.kind === "verdict") return reportAll(jobs, plan.report);
-    if (plan.stsFailure && plan.domain)
-      this.o.onTlsSession?.({
-        domain: plan.domain,
-        policy: plan.sts,
-        mx: undefined,
-        ip: undefined,
-        failure: plan.stsFailure,
-      });
+    if (plan.stsFailure) this.tlsSession(plan, undefined, undefined, plan.stsFailure);
     if (!this.o.shaper || plan.domain === undefined) return this.send(plan, jobs);
     const messages = [...new Set(jobs.map((j) => j.message.id))];
     let admission: Admission;
@@ -416,15 +409,11 @@ export class SmtpCourier implements Courier {
           } catch (err) {
             // Not reached, or a 4xx/5xx greeting: the next host may do better (RFC 5321 5.1).
             const tlsFailed = err instanceof SmtpClientError && err.kind === "tls";
-            if (tlsFailed && plan.domain) {
-              const message = (err as Error).message;
+            if (tlsFailed)
               this.tlsSession(plan, host.name, ip, {
-                type: /offers no STARTTLS|STARTTLS/.test(message)
-                  ? "starttls-not-supported"
-                  : "validation-failure",
-                detail: message,
+                type: err.phase === "starttls" ? "starttls-not-supported" : "validation-failure",
+                detail: err.message,
               });
-            }
             failure =
               enforce && tlsFailed
                 ? stsRefusal("4.7.4", (err as Error).message, host.name, sts.domain)
@@ -458,9 +447,10 @@ export class SmtpCourier implements Courier {
     return { failure };
   }
 
+  /** Tells of a session (or, without `mx`, a policy fetch) for a recipient domain's TLS report. */
   private tlsSession(
     plan: Extract<Plan, { kind: "hosts" }>,
-    mx: string,
+    mx: string | undefined,
     ip: string | undefined,
     failure: TlsFailure | undefined,
   ): void {

@@ -52,10 +52,15 @@ export class StsPolicies {
       return { policy: cached };
     }
     if (id === false) return { policy: cached };
-    if (cached?.id !== id) cached = await this.cached(name, true); // another node may have it
+    if (cached?.id !== id) {
+      // a fetch of this id failed lately: not again yet, nor the database read for it
+      const held = this.failed.get(name);
+      if (held && held.id === id && held.until > this.now()) return { policy: cached };
+      cached = await this.cached(name, true); // another node may have it
+    }
     if (cached?.id === id) {
       if (this.now() - cached.fetchedAt.getTime() > cached.maxAge * 1000 * REFRESH_AFTER_FRACTION)
-        void this.refresh(name, id, cached);
+        this.refresh(name, id, cached).catch(() => {}); // it reports failures as a lookup, never rejects
       return { policy: cached };
     }
     return this.refresh(name, id, cached);
@@ -63,8 +68,6 @@ export class StsPolicies {
 
   /** Fetches the policy of `id` (one fetch per domain at a time); on failure `cached` holds. */
   private refresh(domain: string, id: string, cached: StsPolicy | undefined): Promise<StsLookup> {
-    const held = this.failed.get(domain);
-    if (held && held.id === id && held.until > this.now()) return Promise.resolve({ policy: cached });
     let running = this.fetching.get(domain);
     if (!running) {
       running = this.fetchAndStore(domain, id)

@@ -24,7 +24,8 @@ export class HttpsListener {
   /** New connections get `tls` from now on. */
   reload(tls: TlsMaterial): void {
     const next = this.open(this.port, tls);
-    void this.server.stop(false);
+    // lets requests in progress finish; nothing to do if that fails, the new server is up
+    this.server.stop(false).catch(() => {});
     this.server = next;
   }
 

@@ -65,7 +65,7 @@ export class TlsSessionCounter {
   }
 
   start(): void {
-    this.timer = setInterval(() => void this.flush(), this.o.flushMs);
+    this.timer = setInterval(() => this.flush().catch(this.o.onError), this.o.flushMs);
     this.timer.unref?.();
   }
 

@@ -86,9 +86,7 @@ install_deps() {
 # ------------------------------------------------------------------ Postfix (peers.sh's own functions)
 # pf_start, pf_stop, pf_delete_queue, pf_version: the private instance of peers.sh's
 # postfix-* rows, configured exactly as there.
-eval "$(sed -n '/^# -* Postfix$/,/^# -* Haraka$/p' "$SHARED_BENCH/peers.sh")"
-declare -F pf_start pf_stop pf_delete_queue pf_version >/dev/null ||
-	die "could not take pf_start/pf_stop/pf_delete_queue/pf_version from $SHARED_BENCH/peers.sh"
+take_postfix_functions pf_start pf_stop pf_delete_queue pf_version
 
 # ------------------------------------------------------------------ measuring
 # mem_probe PID PORT -> MEM_IDLE, MEM_CONN ("procs rss pss" KiB), MEM_PROBE (hold_conns report)

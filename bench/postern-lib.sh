@@ -80,6 +80,11 @@ pick_port() { # VAR: the next port from NEXT_PORT up with no socket on it in any
 	printf -v "$1" '%s' "$p"
 }
 
+pick_ports() { # VAR...: pick_port for each
+	local v
+	for v in "$@"; do pick_port "$v"; done
+}
+
 pg_psql() { psql -h 127.0.0.1 -p "$P_PG" -U postgres -d "${PGDB:-postern}" -qAtX -v ON_ERROR_STOP=1 "$@"; }
 
 pg_start() { # throwaway cluster, default settings (fsync=on, synchronous_commit=on); sets PG_PID
@@ -110,6 +115,13 @@ postern_vars() {
 		POSTERN_DNS_CHECKS=off POSTERN_DNS_SERVERS=127.0.0.1:9
 		# one load generator stands for many clients: no per-IP message rate
 		POSTERN_INBOUND_PER_MINUTE=0 "$@")
+}
+
+# take_postfix_functions NAME...: peers.sh's Postfix helpers (pf_start, pf_stop, pf_delete_queue,
+# pf_wait_empty, pf_version: the private instance of its postfix-* rows, configured exactly as there)
+take_postfix_functions() {
+	eval "$(sed -n '/^# -* Postfix$/,/^# -* Haraka$/p' "$SHARED_BENCH/peers.sh")"
+	declare -F "$@" >/dev/null || die "could not take $* from $SHARED_BENCH/peers.sh"
 }
 
 postern_limits() { # with LIMITS=1: a shape for bench.test and a send quota, both far above the load

@@ -50,9 +50,7 @@ export MSGS SESSIONS SIZE REPS NEWCONN_MSGS E2E_TIMEOUT
 need_smtp_tools
 
 # pf_start, pf_stop, pf_queue_count, pf_wait_empty, pf_version: peers.sh's own Postfix functions
-eval "$(sed -n '/^# -* Postfix$/,/^# -* Haraka$/p' "$SHARED_BENCH/peers.sh")"
-declare -F pf_start pf_stop pf_wait_empty pf_version >/dev/null ||
-	die "could not take pf_start/pf_stop/pf_wait_empty/pf_version from $SHARED_BENCH/peers.sh"
+take_postfix_functions pf_start pf_stop pf_wait_empty pf_version
 
 pick_port P_PG
 pick_port P_SMTP

@@ -13,6 +13,7 @@ import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
 import postgres from "postgres";
 import type { Config } from "../config.ts";
 import { acquireLock } from "./lock.ts";
+import { preparingSmallStatements } from "./prepared.ts";
 import * as schema from "./schema.ts";
 
 export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
@@ -46,7 +47,7 @@ export async function openDatabase(config: Pick<Config, "databaseUrl" | "dataDir
 
 function openPostgres(url: string): Database {
   const client = postgres(url, { max: 10, onnotice: () => {} });
-  const db = drizzlePostgres(client, { schema });
+  const db = drizzlePostgres(preparingSmallStatements(client), { schema });
   return {
     db,
     kind: "postgres",

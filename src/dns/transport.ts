@@ -1,6 +1,6 @@
 // One query to one server, over UDP or TCP. `accept` decides whether a received message is the
 // answer (and decodes it); the caller owns the meaning of the answer.
-import { createSocket } from "node:dgram";
+import { createSocket, type Socket as UdpSocket } from "node:dgram";
 import { connect } from "node:net";
 import { TransportError } from "./errors.ts";
 import { type DnsServer, formatServer } from "./servers.ts";
@@ -8,9 +8,92 @@ import { type DnsServer, formatServer } from "./servers.ts";
 export type Accept<T> = (message: Buffer) => T | undefined;
 
 /**
- * Sends `query` in one datagram from a fresh socket (so a fresh, OS-randomised source port per
- * query) and waits up to `timeoutMs` for a datagram from the server that `accept` takes. Anything
- * else that arrives is ignored: answering first with a forged datagram must not be enough.
+ * A UDP socket serves this many queries, then is closed once their answers are in: a socket per
+ * query (creating and closing it) cost a third of the CPU an inbound message's look-ups take
+ * (bench/RESULTS.md, issue 16). Each new socket gets a new OS-randomised source port, so a forger
+ * must still guess a port that changes every few queries, as well as the random query id.
+ */
+const QUERIES_PER_SOCKET = 32;
+
+interface Waiter {
+  message(message: Buffer, from: { address: string; port: number }): void;
+  error(error: NodeJS.ErrnoException): void;
+}
+
+/** One UDP socket shared by up to QUERIES_PER_SOCKET queries; answers go to their query by id. */
+class SharedUdpSocket {
+  private readonly socket: UdpSocket;
+  private readonly waiting = new Map<number, Set<Waiter>>();
+  private sent = 0;
+  private broken = false;
+
+  constructor(
+    family: 4 | 6,
+    private readonly retired: (s: SharedUdpSocket) => void,
+  ) {
+    this.socket = createSocket(family === 6 ? "udp6" : "udp4");
+    // an idle socket kept for the next query must not keep the process alive
+    this.socket.unref();
+    this.socket.on("message", (message, from) => {
+      if (message.length < 2) return;
+      for (const w of this.waiting.get(message.readUInt16BE(0)) ?? []) w.message(message, from);
+    });
+    // a socket error ends every exchange on it, and the socket
+    this.socket.on("error", (error: NodeJS.ErrnoException) => {
+      this.broken = true;
+      this.retired(this);
+      for (const waiters of [...this.waiting.values()]) for (const w of [...waiters]) w.error(error);
+      this.closeWhenIdle();
+    });
+  }
+
+  get full(): boolean {
+    return this.broken || this.sent >= QUERIES_PER_SOCKET;
+  }
+
+  /** Sends `query` and passes datagrams carrying its id to `waiter` until the returned function is called. */
+  exchange(server: DnsServer, query: Buffer, waiter: Waiter): () => void {
+    const id = query.readUInt16BE(0);
+    const waiters = this.waiting.get(id) ?? new Set<Waiter>();
+    this.waiting.set(id, waiters);
+    waiters.add(waiter);
+    if (++this.sent >= QUERIES_PER_SOCKET) this.retired(this);
+    this.socket.send(query, server.port, server.host, (error) => {
+      if (error) waiter.error(error);
+    });
+    return () => {
+      waiters.delete(waiter);
+      if (waiters.size === 0) this.waiting.delete(id);
+      this.closeWhenIdle();
+    };
+  }
+
+  private closeWhenIdle(): void {
+    if (!this.full || this.waiting.size > 0) return;
+    try {
+      this.socket.close();
+    } catch {
+      // closed already (an error, then the last exchange ending)
+    }
+  }
+}
+
+const openSockets = new Map<4 | 6, SharedUdpSocket>();
+
+function sharedSocket(family: 4 | 6): SharedUdpSocket {
+  const open = openSockets.get(family);
+  if (open !== undefined && !open.full) return open;
+  const fresh = new SharedUdpSocket(family, (s) => {
+    if (openSockets.get(family) === s) openSockets.delete(family);
+  });
+  openSockets.set(family, fresh);
+  return fresh;
+}
+
+/**
+ * Sends `query` in one datagram and waits up to `timeoutMs` for a datagram from the server that
+ * `accept` takes. Anything else that arrives is ignored: answering first with a forged datagram
+ * must not be enough.
  */
 export function exchangeUdp<T>(
   server: DnsServer,
@@ -19,26 +102,24 @@ export function exchangeUdp<T>(
   accept: Accept<T>,
 ): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const socket = createSocket(server.family === 6 ? "udp6" : "udp4");
     const finish = settleOnce<T>(resolve, reject, () => {
       clearTimeout(timer);
-      socket.close();
+      stop();
     });
     const timer = setTimeout(
       () => finish(new TransportError("ETIMEOUT", `no answer from ${formatServer(server)} over UDP`)),
       timeoutMs,
     );
-    socket.on("message", (message, from) => {
-      if (from.port !== server.port || !sameAddress(from.address, server.host)) return;
-      const value = accept(message);
-      if (value !== undefined) finish(undefined, value);
-    });
-    socket.on("error", (error: NodeJS.ErrnoException) => {
-      const code = error.code === "ECONNREFUSED" ? "ECONNREFUSED" : "EBADRESP";
-      finish(new TransportError(code, `${formatServer(server)} over UDP: ${error.message}`));
-    });
-    socket.send(query, server.port, server.host, (error) => {
-      if (error) finish(new TransportError("ECONNREFUSED", `${formatServer(server)}: ${error.message}`));
+    const stop = sharedSocket(server.family).exchange(server, query, {
+      message: (message, from) => {
+        if (from.port !== server.port || !sameAddress(from.address, server.host)) return;
+        const value = accept(message);
+        if (value !== undefined) finish(undefined, value);
+      },
+      error: (error) => {
+        const code = error.code === "ECONNREFUSED" ? "ECONNREFUSED" : "EBADRESP";
+        finish(new TransportError(code, `${formatServer(server)} over UDP: ${error.message}`));
+      },
     });
   });
 }

@@ -2,10 +2,10 @@
 // Messages that arrive while a transaction is committing wait and go together in the next one
 // (group commit): one WAL flush then serves many sessions, and each caller still learns only
 // after the commit that holds its own message.
-import { sql } from "drizzle-orm";
 import { isConnectionError } from "../db/errors.ts";
 import type { Db, Tx } from "../db/open.ts";
 import { deliveries, events, messages, suppressions } from "../db/schema.ts";
+import { flatStatement, UnnestedInsert } from "../db/unnest.ts";
 import { formatTarget, type Target } from "../domains/targets.ts";
 import { errorMessage, type Logger } from "../log.ts";
 import type { ReportedBounces } from "./bounce-reports.ts";
@@ -182,41 +182,21 @@ export class Enqueuer {
   }
 }
 
-/** Inserts messages and their deliveries inside the caller's transaction. */
-/**
- * Inserts messages and their deliveries as one statement (data-modifying CTEs): one round trip
- * instead of one per table, which is most of what a commit costs on the hot path. Works inside
- * a caller's transaction (settle writes DSNs this way) or alone, as its own transaction.
- */
 /** A mailbox delivery is done by being written: the mailbox is this table. */
 export function keptOnWrite(target: Target): boolean {
   return target.kind === "mailbox";
 }
 
+/**
+ * Inserts messages, their deliveries, their events and the suppressions they report as one
+ * statement (data-modifying CTEs): one round trip instead of one per table, which is most of
+ * what a commit costs on the hot path. Its text is the same for any batch (unnested arrays), so it
+ * is prepared once. Works inside a caller's transaction (settle writes DSNs this way) or alone,
+ * as its own transaction. An event exists if and only if its message does.
+ */
 export async function writeMessages(db: Db | Tx, batch: NewMessage[]): Promise<void> {
   const now = new Date();
-  const insertMessages = db
-    .insert(messages)
-    .values(
-      batch.map((m) => ({
-        id: m.id,
-        receivedAt: now,
-        direction: m.direction,
-        mailFrom: m.mailFrom,
-        helo: m.helo,
-        clientIp: m.clientIp,
-        authUser: m.authUser,
-        size: m.raw.length,
-        raw: m.raw,
-        authResults: m.authResults,
-        messageIdHeader: m.messageIdHeader,
-        subject: m.subject,
-        envid: m.envid,
-        ret: m.ret,
-      })),
-    )
-    .getSQL();
-  const rows = batch.flatMap((m) =>
+  const deliveryRows = batch.flatMap((m) =>
     m.deliveries.map((d) => {
       const kept = keptOnWrite(d.target);
       return {
@@ -231,27 +211,74 @@ export async function writeMessages(db: Db | Tx, batch: NewMessage[]): Promise<v
       };
     }),
   );
-  if (rows.length === 0) {
-    await db.execute(insertMessages);
-    return;
-  }
-  const insertDeliveries = db.insert(deliveries).values(rows).getSQL();
-  const eventRows = writtenEvents(batch, now);
-  // In the same statement: an event exists if and only if its message does.
-  const suppressionRows = batch.flatMap((m) => m.reported?.suppressions ?? []);
-  const withEvents = sql.join([
-    eventRows.length > 0 ? sql`, e as (${db.insert(events).values(eventRows).getSQL()})` : sql``,
-    suppressionRows.length > 0
-      ? sql`, s as (${db.insert(suppressions).values(suppressionRows).onConflictDoNothing().getSQL()})`
-      : sql``,
-  ]);
-  // pg_notify wakes every scheduler on this database once the statement's transaction commits.
+  const queued = deliveryRows.some((r) => r.status === "queued");
   await db.execute(
-    rows.some((r) => r.status === "queued")
-      ? sql`with m as (${insertMessages}), d as (${insertDeliveries})${withEvents} select pg_notify(${QUEUE_CHANNEL}, '')`
-      : sql`with m as (${insertMessages}), d as (${insertDeliveries})${withEvents} select 1`,
+    flatStatement([
+      "with m as (",
+      ...messageInsert.parts(batch.map((m) => ({ ...m, receivedAt: now, size: m.raw.length }))),
+      "), d as (",
+      ...deliveryInsert.parts(deliveryRows),
+      "), e as (",
+      ...eventInsert.parts(writtenEvents(batch, now)),
+      "), s as (",
+      ...suppressionInsert.parts(
+        batch.flatMap((m) => (m.reported?.suppressions ?? []).map((s) => ({ at: now, ...s }))),
+      ),
+      // pg_notify wakes every scheduler on this database once the statement's transaction commits.
+      " on conflict do nothing) select pg_notify(",
+      { value: QUEUE_CHANNEL },
+      ", '') where ",
+      { value: queued },
+    ]),
   );
 }
+
+const MESSAGE_COLUMNS = [
+  "id",
+  "receivedAt",
+  "direction",
+  "mailFrom",
+  "helo",
+  "clientIp",
+  "authUser",
+  "size",
+  "raw",
+  "authResults",
+  "messageIdHeader",
+  "subject",
+  "envid",
+  "ret",
+] as const;
+const DELIVERY_COLUMNS = [
+  "messageId",
+  "rcpt",
+  "orcpt",
+  "notify",
+  "target",
+  "status",
+  "deliveredAt",
+  "nextAttemptAt",
+] as const;
+const EVENT_COLUMNS = [
+  "type",
+  "at",
+  "messageId",
+  "messageIdHeader",
+  "mailFrom",
+  "rcpt",
+  "attempt",
+  "mx",
+  "replyCode",
+  "replyEnhanced",
+  "replyText",
+  "class",
+  "tls",
+] as const;
+const SUPPRESSION_COLUMNS = ["domain", "address", "reason", "code", "messageId", "at"] as const;
+const messageInsert = new UnnestedInsert(messages, MESSAGE_COLUMNS);
+const deliveryInsert = new UnnestedInsert(deliveries, DELIVERY_COLUMNS);
+const eventInsert = new UnnestedInsert(events, EVENT_COLUMNS);
+const suppressionInsert = new UnnestedInsert(suppressions, SUPPRESSION_COLUMNS);
 
 /**
  * The message id is already taken: ids are ours and unique, so only an earlier commit of this

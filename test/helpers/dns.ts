@@ -39,6 +39,8 @@ export interface QueryRecord {
   name: string;
   type: string;
   transport: "udp" | "tcp";
+  /** The port the query came from. */
+  sourcePort: number;
 }
 
 export interface DnsTestServer {
@@ -91,7 +93,11 @@ export async function startDnsServer(zone: Zone, options: DnsTestServerOptions =
   };
 
   // Returns the answer to send, or undefined for none (silent, or not a query we understand).
-  const handle = async (message: Buffer, transport: "udp" | "tcp"): Promise<Buffer | undefined> => {
+  const handle = async (
+    message: Buffer,
+    transport: "udp" | "tcp",
+    sourcePort: number,
+  ): Promise<Buffer | undefined> => {
     let query: packet.DecodedPacket;
     try {
       query = packet.decode(message);
@@ -100,7 +106,7 @@ export async function startDnsServer(zone: Zone, options: DnsTestServerOptions =
     }
     const question = query.questions?.[0];
     if (question === undefined || query.flag_qr) return undefined;
-    queries.push({ name: norm(question.name), type: question.type, transport });
+    queries.push({ name: norm(question.name), type: question.type, transport, sourcePort });
     if (behaviour.delayMs > 0) await Bun.sleep(behaviour.delayMs);
     if (behaviour.silent) return undefined;
     const response = answer(query, server.zone, behaviour, negativeTtl);
@@ -120,7 +126,7 @@ export async function startDnsServer(zone: Zone, options: DnsTestServerOptions =
   };
 
   const onDatagram = (udp: UdpSocket) => async (message: Buffer, from: { address: string; port: number }) => {
-    const reply = await handle(message, "udp");
+    const reply = await handle(message, "udp", from.port);
     if (reply) udp.send(reply, from.port, from.address);
   };
   const connections = new Set<Socket>();
@@ -134,7 +140,7 @@ export async function startDnsServer(zone: Zone, options: DnsTestServerOptions =
       while (buffered.length >= 2 && buffered.length >= 2 + buffered.readUInt16BE(0)) {
         const message = buffered.subarray(2, 2 + buffered.readUInt16BE(0));
         buffered = buffered.subarray(2 + message.length);
-        const reply = await handle(message, "tcp");
+        const reply = await handle(message, "tcp", socket.remotePort ?? 0);
         if (reply && !socket.destroyed) {
           const length = Buffer.alloc(2);
           length.writeUInt16BE(reply.length);

@@ -283,6 +283,32 @@ describe("cache", () => {
   });
 });
 
+describe("UDP sockets", () => {
+  test("queries share a socket for at most 32 queries, then a new source port is taken", async () => {
+    const s = await server();
+    const resolver = resolverFor([s]);
+    for (let i = 0; i < 80; i++) await failure(resolver.resolve(`n${i}.example.test`, "A"));
+    const perPort = new Map<number, number>();
+    for (const q of s.queries) perPort.set(q.sourcePort, (perPort.get(q.sourcePort) ?? 0) + 1);
+    expect(s.queries).toHaveLength(80);
+    expect(perPort.size).toBeGreaterThanOrEqual(3);
+    expect(Math.max(...perPort.values())).toBeLessThanOrEqual(32);
+  });
+
+  test("concurrent queries on one socket each get their own answer", async () => {
+    const zone: Zone = Object.fromEntries(
+      Array.from({ length: 30 }, (_, i) => [`h${i}.example.test`, { A: [`192.0.2.${100 + i}`] }]),
+    );
+    const s = await server(zone, { delayMs: 20 });
+    const resolver = resolverFor([s]);
+    const answers = await Promise.all(
+      Array.from({ length: 30 }, (_, i) => resolver.resolve(`h${i}.example.test`, "A")),
+    );
+    expect(answers).toEqual(Array.from({ length: 30 }, (_, i) => [`192.0.2.${100 + i}`]));
+    expect(new Set(s.queries.map((q) => q.sourcePort)).size).toBeLessThan(30);
+  });
+});
+
 describe("MX for delivery", () => {
   test("MX hosts, the implicit MX, a null MX, no such domain", async () => {
     const r = resolverFor([primary]);

@@ -17,18 +17,28 @@ const soa: packet.Answer = {
   type: "SOA",
   name: "test",
   ttl,
-  data: { mname: "ns.test", rname: "hostmaster.test", serial: 1, refresh: 3600, retry: 600, expire: 86400, minimum: ttl },
+  data: {
+    mname: "ns.test",
+    rname: "hostmaster.test",
+    serial: 1,
+    refresh: 3600,
+    retry: 600,
+    expire: 86400,
+    minimum: ttl,
+  },
 };
 
 function records(name: string, type: string): packet.Answer[] | undefined {
   if (name === "mx.senders.test") return type === "A" ? [{ type: "A", name, ttl, data: "127.0.0.1" }] : [];
-  if (name === "1.0.0.127.in-addr.arpa") return type === "PTR" ? [{ type: "PTR", name, ttl, data: "client.test" }] : [];
+  if (name === "1.0.0.127.in-addr.arpa")
+    return type === "PTR" ? [{ type: "PTR", name, ttl, data: "client.test" }] : [];
   const m = sender.exec(name);
   if (m === null) return undefined;
   const txt = (s: string): packet.Answer => ({ type: "TXT", name, ttl, data: [Buffer.from(s)] });
   if (m[1] !== undefined) return type === "TXT" ? [txt("v=DMARC1; p=reject")] : [];
   if (type === "A") return [{ type: "A", name, ttl, data: "127.0.0.1" }];
-  if (type === "MX") return [{ type: "MX", name, ttl, data: { preference: 10, exchange: "mx.senders.test" } }];
+  if (type === "MX")
+    return [{ type: "MX", name, ttl, data: { preference: 10, exchange: "mx.senders.test" } }];
   if (type === "TXT") return [txt("v=spf1 ip4:127.0.0.1 -all")];
   return [];
 }

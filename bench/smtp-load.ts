@@ -35,10 +35,14 @@ if (o.mode !== "reuse" && o.mode !== "newconn") throw new Error("--mode is reuse
 const port = Number(o.port);
 const total = Number(o.messages);
 const first = Number(o.first);
-const credentials = o.auth === undefined ? undefined : Buffer.from(`\0${o.auth.replace(":", "\0")}`).toString("base64");
+const credentials =
+  o.auth === undefined ? undefined : Buffer.from(`\0${o.auth.replace(":", "\0")}`).toString("base64");
 const filler = (() => {
   const line = `${"X".repeat(78)}\r\n`;
-  return line.repeat(Math.ceil(Number(o.size) / line.length)).slice(0, Number(o.size)).replace(/\r?\n?$/, "\r\n");
+  return line
+    .repeat(Math.ceil(Number(o.size) / line.length))
+    .slice(0, Number(o.size))
+    .replace(/\r?\n?$/, "\r\n");
 })();
 const fill = (pattern: string, n: number) => pattern.replaceAll("{n}", String(n));
 
@@ -159,4 +163,10 @@ try {
   process.exit(1);
 }
 const seconds = (performance.now() - started) / 1000;
-console.log(JSON.stringify({ messages: total, seconds: Number(seconds.toFixed(3)), rate: Number((total / seconds).toFixed(1)) }));
+console.log(
+  JSON.stringify({
+    messages: total,
+    seconds: Number(seconds.toFixed(3)),
+    rate: Number((total / seconds).toFixed(1)),
+  }),
+);

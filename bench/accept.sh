@@ -245,17 +245,7 @@ report() {
 }
 
 # ------------------------------------------------------------------ main
-if [ -n "$REV" ]; then
-	git -C "$ROOT" rev-parse --verify -q "$REV^{commit}" >/dev/null || die "REV=$REV is not a commit"
-	SRC=$WORK/postern-src
-	mkdir -p "$SRC"
-	git -C "$ROOT" archive "$REV" | tar -x -C "$SRC" || die "git archive $REV failed"
-	ln -s "$ROOT/node_modules" "$SRC/node_modules"
-	POSTERN_VERSION="$(git -C "$ROOT" rev-parse --short "$REV") (REV=$REV, exported)"
-else
-	changed=$(git -C "$ROOT" status --porcelain -- src 2>/dev/null | awk '{ print $2 }' | tr '\n' ' ')
-	POSTERN_VERSION="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null) working tree${changed:+ (uncommitted: ${changed% })}"
-fi
+take_rev
 install_deps
 need_smtp_tools
 command -v python3 >/dev/null || die "python3 needed for hold_conns.py"

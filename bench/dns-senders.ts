@@ -3,7 +3,8 @@
 // mx.senders.test, TXT "v=spf1 ip4:127.0.0.1 -all"; _dmarc.<that name> TXT "v=DMARC1; p=reject";
 // mx.senders.test A 127.0.0.1; 127.0.0.1's PTR is client.test. Names are made up from the query,
 // so a load may use a new sender domain for every message (dnsmasq keeps TXT records in a list
-// it walks per query: too slow for 100 000 domains). Every other name is NXDOMAIN with an SOA.
+// it walks per query: too slow for 100 000 domains). remote.test, submit.sh's recipient domain:
+// MX 10 mx.remote.test, A 127.0.0.1. Every other name is NXDOMAIN with an SOA.
 // All answers carry TTL $TTL (300). Prints "listening PORT", then counts queries and prints the
 // count to stdout on SIGTERM/SIGINT.
 //
@@ -29,7 +30,12 @@ const soa: packet.Answer = {
 };
 
 function records(name: string, type: string): packet.Answer[] | undefined {
-  if (name === "mx.senders.test") return type === "A" ? [{ type: "A", name, ttl, data: "127.0.0.1" }] : [];
+  if (name === "remote.test")
+    return type === "MX"
+      ? [{ type: "MX", name, ttl, data: { preference: 10, exchange: "mx.remote.test" } }]
+      : [];
+  if (name === "mx.senders.test" || name === "mx.remote.test")
+    return type === "A" ? [{ type: "A", name, ttl, data: "127.0.0.1" }] : [];
   if (name === "1.0.0.127.in-addr.arpa")
     return type === "PTR" ? [{ type: "PTR", name, ttl, data: "client.test" }] : [];
   const m = sender.exec(name);

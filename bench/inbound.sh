@@ -49,16 +49,6 @@ need_smtp_tools
 
 pick_ports P_PG P_SMTP P_SUB P_SUBS P_HTTP P_HTTPS P_DNS P_PF
 
-DNS_PID=
-dns_start() {
-	"$BUN" "$HERE/dns-senders.ts" "$P_DNS" >"$WORK/dns.out" 2>&1 &
-	DNS_PID=$!
-	EXTRA_PIDS+=("$DNS_PID")
-	for ((i = 0; i < 100; i++)); do grep -q listening "$WORK/dns.out" && return 0; sleep 0.1; done
-	cat "$WORK/dns.out"
-	die "dns-senders.ts did not start"
-}
-
 declare -A RES
 
 # measure SERVER LOAD MODE BETWEEN SERVER_PIDS...: WARMUP then REPS runs; RES[...] = "med min max|cpu|dnscpu|fails"

@@ -237,5 +237,35 @@ split_cpu() {
 		}' "$1"
 }
 
+# dns_start: bench/dns-senders.ts on P_DNS (synthetic sender and recipient domains, TTL 300);
+# sets DNS_PID
+DNS_PID=
+dns_start() {
+	local i
+	"$BUN" "$ROOT/bench/dns-senders.ts" "$P_DNS" >"$WORK/dns.out" 2>&1 &
+	DNS_PID=$!
+	EXTRA_PIDS+=("$DNS_PID")
+	for ((i = 0; i < 100; i++)); do grep -q listening "$WORK/dns.out" && return 0; sleep 0.1; done
+	cat "$WORK/dns.out"
+	die "dns-senders.ts did not start"
+}
+
+# take_rev: with REV= (a commit), Postern runs from that commit exported into the scratch dir
+# (SRC); without, from the working tree. Sets POSTERN_VERSION for the report either way.
+take_rev() {
+	if [ -n "${REV:-}" ]; then
+		git -C "$ROOT" rev-parse --verify -q "$REV^{commit}" >/dev/null || die "REV=$REV is not a commit"
+		SRC=$WORK/postern-src
+		mkdir -p "$SRC"
+		git -C "$ROOT" archive "$REV" | tar -x -C "$SRC" || die "git archive $REV failed"
+		ln -s "$ROOT/node_modules" "$SRC/node_modules"
+		POSTERN_VERSION="$(git -C "$ROOT" rev-parse --short "$REV") (REV=$REV, exported)"
+	else
+		local changed
+		changed=$(git -C "$ROOT" status --porcelain -- src 2>/dev/null | awk '{ print $2 }' | tr '\n' ' ')
+		POSTERN_VERSION="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null) working tree${changed:+ (uncommitted: ${changed% })}"
+	fi
+}
+
 trap cleanup EXIT
 trap 'exit 130' INT TERM

@@ -4,13 +4,13 @@
 // {"messages":N,"seconds":S,"rate":R}. Bodies are lines of "X" with smtp-source's kind of headers.
 //
 //   bun bench/smtp-load.ts --port 2525 --messages 20000 --sessions 20 --size 10240 --mode reuse \
-//       --senders 'from{n}@s{n}.senders.test' --first 0
+//       --from 'from{n}@s{n}.senders.test' --first 0
 //   bun bench/smtp-load.ts --port 2587 --starttls --auth user@x.test:secret --from user@x.test \
 //       --rcpt 'to{n}@remote.test' ...
 //
-// {n} in --from/--senders/--rcpt is the message's sequence number (--first, --first+1, ...), so
+// {n} in --from/--rcpt is the message's sequence number (--first, --first+1, ...), so
 // consecutive runs given consecutive --first values never repeat a sender.
-import { connect as connectTcp, type Socket } from "node:net";
+import { connect as connectTcp, isIP, type Socket } from "node:net";
 import { connect as connectTls, type TLSSocket } from "node:tls";
 import { parseArgs } from "node:util";
 
@@ -110,7 +110,9 @@ class Session {
     if (o.starttls) {
       await this.expect(220, "STARTTLS", "STARTTLS\r\n");
       this.socket.removeAllListeners();
-      this.socket = connectTls({ socket: this.socket, servername: o.host, rejectUnauthorized: false });
+      // SNI carries host names only (Bun refuses an IP address there)
+      const servername = isIP(o.host) ? undefined : o.host;
+      this.socket = connectTls({ socket: this.socket, servername, rejectUnauthorized: false });
       this.replies = new Replies();
       this.replies.attach(this.socket);
       await new Promise<void>((resolve, reject) => {

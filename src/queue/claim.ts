@@ -4,6 +4,7 @@ import { and, asc, eq, inArray, isNull, lt, lte, notInArray, or, sql } from "dri
 import type { Db } from "../db/open.ts";
 import { attempts, deliveries, messages, PENDING_STATUSES } from "../db/schema.ts";
 import { parseTarget, type Target } from "../domains/targets.ts";
+import { bodyLength, readBody, smallBody } from "./bodies.ts";
 import { ownerGone } from "./liveness.ts";
 
 /**
@@ -127,7 +128,8 @@ export async function loadMessages(db: Db, ids: string[]): Promise<Map<string, Q
     .select({
       id: messages.id,
       mailFrom: messages.mailFrom,
-      raw: messages.raw,
+      raw: smallBody,
+      length: bodyLength,
       envid: messages.envid,
       ret: messages.ret,
       receivedAt: messages.receivedAt,
@@ -138,7 +140,12 @@ export async function loadMessages(db: Db, ids: string[]): Promise<Map<string, Q
     })
     .from(messages)
     .where(inArray(messages.id, ids));
-  return new Map(rows.map((r) => [r.id, r]));
+  const loaded = new Map<string, QueuedMessage>();
+  for (const { raw, length, ...r } of rows) {
+    const body = raw ?? (await readBody(db, r.id, length));
+    if (body) loaded.set(r.id, { ...r, raw: body });
+  }
+  return loaded;
 }
 
 /**

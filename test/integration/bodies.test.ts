@@ -1,0 +1,59 @@
+// Bodies read back for delivery: small ones with their row, big ones piece by piece into one
+// buffer. On both drivers, since each decodes bytea its own way.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { eq } from "drizzle-orm";
+import { migrate } from "../../src/db/migrate.ts";
+import type { Database } from "../../src/db/open.ts";
+import { messages } from "../../src/db/schema.ts";
+import { BODY_PIECE_OCTETS, readBody } from "../../src/queue/bodies.ts";
+import { loadMessages } from "../../src/queue/claim.ts";
+import { databaseDrivers } from "../helpers/pg.ts";
+
+/** Every octet value, in an order that repeats only after many pieces. */
+function octets(length: number): Uint8Array {
+  const out = new Uint8Array(length);
+  for (let i = 0; i < length; i++) out[i] = (i * 7 + (i >> 11)) & 0xff;
+  return out;
+}
+
+describe.each(databaseDrivers())("message bodies on %s", (_name, open) => {
+  let database: Database;
+  beforeAll(async () => {
+    database = await open();
+    await migrate(database);
+  });
+  afterAll(async () => {
+    await database?.close();
+  });
+
+  async function store(id: string, raw: Uint8Array): Promise<void> {
+    await database.db
+      .insert(messages)
+      .values({ id, direction: "inbound", mailFrom: "a@b.test", size: raw.length, raw });
+  }
+
+  test("small, exactly one piece, one octet over and several pieces each come back octet for octet", async () => {
+    const sizes = {
+      small: 10,
+      piece: BODY_PIECE_OCTETS,
+      over: BODY_PIECE_OCTETS + 1,
+      big: 3 * BODY_PIECE_OCTETS + 12345,
+    };
+    for (const [id, n] of Object.entries(sizes)) await store(id, octets(n));
+    const loaded = await loadMessages(database.db, Object.keys(sizes));
+    expect(loaded.size).toBe(4);
+    for (const [id, n] of Object.entries(sizes)) {
+      const raw = loaded.get(id)!.raw;
+      expect(raw.length).toBe(n);
+      expect(Buffer.from(raw).equals(Buffer.from(octets(n)))).toBe(true);
+    }
+  });
+
+  test("a big message removed before its pieces are read is not loaded; the others are", async () => {
+    await store("gone", octets(2 * BODY_PIECE_OCTETS));
+    await database.db.delete(messages).where(eq(messages.id, "gone"));
+    expect(await readBody(database.db, "gone", 2 * BODY_PIECE_OCTETS)).toBeUndefined();
+    const loaded = await loadMessages(database.db, ["gone", "small"]);
+    expect([...loaded.keys()]).toEqual(["small"]);
+  });
+});

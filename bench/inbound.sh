@@ -157,8 +157,7 @@ report() {
 	done
 }
 
-changed=$(git -C "$ROOT" status --porcelain -- src 2>/dev/null | awk '{ print $2 }' | tr '\n|' '  ' | sed 's/ *$//')
-POSTERN_VERSION="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null) working tree${changed:+ (uncommitted: ${changed% })}"
+take_rev
 log "machine: $(nproc) cpus, load $(cut -d' ' -f1-3 /proc/loadavg); SERVERS=$SERVERS LOADS=$LOADS MODES=$MODES MSGS=$MSGS SESSIONS=$SESSIONS REPS=$REPS; scratch $WORK"
 SEQ=0
 dns_start

@@ -1,4 +1,4 @@
-# postern-lib.sh - helpers shared by accept.sh, relay.sh and checks.sh (sourced, does nothing by
+# postern-lib.sh - helpers shared by the bench scripts (sourced, does nothing by
 # itself): bookkeeping + cleanup of everything started, free ports, a throwaway PostgreSQL 15
 # cluster, Postern start/stop, load.sh in the background and its results. The caller sets ROOT,
 # BASE_PORT and BENCH_NAME, then sources this file, which checks the machine, makes the scratch dir

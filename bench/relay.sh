@@ -167,8 +167,7 @@ report() {
 	fi
 }
 
-changed=$(git -C "$ROOT" status --porcelain -- src 2>/dev/null | awk '{ print $2 }' | tr '\n' ' ')
-POSTERN_VERSION="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null) working tree${changed:+ (uncommitted: ${changed% })}"
+take_rev
 log "machine: $(nproc) cpus, load $(cut -d' ' -f1-3 /proc/loadavg); servers: $SERVERS; MSGS=$MSGS NEWCONN_MSGS=$NEWCONN_MSGS SESSIONS=$SESSIONS SIZE=$SIZE REPS=$REPS WARMUP=$WARMUP; scratch $WORK"
 for s in $SERVERS; do
 	case $s in postern | postfix) ;; *) die "unknown server $s (postern, postfix)" ;; esac

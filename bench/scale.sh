@@ -353,8 +353,7 @@ report() {
 	done
 }
 
-changed=$(git -C "$ROOT" status --porcelain -- src 2>/dev/null | awk '{ print $2 }' | tr '\n' ' ')
-POSTERN_VERSION="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null) working tree${changed:+ (uncommitted: ${changed% })}"
+take_rev
 log "machine: $(nproc) cpus, load $(cut -d' ' -f1-3 /proc/loadavg); SCENARIOS=$SCENARIOS NODES=$NODES MODES=$MODES MSGS=$MSGS NEWCONN_MSGS=$NEWCONN_MSGS SESSIONS=$SESSIONS SIZE=$SIZE REPS=$REPS WARMUP=$WARMUP; scratch $WORK"
 pg_start
 postern_vars

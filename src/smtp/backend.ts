@@ -5,6 +5,7 @@ import { isKeyName, verifyKey } from "../auth/keys.ts";
 import { type LockoutPolicy, lockedOutUntil, recordAuthFailure } from "../auth/lockout.ts";
 import { hashPassword, verifyPassword } from "../auth/passwords.ts";
 import { senderRights } from "../auth/senders.ts";
+import { VerifiedLogins } from "../auth/verified-logins.ts";
 import type { Db } from "../db/open.ts";
 import { users } from "../db/schema.ts";
 import type { Router, Routing } from "../delivery/route.ts";
@@ -50,6 +51,7 @@ export function createSessionBackend(deps: BackendDeps): SessionBackend {
   const inboundRate = deps.inboundPerMinute > 0 ? new RateWindow(deps.inboundPerMinute, 60_000) : undefined;
   // Unknown logins are checked against this hash too, so their answer takes as long as a wrong password.
   let decoy: Promise<string> | undefined;
+  const verified = new VerifiedLogins();
 
   const findUser = async (address: string) => {
     const [user] = await db.select().from(users).where(eq(users.address, address.toLowerCase()));
@@ -80,9 +82,12 @@ export function createSessionBackend(deps: BackendDeps): SessionBackend {
     // An application's key: user name = the key's name, password = the key.
     if (isKeyName(username)) return (await verifyKey(db, username, password))?.name;
     const user = await findUser(username);
+    if (user && verified.holds(user.address, password, user.passwordHash)) return user.address;
     decoy ??= hashPassword("decoy password for unknown users");
     const ok = await verifyPassword(password, user?.passwordHash ?? (await decoy));
-    return user && ok ? user.address : undefined;
+    if (!user || !ok) return undefined;
+    verified.remember(user.address, password, user.passwordHash);
+    return user.address;
   };
 
   return {

@@ -15,12 +15,13 @@ describe.skipIf(!havePostgres)("per-IP limits", () => {
   const nodes: RunningServer[] = [];
   let dns: DnsTestServer;
   let shopKey = "";
+  let env: Record<string, string>;
 
   beforeAll(async () => {
     // A DNSBL zone that lists 127.0.0.2 (as Spamhaus lists its test address).
     dns = await startDnsServer({ "2.0.0.127.zone.test": { A: ["127.0.0.2"], ttl: 60 } });
     const url = await freshDatabaseUrl();
-    const env = cliEnv({ DATABASE_URL: url });
+    env = cliEnv({ DATABASE_URL: url });
     expect((await runCli(["domain", "add", "example.test"], env)).code).toBe(0);
     expect((await runCli(["route", "add", "*@example.test", "mailbox"], env)).code).toBe(0);
     expect(
@@ -78,6 +79,30 @@ describe.skipIf(!havePostgres)("per-IP limits", () => {
     expect(await login(nodes[1]!, "127.0.0.8", PASSWORD)).toEqual([expect.stringMatching(/^235 2\.7\.0/)]);
     const metrics = await (await fetch(`http://127.0.0.1:${nodes[0]!.httpPort}/metrics`)).text();
     expect(metrics).toMatch(/^postern_limit_refusals_total\{limit="auth-lockout"\} 1$/m);
+  }, 30000);
+
+  test("a login verified before holds only for the password stored now: after user passwd the old one gets 535, after user rm the new one too", async () => {
+    const carol = (password: string) =>
+      smtplibSession({
+        port: nodes[0]!.smtpPorts.submissions,
+        tls: true,
+        source: "127.0.0.9",
+        user: "carol@example.test",
+        password,
+      });
+    expect(
+      (await runCli(["user", "add", "carol@example.test", "--password-stdin"], env, "first-password\n")).code,
+    ).toBe(0);
+    for (let i = 0; i < 2; i++)
+      expect(await carol("first-password")).toEqual([expect.stringMatching(/^235 2\.7\.0/)]);
+    expect(
+      (await runCli(["user", "passwd", "carol@example.test", "--password-stdin"], env, "second-password\n"))
+        .code,
+    ).toBe(0);
+    expect(await carol("first-password")).toEqual([expect.stringMatching(/^535 5\.7\.8/)]);
+    expect(await carol("second-password")).toEqual([expect.stringMatching(/^235 2\.7\.0/)]);
+    expect((await runCli(["user", "rm", "carol@example.test"], env)).code).toBe(0);
+    expect(await carol("second-password")).toEqual([expect.stringMatching(/^535 5\.7\.8/)]);
   }, 30000);
 
   test("port 25: over POSTERN_INBOUND_PER_MINUTE messages from one IP → 451 4.7.1; another IP goes on", async () => {

@@ -19,7 +19,8 @@ export interface Route {
 
 interface Snapshot {
   loadedAt: number;
-  domains: Set<string>;
+  /** Each local domain's DKIM keys, RSA first: submissions sign with them without a query. */
+  domains: Map<string, [rsa: DkimKey, ed25519: DkimKey]>;
   routes: Map<string, Route>;
 }
 
@@ -42,12 +43,19 @@ export class Directory {
 
   private async load(): Promise<Snapshot> {
     const [d, r] = await Promise.all([
-      this.db.select({ name: domains.name }).from(domains),
+      this.db
+        .select({
+          name: domains.name,
+          selector: domains.dkimSelector,
+          rsa: domains.dkimRsaKey,
+          ed25519: domains.dkimEd25519Key,
+        })
+        .from(domains),
       this.db.select().from(routes),
     ]);
     this.current = {
       loadedAt: Date.now(),
-      domains: new Set(d.map((x) => x.name)),
+      domains: new Map(d.map((x) => [x.name, dkimKeysOf(x)])),
       routes: new Map(
         r.map((x) => [x.pattern, { pattern: x.pattern, target: routeTarget(x), secret: x.secret }]),
       ),
@@ -91,13 +99,7 @@ export class Directory {
 
   /** A local domain's two DKIM keys, RSA first (undefined when the domain is not local). */
   async dkimKeys(domain: string): Promise<[rsa: DkimKey, ed25519: DkimKey] | undefined> {
-    const [row] = await this.db.select().from(domains).where(eq(domains.name, domain.toLowerCase()));
-    if (!row) return undefined;
-    const selectors = dkimSelectors(row.dkimSelector);
-    return [
-      { domain: row.name, selector: selectors.rsa, privateKey: row.dkimRsaKey },
-      { domain: row.name, selector: selectors.ed25519, privateKey: row.dkimEd25519Key },
-    ];
+    return (await this.snapshot()).domains.get(domain.toLowerCase());
   }
 
   /** The MTA-STS mode a local domain's hosted policy has (undefined when the domain is not local). */
@@ -128,4 +130,17 @@ function routeTarget(row: { pattern: string; target: string }): RouteTarget {
   } catch (err) {
     throw new Error(`route ${row.pattern}: ${(err as Error).message}`);
   }
+}
+
+function dkimKeysOf(row: {
+  name: string;
+  selector: string;
+  rsa: string;
+  ed25519: string;
+}): [rsa: DkimKey, ed25519: DkimKey] {
+  const selectors = dkimSelectors(row.selector);
+  return [
+    { domain: row.name, selector: selectors.rsa, privateKey: row.rsa },
+    { domain: row.name, selector: selectors.ed25519, privateKey: row.ed25519 },
+  ];
 }

@@ -34,14 +34,14 @@
 # the client's start until the sink has every message and the server has settled (Postern: every
 # delivery `delivered`; Postfix: queue empty). Between runs Postern's rows are checked (every
 # message stored, every delivery delivered, two DKIM signatures) and truncated + checkpointed.
-# AUTH verifies an argon2id hash (Bun's defaults, ~150 ms of CPU on Bun's worker threads): in
-# newconn that is one per message, so newconn runs are short (NEWCONN_MSGS=500, ~1 min a run).
+# AUTH verifies an argon2id hash (Bun's defaults, ~150 ms of CPU on Bun's worker threads) the
+# first time a login is seen; after that Postern's verified-logins cache answers (15 min).
 # Where the time goes: CPU per message of Bun, PostgreSQL, the DNS server and the client apart;
 # PROFILE=1 adds a Bun CPU profile of serve (its JS thread only: argon2id and the TLS crypto done
 # on other threads show in the Bun column, not in the profile) and prints its top 10.
 #
 # Environment (defaults):
-#   MSGS=5000 NEWCONN_MSGS=500 SESSIONS=20 SIZE=10240 REPS=3 WARMUP=500 (warm-up before each
+#   MSGS=5000 NEWCONN_MSGS=2000 SESSIONS=20 SIZE=10240 REPS=3 WARMUP=500 (warm-up before each
 #   server's first mode)  MODES="reuse newconn"  SERVERS="postern postfix"
 #   LOG_LEVEL=info   Postern's (info is its default)
 #   E2E_TIMEOUT=300  seconds to wait for the sink to count a run's messages
@@ -58,7 +58,7 @@ ROOT=$(cd "$HERE/.." && pwd)
 : "${PROFILE_OUT:=/tmp/postern-submit-profile}"
 : "${MSGS:=5000}"
 : "${WARMUP:=500}"
-: "${NEWCONN_MSGS:=500}"
+: "${NEWCONN_MSGS:=2000}"
 
 BENCH_NAME=submit
 # shellcheck source=bench/postern-lib.sh

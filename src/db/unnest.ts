@@ -22,7 +22,16 @@ export class UnnestedInsert<T extends PgTable> {
   private readonly head: string;
   private readonly tail: string;
 
-  constructor(table: T, keys: readonly (keyof T["$inferInsert"] & string)[]) {
+  /**
+   * With `only`, each row comes with a key of SQL type `only.type` that is not inserted, and only
+   * the rows whose key `k` meets `only.where` (SQL text naming `k`) are: a statement's later CTEs
+   * write rows for what its first one changed.
+   */
+  constructor(
+    table: T,
+    keys: readonly (keyof T["$inferInsert"] & string)[],
+    private readonly only?: { type: string; where: string },
+  ) {
     const all = getTableColumns(table) as Record<string, PgColumn>;
     this.columns = keys.map((key, i) => {
       const column = all[key];
@@ -36,12 +45,14 @@ export class UnnestedInsert<T extends PgTable> {
       .map(({ binary }, i) => (binary ? `decode(c${i}, 'base64')` : `c${i}`))
       .join(", ");
     this.head = `insert into "${getTableName(table)}" (${names}) select ${select} from unnest(`;
-    this.tail = ` as u(${this.columns.map((_, i) => `c${i}`).join(", ")})`;
+    const aliases = this.columns.map((_, i) => `c${i}`);
+    this.tail = only ? ` as u(k, ${aliases.join(", ")}) where ${only.where}` : ` as u(${aliases.join(", ")})`;
   }
 
-  /** The statement's parts for these rows. */
-  parts(rows: readonly T["$inferInsert"][]): StatementPart[] {
+  /** The statement's parts for these rows (and their keys, when made with `only`). */
+  parts(rows: readonly T["$inferInsert"][], keys: readonly unknown[] = []): StatementPart[] {
     const parts: StatementPart[] = [this.head];
+    if (this.only) parts.push({ value: arrayLiteral(keys) }, `::${this.only.type}[], `);
     for (const { key, column, binary, cast } of this.columns) {
       const values = rows.map((row) => {
         // a default made by SQL (now(), a sequence) cannot travel in an array: the caller gives the value

@@ -259,7 +259,7 @@ const DELIVERY_COLUMNS = [
   "deliveredAt",
   "nextAttemptAt",
 ] as const;
-const EVENT_COLUMNS = [
+export const EVENT_COLUMNS = [
   "type",
   "at",
   "messageId",
@@ -274,7 +274,7 @@ const EVENT_COLUMNS = [
   "class",
   "tls",
 ] as const;
-const SUPPRESSION_COLUMNS = ["domain", "address", "reason", "code", "messageId", "at"] as const;
+export const SUPPRESSION_COLUMNS = ["domain", "address", "reason", "code", "messageId", "at"] as const;
 const messageInsert = new UnnestedInsert(messages, MESSAGE_COLUMNS);
 const deliveryInsert = new UnnestedInsert(deliveries, DELIVERY_COLUMNS);
 const eventInsert = new UnnestedInsert(events, EVENT_COLUMNS);

@@ -1,14 +1,14 @@
 // Recording what an attempt did: one attempt row per try, the delivery's new state, and the
-// events a sender may be told about. One transaction per batch of results, and any DSNs the
-// events produce are written in that same transaction, so a crash never loses one half.
-import { and, eq, inArray } from "drizzle-orm";
-import type { Db } from "../db/open.ts";
-import { attempts, type DeliveryStatus, deliveries, events, PENDING_STATUSES } from "../db/schema.ts";
+// events a sender may be told about. One statement per batch of results, and any DSNs the events
+// produce are written in the same transaction, so a crash never loses one half.
+import type { Db, Tx } from "../db/open.ts";
+import { attempts, type DeliveryStatus, events, PENDING_STATUSES, suppressions } from "../db/schema.ts";
+import { arrayLiteral, flatStatement, UnnestedInsert } from "../db/unnest.ts";
 import type { ClaimedDelivery, QueuedMessage } from "./claim.ts";
-import { type NewMessage, writeMessages } from "./enqueue.ts";
+import { EVENT_COLUMNS, type NewMessage, SUPPRESSION_COLUMNS, writeMessages } from "./enqueue.ts";
 import { settledEvents } from "./events.ts";
 import { type AttemptOutcome, nextAttempt, nextAttemptAt, type RetryPolicy } from "./retry.ts";
-import { suppressionsFrom, writeSuppressions } from "./suppressions.ts";
+import { suppressionsFrom } from "./suppressions.ts";
 
 export interface AttemptReport {
   deliveryId: number;
@@ -105,34 +105,59 @@ export async function settle(
   if (jobs.length === 0) return [];
   const decided = jobs.map((j) => decide(j.delivery, j.message, j.report, policy, now, random));
   const notices = await dsns(decided);
+  const record = async (db: Db | Tx) => {
+    const keptIds = new Set(await recordAttempts(db, owner, decided, now));
+    return { kept: decided.filter((d) => keptIds.has(d.delivery.id)), keptIds };
+  };
+  // Alone, the one statement is its own transaction; DSNs follow it in one when there are any.
+  if (notices.length === 0) return (await record(db)).kept;
   return db.transaction(async (tx) => {
-    const kept: typeof decided = [];
-    for (const d of decided) {
-      const updated = await tx
-        .update(deliveries)
-        .set({
-          attempts: d.delivery.attempts + 1,
-          lastReply: d.report.reply,
-          leaseOwner: null,
-          leaseUntil: null,
-          status: d.status,
-          ...(d.status === "delivered" ? { deliveredAt: now } : {}),
-          ...(d.nextAttemptAt ? { nextAttemptAt: d.nextAttemptAt } : {}),
-          ...(d.warn ? { warnedAt: now } : {}),
-        })
-        .where(
-          and(
-            eq(deliveries.id, d.delivery.id),
-            eq(deliveries.leaseOwner, owner),
-            inArray(deliveries.status, PENDING_STATUSES),
-          ),
-        )
-        .returning({ id: deliveries.id });
-      if (updated.length > 0) kept.push(d);
-    }
-    if (kept.length > 0) {
-      await tx.insert(attempts).values(
-        kept.map((d) => ({
+    const { kept, keptIds } = await record(tx);
+    const written = notices.filter((n) => n.about.every((id) => keptIds.has(id))).map((n) => n.message);
+    if (written.length > 0) await writeMessages(tx, written);
+    return kept;
+  });
+}
+
+/**
+ * One statement (data-modifying CTEs, one round trip, the same text for any batch so it is
+ * prepared once): each delivery still under `owner`'s lease moves to its decided state, and only
+ * for those an attempt row, an event and any suppression are written. Returns their ids.
+ */
+async function recordAttempts(
+  db: Db | Tx,
+  owner: string,
+  decided: ReturnType<typeof decide>[],
+  now: Date,
+): Promise<number[]> {
+  const ids = decided.map((d) => d.delivery.id);
+  const at = now.toISOString();
+  const suppressed = decided.flatMap((d) =>
+    suppressionsFrom([d], now).map((row) => ({ id: d.delivery.id, row })),
+  );
+  const result: unknown = await db.execute(
+    flatStatement([
+      "with v as (select * from unnest(",
+      { value: arrayLiteral(ids) },
+      "::bigint[], ",
+      { value: arrayLiteral(decided.map((d) => d.delivery.attempts + 1)) },
+      "::int[], ",
+      { value: arrayLiteral(decided.map((d) => d.status)) },
+      "::text[], ",
+      { value: arrayLiteral(decided.map((d) => d.report.reply)) },
+      "::text[], ",
+      { value: arrayLiteral(decided.map((d) => d.nextAttemptAt ?? null)) },
+      "::timestamptz[], ",
+      { value: arrayLiteral(decided.map((d) => d.warn)) },
+      "::bool[]) as v(id, attempts, status, reply, next_at, warn)), kept as (update deliveries d set attempts = v.attempts, last_reply = v.reply, lease_owner = null, lease_until = null, status = v.status, delivered_at = case when v.status = 'delivered' then ",
+      { value: at },
+      "::timestamptz else d.delivered_at end, next_attempt_at = coalesce(v.next_at, d.next_attempt_at), warned_at = case when v.warn then ",
+      { value: at },
+      "::timestamptz else d.warned_at end from v where d.id = v.id and d.lease_owner = ",
+      { value: owner },
+      ` and d.status in (${PENDING_STATUSES.map((st) => `'${st}'`).join(", ")}) returning d.id), a as (`,
+      ...attemptInsert.parts(
+        decided.map((d) => ({
           deliveryId: d.delivery.id,
           at: now,
           durationMs: Math.round(d.report.durationMs),
@@ -140,13 +165,30 @@ export async function settle(
           reply: d.report.reply,
           outcome: d.report.outcome,
         })),
-      );
-    }
-    if (kept.length > 0) await tx.insert(events).values(settledEvents(kept, now));
-    await writeSuppressions(tx, suppressionsFrom(kept, now));
-    const keptIds = new Set(kept.map((d) => d.delivery.id));
-    const written = notices.filter((n) => n.about.every((id) => keptIds.has(id))).map((n) => n.message);
-    if (written.length > 0) await writeMessages(tx, written);
-    return kept;
-  });
+        ids,
+      ),
+      "), e as (",
+      ...keptEventInsert.parts(settledEvents(decided, now), ids),
+      "), s as (",
+      ...keptSuppressionInsert.parts(
+        suppressed.map((x) => x.row),
+        suppressed.map((x) => x.id),
+      ),
+      " on conflict do nothing) select id from kept",
+    ]),
+  );
+  // postgres.js returns the rows, PGlite a result holding them
+  const rows = (Array.isArray(result) ? result : (result as { rows: unknown[] }).rows) as {
+    id: string | number;
+  }[];
+  return rows.map((r) => Number(r.id));
 }
+
+const KEPT = { type: "bigint", where: "k in (select id from kept)" };
+const attemptInsert = new UnnestedInsert(
+  attempts,
+  ["deliveryId", "at", "durationMs", "host", "reply", "outcome"],
+  KEPT,
+);
+const keptEventInsert = new UnnestedInsert(events, EVENT_COLUMNS, KEPT);
+const keptSuppressionInsert = new UnnestedInsert(suppressions, SUPPRESSION_COLUMNS, KEPT);

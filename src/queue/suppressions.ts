@@ -1,7 +1,7 @@
 // The suppression list: addresses a sending domain no longer mails (a hard bounce, or by hand).
 // Kept per sending domain: one app's hard-bounced address is not another's business.
 import { and, asc, eq } from "drizzle-orm";
-import type { Db, Tx } from "../db/open.ts";
+import type { Db } from "../db/open.ts";
 import { domains, events, suppressions } from "../db/schema.ts";
 import { domainOf } from "../mail/address.ts";
 import { classOfReport } from "./events.ts";
@@ -32,13 +32,6 @@ export function suppressionsFrom(
         ]
       : [],
   );
-}
-
-export async function writeSuppressions(
-  tx: Db | Tx,
-  rows: (typeof suppressions.$inferInsert)[],
-): Promise<void> {
-  if (rows.length > 0) await tx.insert(suppressions).values(rows).onConflictDoNothing();
 }
 
 export async function findSuppression(

@@ -82,6 +82,11 @@ export class Scheduler {
    * group that could not read its messages or record its outcome. Given back at the next claim.
    */
   private strays = false;
+  /**
+   * The last claim may have left due rows behind (it took all it had room for): a group that
+   * ends makes room for them. Otherwise new mail and DSNs wake us by their notification.
+   */
+  private backlog = false;
   /** Set once `stop` gives up on groups still running: they stop retrying their settle. */
   private abandoned = false;
   /** When this process last failed to reach the database, or started (ms since epoch). */
@@ -186,7 +191,8 @@ export class Scheduler {
             throw err;
           });
         }
-        if (room > 0) await this.claim(room);
+        const claimed = room > 0 ? await this.claim(room) : 0;
+        this.backlog = claimed >= room;
         if (this.claimFailures > 0)
           this.o.log.info("claiming deliveries again", { after: this.claimFailures });
         this.claimFailures = 0;
@@ -218,13 +224,14 @@ export class Scheduler {
     return this.o.pollMs;
   }
 
-  private async claim(limit: number): Promise<void> {
+  /** Claims up to `limit` due deliveries; says how many it took. */
+  private async claim(limit: number): Promise<number> {
     // Held before the claim: a group settling while we wait below takes its ids out of `held`,
     // and a row our claim took back from it would look new.
     const heldBefore = new Set(this.held);
     const takeOver = Date.now() - this.lastTrouble > TAKEOVER_QUIET_MS;
     const claimed = await claimDue(this.o.db, this.o.owner, limit, this.o.leaseSeconds, takeOver);
-    if (claimed.length === 0) return;
+    if (claimed.length === 0) return 0;
     let sizes: Map<string, number>;
     try {
       sizes = await loadSizes(this.o.db, [...new Set(claimed.map((c) => c.messageId))]);
@@ -253,6 +260,7 @@ export class Scheduler {
       this.o.owner,
       retaken.filter((id) => !this.held.has(id)),
     );
+    return claimed.length;
   }
 
   /** Starts every group the dispatcher allows now; each one, when it ends, looks again. */
@@ -374,8 +382,9 @@ export class Scheduler {
           durationMs: Math.round(s.report.durationMs),
         });
       }
-      // Settled mail may have produced DSNs: look for work again.
-      this.wake();
+      // A deferral may be due before the loop's next look. DSNs it wrote wake every scheduler by
+      // their notification, like new mail.
+      if (this.backlog || settled.some((s) => s.nextAttemptAt)) this.wake();
     }
   }
 

@@ -4,7 +4,7 @@ import { eq } from "drizzle-orm";
 import { isKeyName, verifyKey } from "../auth/keys.ts";
 import { type LockoutPolicy, lockedOutUntil, recordAuthFailure } from "../auth/lockout.ts";
 import { hashPassword, verifyPassword } from "../auth/passwords.ts";
-import { senderRights } from "../auth/senders.ts";
+import { type SenderRights, senderRights } from "../auth/senders.ts";
 import { VerifiedLogins } from "../auth/verified-logins.ts";
 import type { Db } from "../db/open.ts";
 import { users } from "../db/schema.ts";
@@ -46,6 +46,9 @@ export interface BackendDeps {
   log?: Logger;
 }
 
+/** How long a login's sender rights (From patterns, quota) are used before they are read again. */
+const RIGHTS_MAX_AGE_MS = 1000;
+
 export function createSessionBackend(deps: BackendDeps): SessionBackend {
   const { db, directory, router, intake, resolver, lockout } = deps;
   const inboundRate = deps.inboundPerMinute > 0 ? new RateWindow(deps.inboundPerMinute, 60_000) : undefined;
@@ -57,8 +60,22 @@ export function createSessionBackend(deps: BackendDeps): SessionBackend {
     const [user] = await db.select().from(users).where(eq(users.address, address.toLowerCase()));
     return user;
   };
-  const maySendAs = async (login: string) =>
-    (await senderRights(db, login, deps.sendLimitPerHour))?.maySendAs ?? [];
+  // A login's rights, read at most once a second: MAIL, each RCPT and DATA all ask for them.
+  const recentRights = new Map<string, { at: number; rights: Promise<SenderRights | undefined> }>();
+  const rightsOf = (login: string): Promise<SenderRights | undefined> => {
+    const now = Date.now();
+    const hit = recentRights.get(login);
+    if (hit && now - hit.at < RIGHTS_MAX_AGE_MS) return hit.rights;
+    if (recentRights.size >= 10_000) recentRights.clear();
+    const rights = senderRights(db, login, deps.sendLimitPerHour);
+    recentRights.set(login, { at: now, rights });
+    // a failed read is the asker's error, not an answer to keep
+    rights.catch(() => {
+      if (recentRights.get(login)?.rights === rights) recentRights.delete(login);
+    });
+    return rights;
+  };
+  const maySendAs = async (login: string) => (await rightsOf(login))?.maySendAs ?? [];
 
   /** The DNSBL zone that lists a port-25 client, if any; a failed look-up lets it through. */
   const listedBy = async (ip: string): Promise<string | undefined> => {
@@ -136,9 +153,7 @@ export function createSessionBackend(deps: BackendDeps): SessionBackend {
       });
       if (!routing.ok) return { ok: false, reply: recipientReply(routing) };
       // A recipient that would go counts against its sender's quota (all nodes share the count).
-      const quota = ctx.authUser
-        ? (await senderRights(db, ctx.authUser, deps.sendLimitPerHour))?.quota
-        : undefined;
+      const quota = ctx.authUser ? (await rightsOf(ctx.authUser))?.quota : undefined;
       if (quota) {
         const taken = await takeQuota(db, quota, 1);
         if (!taken.ok) {

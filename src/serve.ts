@@ -28,7 +28,7 @@ import { StsPolicies } from "./mta-sts/policies.ts";
 import { HttpsListener } from "./net/https-listener.ts";
 import { readRoots, TlsStore } from "./net/tls.ts";
 import { reportedBounces } from "./queue/bounce-reports.ts";
-import { ENQUEUE_DEADLINE_MS, Enqueuer, QUEUE_CHANNEL } from "./queue/enqueue.ts";
+import { ENQUEUE_DEADLINE_MS, Enqueuer, QUEUE_CHANNEL, queuesWork } from "./queue/enqueue.ts";
 import { HistoryPruner } from "./queue/history.ts";
 import { newMessageId } from "./queue/ids.ts";
 import { Intake } from "./queue/intake.ts";
@@ -229,7 +229,8 @@ export async function startServer(config: Config): Promise<RunningServer> {
   });
   const enqueuer = new Enqueuer(database.db, log, (_ids, written) => {
     metrics.committed(written);
-    scheduler.wake();
+    // mail kept on write (mailboxes) leaves the scheduler nothing to claim
+    if (queuesWork(written)) scheduler.wake();
   });
   const intake = new Intake({
     directory,

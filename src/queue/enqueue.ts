@@ -187,6 +187,11 @@ export function keptOnWrite(target: Target): boolean {
   return target.kind === "mailbox";
 }
 
+/** Some delivery of these messages waits for the scheduler (not all were done by being written). */
+export function queuesWork(batch: readonly NewMessage[]): boolean {
+  return batch.some((m) => m.deliveries.some((d) => !keptOnWrite(d.target)));
+}
+
 /**
  * Inserts messages, their deliveries, their events and the suppressions they report as one
  * statement (data-modifying CTEs): one round trip instead of one per table, which is most of
@@ -211,7 +216,7 @@ export async function writeMessages(db: Db | Tx, batch: NewMessage[]): Promise<v
       };
     }),
   );
-  const queued = deliveryRows.some((r) => r.status === "queued");
+  const queued = queuesWork(batch);
   await db.execute(
     flatStatement([
       "with m as (",

@@ -1,5 +1,6 @@
-// Bodies read back for delivery: small ones with their row, big ones piece by piece into one
-// buffer. On both drivers, since each decodes bytea its own way.
+// Bodies read back for delivery: small ones with their row, big ones on their own (a binary COPY from
+// PostgreSQL, pieces from PGlite: two big ones in a row is the case where a COPY stream that ended
+// paused left its connection deaf). On both drivers, since each decodes bytea its own way.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { eq } from "drizzle-orm";
 import { migrate } from "../../src/db/migrate.ts";

@@ -79,7 +79,14 @@ describe.skipIf(!haveClusters || !haveAiosmtpd)("PostgreSQL restarts under a run
     await waitFor("healthz 200", async () =>
       (await fetch(`http://127.0.0.1:${gw.server.httpPort}/healthz`)).status === 200 ? true : undefined,
     );
-    expect((await client.command(`RCPT TO:<${MAILBOX}>`)).code).toBe(250);
+    // Right after the restart a command may still meet a pool connection that is not back yet
+    // (seen once, under load): a 451 then is a right answer; the same session must reach a 250.
+    await waitFor("RCPT 250 in the same session", async () => {
+      const reply = await client.command(`RCPT TO:<${MAILBOX}>`, 15000);
+      if (reply.code === 250) return true;
+      expect(codeOf(reply)).toBe("451 4.3.0");
+      return undefined;
+    });
     expect((await client.command("DATA")).code).toBe(354);
     await client.write(`${message("across the outage")}.\r\n`);
     expect((await client.readReply(10000)).code).toBe(250);

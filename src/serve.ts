@@ -409,6 +409,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     db: database.db,
     owner,
     log,
+    extraRoots,
     policy: {
       baseSeconds: config.retryBaseSeconds,
       maxSeconds: config.retryMaxSeconds,

@@ -47,10 +47,10 @@ export async function webhookPayload(job: Job): Promise<WebhookPayload> {
 }
 
 /** The attempt history's line for an answer; a redirect says where it pointed and that we stayed. */
-export function httpReplyText(res: Response): string {
-  const status = `HTTP ${res.status} ${res.statusText}`.trim();
-  if (res.status < 300 || res.status >= 400) return status;
-  const location = res.headers.get("location");
+export function httpReplyText(reply: { status: number; reason: string; location?: string | null }): string {
+  const status = `HTTP ${reply.status} ${reply.reason}`.trim();
+  if (reply.status < 300 || reply.status >= 400) return status;
+  const { location } = reply;
   return `${status}: redirect not followed${location ? ` (Location: ${location.slice(0, 200)})` : ""}`;
 }
 
@@ -91,7 +91,11 @@ export class WebhookCourier implements Courier {
       const ok = res.status >= 200 && res.status < 300;
       return reportAll([job], {
         outcome: ok ? "delivered" : "deferred",
-        reply: httpReplyText(res),
+        reply: httpReplyText({
+          status: res.status,
+          reason: res.statusText,
+          location: res.headers.get("location"),
+        }),
         status: ok ? "2.0.0" : "4.4.0",
         remoteMta: host,
         durationMs: performance.now() - started,

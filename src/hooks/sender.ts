@@ -5,6 +5,7 @@
 import type { Db } from "../db/open.ts";
 import { httpReplyText } from "../delivery/webhook.ts";
 import { errorMessage, type Logger } from "../log.ts";
+import { HttpPoster } from "../net/http-poster.ts";
 import { eventView } from "../queue/events.ts";
 import { Nap } from "../queue/nap.ts";
 import type { RetryPolicy } from "../queue/retry.ts";
@@ -31,6 +32,8 @@ export interface HookSenderOptions {
   log: Logger;
   /** POSTERN_RETRY_BASE_SECONDS and _MAX_SECONDS, over HOOK_LIFETIME_SECONDS. */
   policy: RetryPolicy;
+  /** Roots trusted besides the system's for https hooks (POSTERN_EXTRA_CA_FILE). */
+  extraRoots?: readonly string[];
   /** Per POST. */
   timeoutMs?: number;
   /** Events per hook per round, and retried copies per round. */
@@ -49,8 +52,11 @@ export class HookSender {
   private loopDone: Promise<void> | undefined;
   private readonly nap = new Nap();
   private failures = 0;
+  private readonly poster: HttpPoster;
 
-  constructor(private readonly o: HookSenderOptions) {}
+  constructor(private readonly o: HookSenderOptions) {
+    this.poster = new HttpPoster({ extraRoots: o.extraRoots });
+  }
 
   start(): void {
     this.running = true;
@@ -70,6 +76,7 @@ export class HookSender {
     this.running = false;
     this.wake();
     await this.loopDone;
+    this.poster.close();
   }
 
   private async loop(): Promise<void> {
@@ -142,19 +149,16 @@ export class HookSender {
     // one id per event, whichever attempt: receivers drop what they have seen
     const headers = webhookHeaders(hook.secret, `evt_${event.id}`, new Date(), body);
     try {
-      const res = await fetch(hook.url, {
-        method: "POST",
+      // a redirect is reported, not followed: the operator chose this URL, not the receiver
+      const reply = await this.poster.post(
+        new URL(hook.url),
+        { ...headers, "Content-Type": "application/json", "User-Agent": "Postern" },
         body,
-        headers: { ...headers, "content-type": "application/json", "user-agent": "Postern" },
-        signal: AbortSignal.timeout(this.o.timeoutMs ?? 10_000),
-        // the operator chose this URL; a redirect would carry the event where the receiver says
-        redirect: "manual",
-      });
-      await res.body?.cancel();
-      return { ok: res.status >= 200 && res.status < 300, reply: httpReplyText(res) };
+        this.o.timeoutMs ?? 10_000,
+      );
+      return { ok: reply.status >= 200 && reply.status < 300, reply: httpReplyText(reply) };
     } catch (err) {
-      const timedOut = (err as Error).name === "TimeoutError";
-      return { ok: false, reply: timedOut ? "timed out" : errorMessage(err) };
+      return { ok: false, reply: errorMessage(err) };
     }
   }
 }

@@ -4,7 +4,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { tempDir } from "./cli.ts";
-import { freePort } from "./serve.ts";
+import { freePort, waitListening } from "./serve.ts";
 
 const PYTHON = "/usr/bin/python3";
 
@@ -42,23 +42,9 @@ export async function startAiosmtpd(
     stderr: "pipe",
     env: { ...process.env, PYTHONPATH: import.meta.dir },
   });
-  const deadline = Date.now() + 15000;
-  for (;;) {
-    if (proc.exitCode !== null) throw new Error(`aiosmtpd exited: ${await new Response(proc.stderr).text()}`);
-    const up = await Bun.connect({ hostname: "127.0.0.1", port: p, socket: { data() {} } }).then(
-      (s) => {
-        s.end();
-        return true;
-      },
-      () => false,
-    );
-    if (up) break;
-    if (Date.now() > deadline) {
-      proc.kill("SIGKILL");
-      throw new Error("aiosmtpd did not start listening");
-    }
-    await Bun.sleep(50);
-  }
+  await waitListening(p, proc, "aiosmtpd").catch(async (err) => {
+    throw new Error(`${(err as Error).message}: ${await new Response(proc.stderr).text()}`);
+  });
   return {
     port: p,
     subjects() {

@@ -19,6 +19,27 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
+/** Resolves once 127.0.0.1:`port` takes connections; throws if `proc` exits or 15 s pass first. */
+export async function waitListening(port: number, proc: Bun.Subprocess, name: string): Promise<void> {
+  const deadline = Date.now() + 15000;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`${name} exited (status ${proc.exitCode})`);
+    const up = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } }).then(
+      (s) => {
+        s.end();
+        return true;
+      },
+      () => false,
+    );
+    if (up) return;
+    if (Date.now() > deadline) {
+      proc.kill("SIGKILL");
+      throw new Error(`${name} did not start listening`);
+    }
+    await Bun.sleep(50);
+  }
+}
+
 /** Starts serve on free loopback ports (those `env` does not fix). */
 export async function startServe(env: Record<string, string>, timeoutMs = 20000): Promise<ServeProcess> {
   const port = async (name: string) => Number(env[name] ?? (await freePort()));

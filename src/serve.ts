@@ -224,13 +224,20 @@ export async function startServer(config: Config): Promise<RunningServer> {
     onSettled: (settled) => metrics.settled(settled),
     log,
     ...SCHEDULER_LIMITS,
-    listen: (onNotify) => database.listen(QUEUE_CHANNEL, onNotify),
+    // a commit of ours woke the scheduler already (below): its notification would claim nothing
+    listen: (onNotify) =>
+      database.listen(QUEUE_CHANNEL, (origin) => {
+        if (origin !== owner) onNotify();
+      }),
     soleWorker: database.kind === "pglite",
   });
-  const enqueuer = new Enqueuer(database.db, log, (_ids, written) => {
-    metrics.committed(written);
-    // mail kept on write (mailboxes) leaves the scheduler nothing to claim
-    if (queuesWork(written)) scheduler.wake();
+  const enqueuer = new Enqueuer(database.db, log, {
+    onCommitted: (_ids, written) => {
+      metrics.committed(written);
+      // mail kept on write (mailboxes) leaves the scheduler nothing to claim
+      if (queuesWork(written)) scheduler.wake();
+    },
+    origin: owner,
   });
   const intake = new Intake({
     directory,

@@ -20,13 +20,21 @@ export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
 /** A transaction handle: everything a Db does, inside one transaction. */
 export type Tx = Parameters<Parameters<Db["transaction"]>[0]>[0];
 
+/** The rows of a `db.execute` result: postgres.js returns them, PGlite a result holding them. */
+export function rowsOf<T>(result: unknown): T[] {
+  return (Array.isArray(result) ? result : (result as { rows: T[] }).rows) as T[];
+}
+
 export interface Database {
   db: Db;
   kind: "postgres" | "pglite";
   /** True when the database answers a trivial query. */
   ping(): Promise<boolean>;
-  /** LISTEN on a channel; resolves to the function that stops listening. */
-  listen(channel: string, onNotify: () => void): Promise<() => Promise<void>>;
+  /**
+   * LISTEN on a channel; resolves to the function that stops listening. `payload` is the
+   * notification's; undefined when notifications may have been missed (listening again after an outage).
+   */
+  listen(channel: string, onNotify: (payload?: string) => void): Promise<() => Promise<void>>;
   close(): Promise<void>;
   /** Internal handle for the migrator, which is typed per driver. */
   driver:
@@ -70,21 +78,21 @@ const RELISTEN_MS = 1000;
 async function listenAcrossRestarts(
   url: string,
   channel: string,
-  onNotify: () => void,
+  onNotify: (payload?: string) => void,
 ): Promise<() => Promise<void>> {
   let stopped = false;
   let retry: ReturnType<typeof setTimeout> | undefined;
   // `onnotify` is the option postgres.js's own `listen` is built on; its types leave it out.
   const options: postgres.Options<Record<string, postgres.PostgresType>> & {
-    onnotify(channel: string): void;
+    onnotify(channel: string, payload: string): void;
   } = {
     max: 1,
     idle_timeout: 0,
     max_lifetime: null,
     fetch_types: false,
     onnotice: () => {},
-    onnotify: (ch) => {
-      if (ch === channel) onNotify();
+    onnotify: (ch, payload) => {
+      if (ch === channel) onNotify(payload);
     },
     onclose: () => again(),
   };

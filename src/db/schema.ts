@@ -22,6 +22,11 @@ const bytea = customType<{ data: Uint8Array; driverData: Uint8Array }>({
 export const DELIVERY_STATUSES = ["queued", "deferred", "delivered", "bounced"] as const;
 export type DeliveryStatus = (typeof DELIVERY_STATUSES)[number];
 /** The statuses the scheduler still works on. */
+/** `'a', 'b'`: constants of ours (no quote in them) for an `in (…)` in raw SQL. */
+export function sqlStringList(values: readonly string[]): string {
+  return values.map((v) => `'${v}'`).join(", ");
+}
+
 export const PENDING_STATUSES = ["queued", "deferred"] as const satisfies readonly DeliveryStatus[];
 
 export function isDeliveryStatus(s: string): s is DeliveryStatus {
@@ -120,10 +125,7 @@ export const deliveries = pgTable(
     index("deliveries_due_idx").on(t.status, t.nextAttemptAt),
     index("deliveries_message_idx").on(t.messageId),
     index("deliveries_rcpt_idx").on(t.rcpt),
-    check(
-      "deliveries_status_check",
-      sql.raw(`${t.status.name} in (${DELIVERY_STATUSES.map((s) => `'${s}'`).join(", ")})`),
-    ),
+    check("deliveries_status_check", sql.raw(`${t.status.name} in (${sqlStringList(DELIVERY_STATUSES)})`)),
   ],
 );
 
@@ -179,7 +181,7 @@ export const events = pgTable(
     index("events_tx_idx").on(t.tx, t.id),
     // the console's last 24 hours
     index("events_at_idx").on(t.at),
-    check("events_type_check", sql.raw(`${t.type.name} in (${EVENT_TYPES.map((s) => `'${s}'`).join(", ")})`)),
+    check("events_type_check", sql.raw(`${t.type.name} in (${sqlStringList(EVENT_TYPES)})`)),
   ],
 );
 

@@ -31,6 +31,8 @@ export interface ClaimedDelivery {
   attempts: number;
   createdAt: Date;
   warnedAt: Date | null;
+  /** Its message's size, what the scheduler budgets before loading it. */
+  size: number;
 }
 
 export interface QueuedMessage {
@@ -89,6 +91,8 @@ export async function claimDue(
       createdAt: deliveries.createdAt,
       warnedAt: deliveries.warnedAt,
       due: deliveries.nextAttemptAt,
+      // in the claim's own statement: one round trip fewer per claim than asking after it
+      size: sql<number>`(select ${messages.size} from ${messages} where ${messages.id} = ${deliveries.messageId})`,
     });
   // RETURNING comes in no particular order (a hash of the ids, as planned): due order again
   return rows
@@ -110,16 +114,6 @@ export async function nextDueAt(db: Db): Promise<Date | undefined> {
     .orderBy(asc(deliveries.nextAttemptAt))
     .limit(1);
   return row?.at;
-}
-
-/** The size of each message that still exists: what the scheduler budgets before loading it. */
-export async function loadSizes(db: Db, ids: string[]): Promise<Map<string, number>> {
-  if (ids.length === 0) return new Map();
-  const rows = await db
-    .select({ id: messages.id, size: messages.size })
-    .from(messages)
-    .where(inArray(messages.id, ids));
-  return new Map(rows.map((r) => [r.id, r.size]));
 }
 
 export async function loadMessages(db: Db, ids: string[]): Promise<Map<string, QueuedMessage>> {

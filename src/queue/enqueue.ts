@@ -78,13 +78,25 @@ export class Enqueuer {
   private queue: Pending[] = [];
   private flushing = false;
 
+  private readonly onCommitted: (ids: string[], messages: NewMessage[]) => void;
+  private readonly deadlineMs: number;
+  private readonly origin: string;
+
   constructor(
     private readonly db: Db,
     private readonly log: Logger,
-    /** Told after each commit, with the ids and the messages it held. */
-    private readonly onCommitted: (ids: string[], messages: NewMessage[]) => void = () => {},
-    private readonly deadlineMs = ENQUEUE_DEADLINE_MS,
-  ) {}
+    o: {
+      /** Told after each commit, with the ids and the messages it held. */
+      onCommitted?: (ids: string[], messages: NewMessage[]) => void;
+      deadlineMs?: number;
+      /** Who commits, as the queue's notifications say (see writeMessages). */
+      origin?: string;
+    } = {},
+  ) {
+    this.onCommitted = o.onCommitted ?? (() => {});
+    this.deadlineMs = o.deadlineMs ?? ENQUEUE_DEADLINE_MS;
+    this.origin = o.origin ?? "";
+  }
 
   enqueue(message: NewMessage): Promise<void> {
     const { promise, resolve, reject } = Promise.withResolvers<void>();
@@ -178,7 +190,7 @@ export class Enqueuer {
   }
 
   private write(batch: NewMessage[]): Promise<void> {
-    return writeMessages(this.db, batch);
+    return writeMessages(this.db, batch, this.origin);
   }
 }
 
@@ -199,7 +211,7 @@ export function queuesWork(batch: readonly NewMessage[]): boolean {
  * is prepared once. Works inside a caller's transaction (settle writes DSNs this way) or alone,
  * as its own transaction. An event exists if and only if its message does.
  */
-export async function writeMessages(db: Db | Tx, batch: NewMessage[]): Promise<void> {
+export async function writeMessages(db: Db | Tx, batch: NewMessage[], origin = ""): Promise<void> {
   const now = new Date();
   const deliveryRows = batch.flatMap((m) =>
     m.deliveries.map((d) => {
@@ -229,10 +241,13 @@ export async function writeMessages(db: Db | Tx, batch: NewMessage[]): Promise<v
       ...suppressionInsert.parts(
         batch.flatMap((m) => (m.reported?.suppressions ?? []).map((s) => ({ at: now, ...s }))),
       ),
-      // pg_notify wakes every scheduler on this database once the statement's transaction commits.
+      // pg_notify wakes every scheduler on this database once the statement's transaction commits;
+      // its payload names the committer, whose own scheduler was woken at once and skips it.
       " on conflict do nothing) select pg_notify(",
       { value: QUEUE_CHANNEL },
-      ", '') where ",
+      ", ",
+      { value: origin },
+      ") where ",
       { value: queued },
     ]),
   );

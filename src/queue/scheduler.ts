@@ -13,7 +13,6 @@ import {
   claimDue,
   deferUnreadable,
   loadMessages,
-  loadSizes,
   nextDueAt,
   type QueuedMessage,
   releaseLeases,
@@ -232,15 +231,6 @@ export class Scheduler {
     const takeOver = Date.now() - this.lastTrouble > TAKEOVER_QUIET_MS;
     const claimed = await claimDue(this.o.db, this.o.owner, limit, this.o.leaseSeconds, takeOver);
     if (claimed.length === 0) return 0;
-    let sizes: Map<string, number>;
-    try {
-      sizes = await loadSizes(this.o.db, [...new Set(claimed.map((c) => c.messageId))]);
-    } catch (err) {
-      // what this claim took is given back rather than left leased for a whole lease
-      const taken = claimed.map((c) => c.id).filter((id) => !this.held.has(id));
-      await releaseLeases(this.o.db, this.o.owner, taken).catch(() => {});
-      throw err;
-    }
     const retaken: number[] = [];
     for (const delivery of claimed) {
       // Our own lease ran out (the database was away) and this claim took the row back: it is
@@ -249,10 +239,8 @@ export class Scheduler {
         retaken.push(delivery.id);
         continue;
       }
-      const size = sizes.get(delivery.messageId);
-      if (size === undefined) continue; // removed meanwhile (queue rm): nothing to deliver
       this.held.add(delivery.id);
-      this.dispatcher.add(destinationOf(delivery.target, delivery.rcpt), { delivery, size });
+      this.dispatcher.add(destinationOf(delivery.target, delivery.rcpt), { delivery, size: delivery.size });
     }
     // A retaken row whose group ended meanwhile without settling it: nobody works on it now.
     await releaseLeases(

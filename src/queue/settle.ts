@@ -1,8 +1,15 @@
 // Recording what an attempt did: one attempt row per try, the delivery's new state, and the
 // events a sender may be told about. One statement per batch of results, and any DSNs the events
 // produce are written in the same transaction, so a crash never loses one half.
-import type { Db, Tx } from "../db/open.ts";
-import { attempts, type DeliveryStatus, events, PENDING_STATUSES, suppressions } from "../db/schema.ts";
+import { type Db, rowsOf, type Tx } from "../db/open.ts";
+import {
+  attempts,
+  type DeliveryStatus,
+  events,
+  PENDING_STATUSES,
+  sqlStringList,
+  suppressions,
+} from "../db/schema.ts";
 import { arrayLiteral, flatStatement, UnnestedInsert } from "../db/unnest.ts";
 import type { ClaimedDelivery, QueuedMessage } from "./claim.ts";
 import { EVENT_COLUMNS, type NewMessage, SUPPRESSION_COLUMNS, writeMessages } from "./enqueue.ts";
@@ -155,7 +162,7 @@ async function recordAttempts(
       { value: at },
       "::timestamptz else d.warned_at end from v where d.id = v.id and d.lease_owner = ",
       { value: owner },
-      ` and d.status in (${PENDING_STATUSES.map((st) => `'${st}'`).join(", ")}) returning d.id), a as (`,
+      ` and d.status in (${sqlStringList(PENDING_STATUSES)}) returning d.id), a as (`,
       ...attemptInsert.parts(
         decided.map((d) => ({
           deliveryId: d.delivery.id,
@@ -177,11 +184,7 @@ async function recordAttempts(
       " on conflict do nothing) select id from kept",
     ]),
   );
-  // postgres.js returns the rows, PGlite a result holding them
-  const rows = (Array.isArray(result) ? result : (result as { rows: unknown[] }).rows) as {
-    id: string | number;
-  }[];
-  return rows.map((r) => Number(r.id));
+  return rowsOf<{ id: string | number }>(result).map((r) => Number(r.id));
 }
 
 const KEPT = { type: "bigint", where: "k in (select id from kept)" };

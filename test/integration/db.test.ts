@@ -3,10 +3,15 @@ import { readdirSync } from "node:fs";
 import { sql } from "drizzle-orm";
 import { LockHeldError } from "../../src/db/lock.ts";
 import { migrate } from "../../src/db/migrate.ts";
-import { type Database, openDatabase } from "../../src/db/open.ts";
+import { type Database, openDatabase, rowsOf } from "../../src/db/open.ts";
 import { deliveries, domains, messages } from "../../src/db/schema.ts";
+import { parseTarget } from "../../src/domains/targets.ts";
+import { createLogger } from "../../src/log.ts";
+import { Enqueuer, QUEUE_CHANNEL } from "../../src/queue/enqueue.ts";
+import { newMessageId } from "../../src/queue/ids.ts";
 import { tempDir } from "../helpers/cli.ts";
 import { databaseDrivers } from "../helpers/pg.ts";
+import { waitFor } from "../helpers/server.ts";
 
 const opened: Database[] = [];
 afterAll(async () => {
@@ -24,10 +29,7 @@ describe.each(drivers)("migrations on %s", (_name, open) => {
     const applied: unknown = await database.db.execute(
       sql`select count(*)::int as n from drizzle.__drizzle_migrations`,
     );
-    // postgres.js returns the rows, PGlite a result object holding them.
-    const rows = (Array.isArray(applied) ? applied : (applied as { rows: unknown[] }).rows) as {
-      n: number;
-    }[];
+    const rows = rowsOf<{ n: number }>(applied);
     expect(rows[0]!.n).toBe(readdirSync("migrations").filter((f) => f.endsWith(".sql")).length);
 
     await database.db.insert(messages).values({
@@ -48,6 +50,32 @@ describe.each(drivers)("migrations on %s", (_name, open) => {
     await database.db.delete(messages);
     expect(await database.db.$count(deliveries)).toBe(0); // deliveries go with their message
     expect(await database.ping()).toBe(true);
+  });
+
+  test("a commit of queued mail notifies the queue channel, naming its committer; mailbox-only mail notifies nothing", async () => {
+    const database = await open();
+    opened.push(database);
+    await migrate(database);
+    const heard: (string | undefined)[] = [];
+    const unlisten = await database.listen(QUEUE_CHANNEL, (payload) => heard.push(payload));
+    const enqueuer = new Enqueuer(database.db, createLogger("error"), { origin: "node-a:1" });
+    const message = (target: string) => ({
+      id: newMessageId(),
+      direction: "inbound" as const,
+      mailFrom: "s@remote.test",
+      raw: new TextEncoder().encode("Subject: n\r\n\r\nbody\r\n"),
+      deliveries: [{ rcpt: "r@example.test", target: parseTarget(target) }],
+    });
+    try {
+      await enqueuer.enqueue(message("mailbox"));
+      await enqueuer.enqueue(message("relay:inner.test:25"));
+      await new Enqueuer(database.db, createLogger("error")).enqueue(message("relay:inner.test:25"));
+      await waitFor("two notifications", async () => (heard.length >= 2 ? true : undefined));
+      await Bun.sleep(200);
+      expect(heard).toEqual(["node-a:1", ""]);
+    } finally {
+      await unlisten();
+    }
   });
 });
 

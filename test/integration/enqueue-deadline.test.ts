@@ -40,7 +40,10 @@ describe.skipIf(!havePostgres)("the enqueue deadline", () => {
       await release.promise;
     });
     const committed: string[] = [];
-    const enqueuer = new Enqueuer(database.db, createLogger("error"), (ids) => committed.push(...ids), 500);
+    const enqueuer = new Enqueuer(database.db, createLogger("error"), {
+      onCommitted: (ids) => committed.push(...ids),
+      deadlineMs: 500,
+    });
     try {
       await locked.promise;
       const inFlight = message();

@@ -20,6 +20,7 @@ function job(rcpt: string, subject: string): Job {
       attempts: 0,
       createdAt: new Date(),
       warnedAt: null,
+      size: 100,
     },
     message: {
       id: "m1",

@@ -15,6 +15,7 @@ const job = (id: number, url: string): Job => ({
     attempts: 0,
     createdAt: new Date(),
     warnedAt: null,
+    size: 100,
   },
   message: {
     id: `M${id}`,

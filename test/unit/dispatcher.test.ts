@@ -25,6 +25,7 @@ function delivery(messageId = `m${nextId}`): ClaimedDelivery {
     attempts: 0,
     createdAt: new Date(0),
     warnedAt: null,
+    size: 100,
   };
 }
 

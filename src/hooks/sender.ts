@@ -9,7 +9,7 @@ import { HttpPoster } from "../net/http-poster.ts";
 import { eventView } from "../queue/events.ts";
 import { Nap } from "../queue/nap.ts";
 import type { RetryPolicy } from "../queue/retry.ts";
-import { webhookHeaders } from "./signature.ts";
+import { type WebhookSigner, webhookSigner } from "./signature.ts";
 import {
   claimHookDeliveries,
   claimHooks,
@@ -46,6 +46,16 @@ const GATHER_MS = 200;
 
 /** A lease outlives a round: every POST in it is cut off at its timeout. */
 const LEASE_SECONDS = 120;
+
+/** Where a hook's POSTs go and how they are signed: made once for a batch of its events. */
+interface HookTarget {
+  url: URL;
+  sign: WebhookSigner;
+}
+
+function hookTarget(hook: Pick<Hook, "url" | "secret">): HookTarget {
+  return { url: new URL(hook.url), sign: webhookSigner(hook.secret) };
+}
 
 export class HookSender {
   private running = false;
@@ -105,8 +115,9 @@ export class HookSender {
     const full = await Promise.all(
       held.map(async (hook) => {
         const { events, next } = await readStream(this.o.db, hook, batch);
+        const target = hookTarget(hook);
         const sent = await Promise.all(
-          events.map(async (event) => ({ event, result: await this.post(hook, event) })),
+          events.map(async (event) => ({ event, result: await this.post(target, event) })),
         );
         const counts = await recordStream(this.o.db, this.o.owner, hook, next, sent, this.o.policy);
         this.o.onSettled?.({ ...counts, failed: 0 });
@@ -129,7 +140,10 @@ export class HookSender {
     if (!due || due.getTime() > Date.now()) return false;
     const claimed = await claimHookDeliveries(this.o.db, this.o.owner, batch, LEASE_SECONDS);
     const results = await Promise.all(
-      claimed.map(async (delivery) => ({ delivery, ...(await this.post(delivery.hook, delivery.event)) })),
+      claimed.map(async (delivery) => ({
+        delivery,
+        ...(await this.post(hookTarget(delivery.hook), delivery.event)),
+      })),
     );
     // Not recorded (the database went away): the lease lapses and the copies go again, same ids.
     const counts = await settleHookDeliveries(this.o.db, this.o.owner, results, this.o.policy);
@@ -144,14 +158,14 @@ export class HookSender {
     return claimed.length === batch;
   }
 
-  private async post(hook: Pick<Hook, "url" | "secret">, event: HookEvent): Promise<PostResult> {
+  private async post(target: HookTarget, event: HookEvent): Promise<PostResult> {
     const body = JSON.stringify(eventView(event));
     // one id per event, whichever attempt: receivers drop what they have seen
-    const headers = webhookHeaders(hook.secret, `evt_${event.id}`, new Date(), body);
+    const headers = target.sign(`evt_${event.id}`, new Date(), body);
     try {
       // a redirect is reported, not followed: the operator chose this URL, not the receiver
       const reply = await this.poster.post(
-        new URL(hook.url),
+        target.url,
         { ...headers, "Content-Type": "application/json", "User-Agent": "Postern" },
         body,
         this.o.timeoutMs ?? 10_000,

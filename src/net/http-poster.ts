@@ -123,15 +123,15 @@ export class HttpPoster {
 const SAFE_FIELD_VALUE = /^[^\r\n\0]*$/;
 
 function encodeRequest(url: URL, fields: Record<string, string>, body: string): Buffer {
-  const payload = Buffer.from(body);
   let head = `POST ${url.pathname}${url.search} HTTP/1.1\r\nHost: ${url.host}\r\n`;
-  for (const [name, value] of Object.entries(fields)) {
+  for (const name in fields) {
+    const value = fields[name]!;
     // ours, but a value with a line break would be a second header or a second request
     if (!SAFE_FIELD_VALUE.test(value)) throw new HttpPostError(`header ${name} holds a line break`);
     head += `${name}: ${value}\r\n`;
   }
-  head += `Content-Length: ${payload.length}\r\n\r\n`;
-  return Buffer.concat([Buffer.from(head, "latin1"), payload]);
+  // one string, one encoding: the head is ASCII, so its UTF-8 is itself
+  return Buffer.from(`${head}Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
 }
 
 interface Exchange {

@@ -27,7 +27,7 @@ export class HttpResponseError extends Error {}
 
 const END_OF_HEAD = Buffer.from("\r\n\r\n");
 const STATUS_LINE = /^HTTP\/1\.([01]) ([1-9]\d\d)(?: ([^\r\n]*))?$/;
-const FIELD = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*(.*?)[ \t]*$/;
+const FIELD_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
 /** The head at the start of `received`, or undefined while it is incomplete. */
 export function parseResponseHead(received: Buffer): ResponseHead | undefined {
@@ -44,10 +44,11 @@ export function parseResponseHead(received: Buffer): ResponseHead | undefined {
     throw new HttpResponseError(`not an HTTP/1.x status line: ${JSON.stringify(statusLine.slice(0, 80))}`);
   const fields = new Map<string, string>();
   for (const line of lines) {
-    const field = FIELD.exec(line);
-    if (!field)
+    const colon = line.indexOf(":");
+    const name = line.slice(0, colon);
+    if (colon < 1 || !FIELD_NAME.test(name))
       throw new HttpResponseError(`malformed response header line: ${JSON.stringify(line.slice(0, 80))}`);
-    fields.set(field[1]!.toLowerCase(), field[2]!);
+    fields.set(name.toLowerCase(), line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, ""));
   }
   const connection = (fields.get("connection") ?? "").toLowerCase();
   const keepAlive = status[1] === "1" ? !/\bclose\b/.test(connection) : /\bkeep-alive\b/.test(connection);

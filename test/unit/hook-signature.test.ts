@@ -1,14 +1,14 @@
 // Our Standard Webhooks signature against the reference implementation (the standardwebhooks package).
 import { describe, expect, test } from "bun:test";
 import { Webhook } from "standardwebhooks";
-import { newHookSecret, webhookHeaders } from "../../src/hooks/signature.ts";
+import { newHookSecret, webhookSigner } from "../../src/hooks/signature.ts";
 
 describe("webhook signature", () => {
   test("the reference verifies what we sign, and refuses a changed body or a wrong secret", () => {
     const secret = newHookSecret();
     expect(secret).toMatch(/^whsec_[A-Za-z0-9+/]{32}$/);
     const body = JSON.stringify({ id: 7, type: "bounced", rcpt: "ü@example.test" });
-    const headers = webhookHeaders(secret, "evt_7", new Date(), body);
+    const headers = webhookSigner(secret)("evt_7", new Date(), body);
     expect(headers["webhook-id"]).toBe("evt_7");
     expect(headers["webhook-signature"]).toStartWith("v1,");
     expect(new Webhook(secret).verify(body, headers)).toEqual(JSON.parse(body));
@@ -20,7 +20,7 @@ describe("webhook signature", () => {
     const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     const at = new Date(1_700_000_000_000);
     const body = '{"type":"delivered"}';
-    expect(webhookHeaders(secret, "evt_1", at, body)["webhook-signature"]).toBe(
+    expect(webhookSigner(secret)("evt_1", at, body)["webhook-signature"]).toBe(
       new Webhook(secret).sign("evt_1", at, body),
     );
   });

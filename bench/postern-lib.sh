@@ -206,8 +206,10 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%
 postern_between_reps() {
 	local q="psql -h 127.0.0.1 -p $ACCEPT_PG_PORT -U postgres -d postern -qAtX" i rows pend
 	local owed="select count(*) from deliveries where status not in ('delivered')"
-	# HOOK=1 (relay.sh): the run ends when the last event webhook is sent too
-	[ "${HOOK:-0}" = 1 ] && owed="select (${owed}) + (select count(*) from hook_deliveries where status = 'pending')"
+	# HOOK=1 (relay.sh): the run ends when the last event webhook is sent too: every event past a
+	# hook's cursor, and every refused one waiting as a copy
+	[ "${HOOK:-0}" = 1 ] && owed="select (${owed}) + (select count(*) from hook_deliveries where status = 'pending')
+		+ (select count(*) from events e join hooks h on (e.tx, e.id) > (h.cursor_tx, h.cursor_id))"
 	for ((i = 0; i < 600; i++)); do
 		pend=$($q -c "$owed")
 		[ "${pend:-1}" = 0 ] && break

@@ -38,6 +38,8 @@ export interface HookSenderOptions {
   timeoutMs?: number;
   /** Events per hook per round, and retried copies per round. */
   batch?: number;
+  /** POSTs in flight to one hook at a time (each its own connection). */
+  inFlight?: number;
   onSettled?(counts: { delivered: number; retried: number; failed: number }): void;
 }
 
@@ -90,7 +92,8 @@ export class HookSender {
   }
 
   private async loop(): Promise<void> {
-    const batch = this.o.batch ?? 100;
+    // a round's reads and record cost about as much as a hundred POSTs: rounds are made big
+    const batch = this.o.batch ?? 500;
     while (this.running) {
       let full = false;
       try {
@@ -116,9 +119,7 @@ export class HookSender {
       held.map(async (hook) => {
         const { events, next } = await readStream(this.o.db, hook, batch);
         const target = hookTarget(hook);
-        const sent = await Promise.all(
-          events.map(async (event) => ({ event, result: await this.post(target, event) })),
-        );
+        const sent = await this.postAll(events, (event) => this.post(target, event));
         const counts = await recordStream(this.o.db, this.o.owner, hook, next, sent, this.o.policy);
         this.o.onSettled?.({ ...counts, failed: 0 });
         const refused = sent.filter((x) => !x.result.ok);
@@ -156,6 +157,23 @@ export class HookSender {
         reply: r.reply,
       });
     return claimed.length === batch;
+  }
+
+  /** Each of `items` POSTed by `post`, at most `inFlight` at a time; in the order given. */
+  private async postAll<T>(
+    items: readonly T[],
+    post: (item: T) => Promise<PostResult>,
+  ): Promise<{ event: T; result: PostResult }[]> {
+    const results = new Array<{ event: T; result: PostResult }>(items.length);
+    let next = 0;
+    const worker = async () => {
+      while (next < items.length) {
+        const at = next++;
+        results[at] = { event: items[at]!, result: await post(items[at]!) };
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.o.inFlight ?? 100, items.length) }, worker));
+    return results;
   }
 
   private async post(target: HookTarget, event: HookEvent): Promise<PostResult> {

@@ -55,7 +55,7 @@ declare -A RES
 measure() {
 	local server=$1 load=$2 mode=$3 between=$4
 	shift 4
-	local n=$MSGS rates=() fails=0 cpu=0 dns=0 first=0 i c0 c1 d0 d1 f0 f1
+	local n=$MSGS rates=() fails=0 cpu=0 dns=0 first=0 i c0 c1 d0 d1 f0 f1 x0
 	[ "$mode" = newconn ] && n=$NEWCONN_MSGS
 	for ((i = 0; i <= REPS; i++)); do
 		local count=$n
@@ -67,6 +67,7 @@ measure() {
 		c0=$(cpu_ticks "$@")
 		f0=$(cpu_ticks "$1")
 		d0=$(cpu_ticks "$DNS_PID")
+		[ "$server" = postern ] && x0=$(next_xid)
 		if [ "$load" = same ]; then
 			MSGS=$count measure_once "$P_TARGET" "$mode" "$count"
 			rate=$M_ACCEPT
@@ -80,6 +81,9 @@ measure() {
 		c1=$(cpu_ticks "$@")
 		f1=$(cpu_ticks "$1")
 		d1=$(cpu_ticks "$DNS_PID")
+		local commits=
+		# PostgreSQL transactions that wrote (xids taken) per message: how many messages a commit carries
+		[ "$server" = postern ] && commits=", $(awk -v x="$(($(next_xid) - x0))" -v n="$count" 'BEGIN { printf "%.3f", x / n }') write txns/msg"
 		[ "$i" = 0 ] && continue
 		if [ "$M_RC" != 0 ]; then
 			fails=$((fails + 1))
@@ -90,12 +94,13 @@ measure() {
 		cpu=$((cpu + c1 - c0))
 		first=$((first + f1 - f0))
 		dns=$((dns + d1 - d0))
-		log "  $server $load $mode run $i: $rate msg/s, CPU $(per_msg $((c1 - c0)) "$n") ms/msg (first process tree $(per_msg $((f1 - f0)) "$n")), DNS server $(per_msg $((d1 - d0)) "$n") ms/msg"
+		log "  $server $load $mode run $i: $rate msg/s, CPU $(per_msg $((c1 - c0)) "$n") ms/msg (first process tree $(per_msg $((f1 - f0)) "$n")), DNS server $(per_msg $((d1 - d0)) "$n") ms/msg$commits"
 	done
 	local split=
 	[ $# -gt 1 ] && split=" ($(per_msg "$first" $((n * REPS))) / $(per_msg $((cpu - first)) $((n * REPS))))"
 	RES[$server:$load:$mode]="$(stats "${rates[@]}")|$(per_msg "$cpu" $((n * REPS)))$split|$(per_msg "$dns" $((n * REPS)))|$fails"
 }
+next_xid() { pg_psql -c "select pg_snapshot_xmax(pg_current_snapshot())"; }
 per_msg() { awk -v t="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.3f", (n > 0) ? t * 1000 / hz / n : 0 }'; }
 
 postern_truncate() {

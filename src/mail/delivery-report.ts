@@ -26,15 +26,15 @@ export interface DeliveryReport {
   recipients: ReportedRecipient[];
 }
 
-/** True when the header section says the message is a delivery status report (cheap). */
-export function isDeliveryReport(raw: Uint8Array): boolean {
-  const type = headerValue(readHeaders(raw), "content-type")?.toLowerCase() ?? "";
+/** True when the message's header fields (`readHeaders`) say it is a delivery status report. */
+export function isDeliveryReport(headers: [string, string][]): boolean {
+  const type = headerValue(headers, "content-type")?.toLowerCase() ?? "";
   return /^multipart\/report\b/.test(type) && /report-type\s*=\s*"?delivery-status/.test(type);
 }
 
 /** The report, or undefined when the message is not one (or has no delivery-status part). */
 export async function readDeliveryReport(raw: Uint8Array): Promise<DeliveryReport | undefined> {
-  if (!isDeliveryReport(raw)) return undefined;
+  if (!isDeliveryReport(readHeaders(raw))) return undefined;
   const parsed = await PostalMime.parse(raw);
   const text = (type: string) => {
     const part = parsed.attachments.find((a) => a.mimeType.toLowerCase() === type);

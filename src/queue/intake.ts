@@ -129,7 +129,7 @@ export class Intake {
     // Submission fix-ups may add a Message-ID; inbound mail only gains trace fields on top, so
     // its Message-ID and Subject are those already read.
     const headers = arrival.kind === "submission" ? readHeaders(content) : arrived;
-    const reported = arrival.kind === "inbound" ? await this.reported(content, now) : undefined;
+    const reported = arrival.kind === "inbound" ? await this.reported(content, headers, now) : undefined;
     await this.deps.enqueuer.enqueue({
       id: arrival.id,
       direction: arrival.kind === "submission" ? "outbound" : "inbound",
@@ -168,8 +168,13 @@ export class Intake {
   }
 
   /** A delivery report about mail we sent, read; a report we cannot read is only mail. */
-  private async reported(content: Uint8Array, now: Date): Promise<ReportedBounces | undefined> {
-    if (!this.deps.reportedBounces || !isDeliveryReport(content)) return undefined;
+  private async reported(
+    content: Uint8Array,
+    headers: [string, string][],
+    now: Date,
+  ): Promise<ReportedBounces | undefined> {
+    // the fields read on arrival: checks only add trace fields on top, never a Content-Type
+    if (!this.deps.reportedBounces || !isDeliveryReport(headers)) return undefined;
     const report = await readDeliveryReport(content).catch(() => undefined);
     return report && this.deps.reportedBounces(report, now);
   }

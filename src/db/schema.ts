@@ -21,12 +21,12 @@ const bytea = customType<{ data: Uint8Array; driverData: Uint8Array }>({
 /** Where a delivery is: waiting (queued, deferred after a failed try) or done (delivered, bounced). */
 export const DELIVERY_STATUSES = ["queued", "deferred", "delivered", "bounced"] as const;
 export type DeliveryStatus = (typeof DELIVERY_STATUSES)[number];
-/** The statuses the scheduler still works on. */
 /** `'a', 'b'`: constants of ours (no quote in them) for an `in (…)` in raw SQL. */
 export function sqlStringList(values: readonly string[]): string {
   return values.map((v) => `'${v}'`).join(", ");
 }
 
+/** The statuses the scheduler still works on. */
 export const PENDING_STATUSES = ["queued", "deferred"] as const satisfies readonly DeliveryStatus[];
 
 export function isDeliveryStatus(s: string): s is DeliveryStatus {

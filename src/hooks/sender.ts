@@ -46,17 +46,23 @@ export interface HookSenderOptions {
 /** Between rounds that found less than a full batch: events gather meanwhile, for one read. */
 const GATHER_MS = 200;
 
-/** A lease outlives a round: every POST in it is cut off at its timeout. */
+/**
+ * A lease outlives a round: every POST is cut off at its timeout, and a round of a full batch
+ * is batch / inFlight waves of them (5 x 10 s by default). A hook that never answers holds the
+ * round that long, the other hooks' too.
+ */
 const LEASE_SECONDS = 120;
 
 /** Where a hook's POSTs go and how they are signed: made once for a batch of its events. */
 interface HookTarget {
-  url: URL;
+  /** Undefined for a URL that does not parse (a row edited by hand): that hook's failure alone. */
+  url: URL | undefined;
+  text: string;
   sign: WebhookSigner;
 }
 
 function hookTarget(hook: Pick<Hook, "url" | "secret">): HookTarget {
-  return { url: new URL(hook.url), sign: webhookSigner(hook.secret) };
+  return { url: URL.parse(hook.url) ?? undefined, text: hook.url, sign: webhookSigner(hook.secret) };
 }
 
 export class HookSender {
@@ -140,12 +146,9 @@ export class HookSender {
     const due = await nextHookDueAt(this.o.db);
     if (!due || due.getTime() > Date.now()) return false;
     const claimed = await claimHookDeliveries(this.o.db, this.o.owner, batch, LEASE_SECONDS);
-    const results = await Promise.all(
-      claimed.map(async (delivery) => ({
-        delivery,
-        ...(await this.post(hookTarget(delivery.hook), delivery.event)),
-      })),
-    );
+    const results = (
+      await this.postAll(claimed, (delivery) => this.post(hookTarget(delivery.hook), delivery.event))
+    ).map(({ event: delivery, result }) => ({ delivery, ...result }));
     // Not recorded (the database went away): the lease lapses and the copies go again, same ids.
     const counts = await settleHookDeliveries(this.o.db, this.o.owner, results, this.o.policy);
     this.o.onSettled?.(counts);
@@ -172,11 +175,13 @@ export class HookSender {
         results[at] = { event: items[at]!, result: await post(items[at]!) };
       }
     };
-    await Promise.all(Array.from({ length: Math.min(this.o.inFlight ?? 100, items.length) }, worker));
+    const workers = Math.min(Math.max(1, this.o.inFlight ?? 100), items.length);
+    await Promise.all(Array.from({ length: workers }, worker));
     return results;
   }
 
   private async post(target: HookTarget, event: HookEvent): Promise<PostResult> {
+    if (!target.url) return { ok: false, reply: `not a URL: ${target.text.slice(0, 200)}` };
     const body = JSON.stringify(eventView(event));
     // one id per event, whichever attempt: receivers drop what they have seen
     const headers = target.sign(`evt_${event.id}`, new Date(), body);

@@ -46,6 +46,7 @@ export class HttpPoster {
   private readonly idle = new Map<string, HttpConnection[]>();
   private readonly ca: string[] | undefined;
   private sweeper: ReturnType<typeof setInterval> | undefined;
+  private closed = false;
 
   constructor(private readonly o: HttpPosterOptions = {}) {
     this.ca = o.extraRoots?.length ? [...tls.rootCertificates, ...o.extraRoots] : undefined;
@@ -70,6 +71,7 @@ export class HttpPoster {
 
   /** Closes the idle connections; a POST in flight ends on its own. */
   close(): void {
+    this.closed = true;
     clearInterval(this.sweeper);
     this.sweeper = undefined;
     for (const list of this.idle.values()) for (const c of list) c.close();
@@ -78,7 +80,8 @@ export class HttpPoster {
 
   private async exchange(conn: HttpConnection, origin: string, request: Buffer, deadline: number) {
     const { reply, reusable } = await conn.request(request, deadline);
-    if (reusable) this.keep(origin, conn);
+    // after close(), a POST that was in flight gives its connection up rather than keep it
+    if (reusable && !this.closed) this.keep(origin, conn);
     else conn.close();
     return reply;
   }

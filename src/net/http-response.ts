@@ -48,7 +48,10 @@ export function parseResponseHead(received: Buffer): ResponseHead | undefined {
     const name = line.slice(0, colon);
     if (colon < 1 || !FIELD_NAME.test(name))
       throw new HttpResponseError(`malformed response header line: ${JSON.stringify(line.slice(0, 80))}`);
-    fields.set(name.toLowerCase(), line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, ""));
+    const key = name.toLowerCase();
+    const value = line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, "");
+    // a second Content-Length is kept with the first ("5, 7"): not a length to trust, then
+    fields.set(key, key === "content-length" && fields.has(key) ? `${fields.get(key)}, ${value}` : value);
   }
   const connection = (fields.get("connection") ?? "").toLowerCase();
   const keepAlive = status[1] === "1" ? !/\bclose\b/.test(connection) : /\bkeep-alive\b/.test(connection);

@@ -92,7 +92,9 @@ export async function claimDue(
       warnedAt: deliveries.warnedAt,
       due: deliveries.nextAttemptAt,
       // in the claim's own statement: one round trip fewer per claim than asking after it
-      size: sql<number>`(select ${messages.size} from ${messages} where ${messages.id} = ${deliveries.messageId})`,
+      // qualified by hand: drizzle writes RETURNING's columns bare, and a bare name would be
+      // read as the subquery's own column if messages ever had one of that name
+      size: sql<number>`(select m.size from messages m where m.id = "deliveries"."message_id")`,
     });
   // RETURNING comes in no particular order (a hash of the ids, as planned): due order again
   return rows

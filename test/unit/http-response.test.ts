@@ -49,6 +49,7 @@ describe("bodyFraming", () => {
     ["HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", { kind: "unread" }],
     ["HTTP/1.1 200 OK\r\n\r\n", { kind: "unread" }],
     ["HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\n", { kind: "unread" }],
+    ["HTTP/1.1 200 OK\r\nContent-Length: 7\r\nContent-Length: 2\r\n\r\n", { kind: "unread" }],
     ["HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", { kind: "unread" }],
   ])("%j", (text, expected) => {
     expect(framing(text)).toEqual(expected as ReturnType<typeof bodyFraming>);

@@ -164,7 +164,6 @@ class HttpConnection {
   idleSince = 0;
   private socket: Socket<HttpConnection> | undefined;
   private ready: { resolve(): void; reject(err: Error): void } | undefined;
-  private readonly tls: boolean;
   private waiter: Waiter | undefined;
   private pending: Buffer | undefined;
   private head: ResponseHead | undefined;
@@ -174,10 +173,8 @@ class HttpConnection {
 
   private constructor(
     private readonly host: string,
-    tls: boolean,
-  ) {
-    this.tls = tls;
-  }
+    private readonly tls: boolean,
+  ) {}
 
   static async open(url: URL, ca: string[] | undefined, deadline: number): Promise<HttpConnection> {
     const https = url.protocol === "https:";

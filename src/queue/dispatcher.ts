@@ -22,7 +22,6 @@ export interface DispatchLimits {
 /** A claimed delivery waiting for its group; its message body is not loaded yet. */
 export interface Waiting {
   delivery: ClaimedDelivery;
-  size: number;
 }
 
 interface Destination {

@@ -1,9 +1,8 @@
 // Which waiting deliveries go out together. Pure: the scheduler brings what waits and its limits.
 
 export interface Sized {
-  delivery: { messageId: string };
-  /** Bytes of the delivery's message. */
-  size: number;
+  /** `size`: bytes of the delivery's message. */
+  delivery: { messageId: string; size: number };
 }
 
 /**
@@ -22,7 +21,7 @@ export function takeGroup(
   let bytes = 0;
   for (const w of waiting) {
     if (count === maxJobs) break;
-    const added = messages.has(w.delivery.messageId) ? 0 : w.size;
+    const added = messages.has(w.delivery.messageId) ? 0 : w.delivery.size;
     if (count > 0 && bytes + added > maxBytes) break;
     messages.add(w.delivery.messageId);
     count++;

@@ -240,7 +240,7 @@ export class Scheduler {
         continue;
       }
       this.held.add(delivery.id);
-      this.dispatcher.add(destinationOf(delivery.target, delivery.rcpt), { delivery, size: delivery.size });
+      this.dispatcher.add(destinationOf(delivery.target, delivery.rcpt), { delivery });
     }
     // A retaken row whose group ended meanwhile without settling it: nobody works on it now.
     await releaseLeases(

@@ -14,7 +14,7 @@ const LIMITS: DispatchLimits = {
 };
 
 let nextId = 1;
-function delivery(messageId = `m${nextId}`): ClaimedDelivery {
+function delivery(messageId = `m${nextId}`, size = 100): ClaimedDelivery {
   return {
     id: nextId++,
     messageId,
@@ -25,14 +25,14 @@ function delivery(messageId = `m${nextId}`): ClaimedDelivery {
     attempts: 0,
     createdAt: new Date(0),
     warnedAt: null,
-    size: 100,
+    size,
   };
 }
 
 function withWaiting(limits: Partial<DispatchLimits>, waiting: Record<string, number[]>): Dispatcher {
   const d = new Dispatcher({ ...LIMITS, ...limits });
   for (const [key, sizes] of Object.entries(waiting))
-    for (const size of sizes) d.add(key, { delivery: delivery(), size });
+    for (const size of sizes) d.add(key, { delivery: delivery(undefined, size) });
   return d;
 }
 
@@ -73,10 +73,10 @@ describe("Dispatcher", () => {
 
   test("a message counts once in a group's bytes, however many of its recipients ride along", () => {
     const d = new Dispatcher({ ...LIMITS, jobsPerGroup: 10, initialPerDestination: 1 });
-    d.add("a", { delivery: delivery("one"), size: 400 });
-    d.add("a", { delivery: delivery("one"), size: 400 });
-    d.add("a", { delivery: delivery("two"), size: 400 });
-    d.add("a", { delivery: delivery("three"), size: 400 }); // 1200 > maxGroupBytes: next group
+    d.add("a", { delivery: delivery("one", 400) });
+    d.add("a", { delivery: delivery("one", 400) });
+    d.add("a", { delivery: delivery("two", 400) });
+    d.add("a", { delivery: delivery("three", 400) }); // 1200 > maxGroupBytes: next group
     const [group] = d.startable();
     expect(group!.jobs.map((j) => j.delivery.messageId)).toEqual(["one", "one", "two"]);
     expect(group!.bytes).toBe(800);
@@ -95,7 +95,7 @@ describe("Dispatcher", () => {
     const first = d.startable();
     // big's first group (1500) runs; its second does not fit (3000 > 2000) and stops everything
     expect(keys(first)).toEqual(["big"]);
-    d.add("late", { delivery: delivery(), size: 10 });
+    d.add("late", { delivery: delivery(undefined, 10) });
     expect(d.startable()).toEqual([]); // the blocked group keeps its turn while it cannot fit
     d.finished(first[0]!);
     const next = d.startable();
@@ -110,9 +110,9 @@ describe("Dispatcher", () => {
 
   test("deliveries whose lease was lost are dropped; nothing is left of an idle destination", () => {
     const d = new Dispatcher(LIMITS);
-    const lost = delivery();
-    d.add("a", { delivery: lost, size: 1 });
-    d.add("b", { delivery: delivery(), size: 1 });
+    const lost = delivery(undefined, 1);
+    d.add("a", { delivery: lost });
+    d.add("b", { delivery: delivery(undefined, 1) });
     expect(d.dropLost(new Set([lost.id]))).toBe(1);
     expect(d.waitingCount).toBe(1);
     expect(keys(d.startable())).toEqual(["b"]);

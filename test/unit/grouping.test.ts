@@ -3,7 +3,7 @@ import { takeGroup } from "../../src/queue/grouping.ts";
 
 /** One waiting delivery per [message id, size]. */
 const waiting = (...rows: [string, number][]) =>
-  rows.map(([messageId, size]) => ({ delivery: { messageId }, size }));
+  rows.map(([messageId, size]) => ({ delivery: { messageId, size } }));
 
 describe("takeGroup", () => {
   test("takes up to the job limit when the bytes allow", () => {

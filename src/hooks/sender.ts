@@ -1,7 +1,8 @@
-// Sends events to the hooks. Each round: the hooks no node holds are leased, each reads its next
-// events past its cursor and POSTs them side by side, and the batch is recorded (cursor moved,
-// refused events kept as copies to retry); then the copies due again are claimed and POSTed.
-// At least once, the same webhook-id every time. Events are read every GATHER_MS while they come.
+// Sends events to the hooks. Every GATHER_MS the hooks no node holds are leased, and each gets a
+// run of its own: it reads its next events past its cursor, POSTs them side by side and records
+// the batch (cursor moved, refused events kept as copies to retry), again while batches come full.
+// The copies due again are claimed and POSTed in a run of their own. So a receiver that hangs
+// holds back its own events only. At least once, the same webhook-id every time.
 import type { Db } from "../db/open.ts";
 import { httpReplyText } from "../delivery/webhook.ts";
 import { errorMessage, type Logger } from "../log.ts";
@@ -47,9 +48,8 @@ export interface HookSenderOptions {
 const GATHER_MS = 200;
 
 /**
- * A lease outlives a round: every POST is cut off at its timeout, and a round of a full batch
- * is batch / inFlight waves of them (5 x 10 s by default). A hook that never answers holds the
- * round that long, the other hooks' too.
+ * A lease outlives a batch: every POST is cut off at its timeout, and a full batch is
+ * batch / inFlight waves of them (5 x 10 s by default) for a hook that never answers.
  */
 const LEASE_SECONDS = 120;
 
@@ -71,6 +71,9 @@ export class HookSender {
   private readonly nap = new Nap();
   private failures = 0;
   private readonly poster: HttpPoster;
+  /** The hooks this node is sending batches to now, by id. */
+  private readonly streams = new Map<number, Promise<void>>();
+  private retries: Promise<void> | undefined;
 
   constructor(private readonly o: HookSenderOptions) {
     this.poster = new HttpPoster({ extraRoots: o.extraRoots });
@@ -88,7 +91,7 @@ export class HookSender {
     this.nap.wake();
   }
 
-  /** Stops; a round in flight finishes (each POST is bounded by its timeout). */
+  /** Stops; the batches in flight finish (each POST is bounded by its timeout). */
   async stop(): Promise<void> {
     if (!this.running) return;
     this.running = false;
@@ -98,68 +101,100 @@ export class HookSender {
   }
 
   private async loop(): Promise<void> {
-    // a round's reads and record cost about as much as a hundred POSTs: rounds are made big
+    // a batch's read and record cost about as much as a hundred POSTs: batches are made big
     const batch = this.o.batch ?? 500;
     while (this.running) {
-      let full = false;
       try {
-        full = (await this.sendStreams(batch)) || (await this.sendRetries(batch));
-        if (this.failures > 0) this.o.log.info("sending event webhooks again", { after: this.failures });
-        this.failures = 0;
+        await this.startStreams(batch);
+        await this.startRetries(batch);
+        this.recovered();
       } catch (err) {
-        // the database is away: one line per outage, the health check says the rest
-        if (this.failures++ === 0)
-          this.o.log.error("sending event webhooks failed: retrying", { error: errorMessage(err) });
+        this.failed(err);
         if (this.running) await this.nap.sleep(Math.min(500 * 2 ** this.failures, 30_000));
         continue;
       }
-      if (this.running && !full) await this.nap.sleep(GATHER_MS);
+      if (this.running) await this.nap.sleep(GATHER_MS);
+    }
+    await Promise.all([...this.streams.values(), this.retries]);
+  }
+
+  /** The database is away: one line per outage, the health check says the rest. */
+  private failed(err: unknown): void {
+    if (this.failures++ === 0)
+      this.o.log.error("sending event webhooks failed: retrying", { error: errorMessage(err) });
+  }
+
+  private recovered(): void {
+    if (this.failures > 0) this.o.log.info("sending event webhooks again", { after: this.failures });
+    this.failures = 0;
+  }
+
+  /** A run for each hook with events waiting that no node holds and this one is not sending to. */
+  private async startStreams(batch: number): Promise<void> {
+    if (!(await streamsWaiting(this.o.db))) return;
+    for (const hook of await claimHooks(this.o.db, this.o.owner, LEASE_SECONDS, [...this.streams.keys()])) {
+      const run = this.sendStream(hook, batch)
+        .catch((err) => this.failed(err))
+        .finally(() => this.streams.delete(hook.id));
+      this.streams.set(hook.id, run);
     }
   }
 
-  /** One batch of every free hook's stream; true when some hook had a full batch (more may wait). */
-  private async sendStreams(batch: number): Promise<boolean> {
-    if (!(await streamsWaiting(this.o.db))) return false;
-    const held = await claimHooks(this.o.db, this.o.owner, LEASE_SECONDS);
-    const full = await Promise.all(
-      held.map(async (hook) => {
-        const { events, next } = await readStream(this.o.db, hook, batch);
-        const target = hookTarget(hook);
-        const sent = await this.postAll(events, (event) => this.post(target, event));
-        const counts = await recordStream(this.o.db, this.o.owner, hook, next, sent, this.o.policy);
-        this.o.onSettled?.({ ...counts, failed: 0 });
-        const refused = sent.filter((x) => !x.result.ok);
-        if (refused.length > 0)
-          this.o.log.info("event webhook refused: kept to retry", {
-            hook: hook.id,
-            count: refused.length,
-            reply: refused.at(-1)!.result.reply,
-          });
-        return events.length === batch;
-      }),
-    );
-    return full.some(Boolean);
+  /** Batches of the hook's stream while they come full; the last record gives the lease back. */
+  private async sendStream(first: Hook, batch: number): Promise<void> {
+    let hook = first;
+    const target = hookTarget(hook);
+    while (this.running) {
+      const { events, next } = await readStream(this.o.db, hook, batch);
+      const sent = await this.postAll(events, (event) => this.post(target, event));
+      const full = events.length === batch && this.running;
+      const counts = await recordStream(this.o.db, this.o.owner, hook, next, sent, this.o.policy, {
+        renewLeaseSeconds: full ? LEASE_SECONDS : undefined,
+      });
+      this.o.onSettled?.({ delivered: counts.delivered, retried: counts.retried, failed: 0 });
+      const refused = sent.filter((x) => !x.result.ok);
+      if (refused.length > 0)
+        this.o.log.info("event webhook refused: kept to retry", {
+          hook: hook.id,
+          count: refused.length,
+          reply: refused.at(-1)!.result.reply,
+        });
+      if (!full || !counts.held) return;
+      hook = { ...hook, cursorTx: next.tx, cursorId: next.id };
+    }
   }
 
-  /** The copies due again; true when the batch was full. */
-  private async sendRetries(batch: number): Promise<boolean> {
+  /** A run for the copies due again, when none is running. */
+  private async startRetries(batch: number): Promise<void> {
+    if (this.retries) return;
     const due = await nextHookDueAt(this.o.db);
-    if (!due || due.getTime() > Date.now()) return false;
-    const claimed = await claimHookDeliveries(this.o.db, this.o.owner, batch, LEASE_SECONDS);
-    const results = (
-      await this.postAll(claimed, (delivery) => this.post(hookTarget(delivery.hook), delivery.event))
-    ).map(({ event: delivery, result }) => ({ delivery, ...result }));
-    // Not recorded (the database went away): the lease lapses and the copies go again, same ids.
-    const counts = await settleHookDeliveries(this.o.db, this.o.owner, results, this.o.policy);
-    this.o.onSettled?.(counts);
-    for (const r of results.filter((x) => !x.ok))
-      this.o.log.info("event webhook refused again", {
-        hook: r.delivery.hook.id,
-        event: r.delivery.event.id,
-        attempt: r.delivery.attempts + 1,
-        reply: r.reply,
+    if (!due || due.getTime() > Date.now()) return;
+    this.retries = this.sendRetries(batch)
+      .catch((err) => this.failed(err))
+      .finally(() => {
+        this.retries = undefined;
       });
-    return claimed.length === batch;
+  }
+
+  /** Batches of the copies due while they come full. */
+  private async sendRetries(batch: number): Promise<void> {
+    while (this.running) {
+      const claimed = await claimHookDeliveries(this.o.db, this.o.owner, batch, LEASE_SECONDS);
+      const results = (
+        await this.postAll(claimed, (delivery) => this.post(hookTarget(delivery.hook), delivery.event))
+      ).map(({ event: delivery, result }) => ({ delivery, ...result }));
+      // Not recorded (the database went away): the lease lapses and the copies go again, same ids.
+      const counts = await settleHookDeliveries(this.o.db, this.o.owner, results, this.o.policy);
+      this.o.onSettled?.(counts);
+      for (const r of results.filter((x) => !x.ok))
+        this.o.log.info("event webhook refused again", {
+          hook: r.delivery.hook.id,
+          event: r.delivery.event.id,
+          attempt: r.delivery.attempts + 1,
+          reply: r.reply,
+        });
+      if (claimed.length < batch) return;
+    }
   }
 
   /** Each of `items` POSTed by `post`, at most `inFlight` at a time; in the order given. */

@@ -1,7 +1,7 @@
 // Event webhooks in the database: the hooks, the event stream each reads past its cursor (a hook
 // is held by one node at a time, under a lease), and the copies a receiver refused, retried
 // under leases of their own.
-import { and, asc, desc, eq, inArray, isNull, lt, lte, or, sql } from "drizzle-orm";
+import { and, asc, desc, eq, inArray, isNull, lt, lte, notInArray, or, sql } from "drizzle-orm";
 import type { Db } from "../db/open.ts";
 import { type EventType, events, hookDeliveries, hooks } from "../db/schema.ts";
 import { nextAttempt, type RetryPolicy } from "../queue/retry.ts";
@@ -74,12 +74,25 @@ export async function streamsWaiting(db: Db): Promise<boolean> {
   return row !== undefined;
 }
 
-/** Leases the hooks no node holds (a lapsed lease included). */
-export async function claimHooks(db: Db, owner: string, leaseSeconds: number): Promise<Hook[]> {
+/**
+ * Leases the hooks no node holds (a lapsed lease included), and those `owner` holds but is not
+ * sending to (`busy` are): a batch whose record a database outage cut off goes again at once.
+ */
+export async function claimHooks(
+  db: Db,
+  owner: string,
+  leaseSeconds: number,
+  busy: readonly number[] = [],
+): Promise<Hook[]> {
   const free = db
     .select({ id: hooks.id })
     .from(hooks)
-    .where(or(isNull(hooks.leaseUntil), lt(hooks.leaseUntil, sql`now()`)))
+    .where(
+      and(
+        or(isNull(hooks.leaseUntil), lt(hooks.leaseUntil, sql`now()`), eq(hooks.leaseOwner, owner)),
+        busy.length > 0 ? notInArray(hooks.id, [...busy]) : undefined,
+      ),
+    )
     .for("update", { skipLocked: true });
   return db
     .update(hooks)
@@ -140,9 +153,10 @@ export interface PostResult {
 }
 
 /**
- * Records a batch of the hook's stream: the cursor moves past it, the lease is given back, and
- * each refused event becomes a copy to retry; in one transaction, so a crash before it sends the
- * batch again (at least once, the same webhook-ids) and loses none. Nothing if the lease was lost.
+ * Records a batch of the hook's stream: the cursor moves past it, the lease is given back (or
+ * renewed for `renewLeaseSeconds`, more to send), and each refused event becomes a copy to retry;
+ * in one transaction, so a crash before it sends the batch again (at least once, the same
+ * webhook-ids) and loses none. Nothing if the lease was lost: `held` is false.
  */
 export async function recordStream(
   db: Db,
@@ -151,24 +165,29 @@ export async function recordStream(
   next: StreamCursor,
   sent: readonly { event: HookEvent; result: PostResult }[],
   policy: RetryPolicy,
-  now = new Date(),
-): Promise<{ delivered: number; retried: number }> {
+  o: { renewLeaseSeconds?: number; now?: Date } = {},
+): Promise<{ delivered: number; retried: number; held: boolean }> {
+  const now = o.now ?? new Date();
   const refused = sent.filter((s) => !s.result.ok);
   const lastFailure = refused.at(-1)?.result.reply;
-  await db.transaction(async (tx) => {
+  const lease =
+    o.renewLeaseSeconds === undefined
+      ? { leaseOwner: null, leaseUntil: null }
+      : { leaseUntil: sql`now() + make_interval(secs => ${o.renewLeaseSeconds})` };
+  const held = await db.transaction(async (tx) => {
     const held = await tx
       .update(hooks)
       .set({
         cursorTx: next.tx,
         cursorId: next.id,
-        leaseOwner: null,
-        leaseUntil: null,
+        ...lease,
         ...(refused.length < sent.length ? { lastDeliveredAt: now } : {}),
         ...(lastFailure === undefined ? {} : { lastFailedAt: now, lastFailure }),
       })
       .where(and(eq(hooks.id, hook.id), eq(hooks.leaseOwner, owner)))
       .returning({ id: hooks.id });
-    if (held.length === 0 || refused.length === 0) return;
+    if (held.length === 0) return false;
+    if (refused.length === 0) return true;
     await tx.insert(hookDeliveries).values(
       refused.map((s) => {
         const retry = nextAttempt(1, now, now, policy);
@@ -184,8 +203,9 @@ export async function recordStream(
         };
       }),
     );
+    return true;
   });
-  return { delivered: sent.length - refused.length, retried: refused.length };
+  return { delivered: sent.length - refused.length, retried: refused.length, held };
 }
 
 /** A copy to POST again, leased to us. */

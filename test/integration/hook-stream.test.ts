@@ -1,13 +1,17 @@
 // A hook's cursor over the event stream (hooks/store.ts) on real PostgreSQL: an event whose
 // transaction commits after a later one's is still read, never skipped; a batch is resent when its
-// record is lost; two nodes never hold one hook at once.
+// record is lost; two nodes never hold one hook at once; a receiver that hangs holds back its own
+// hook's events only.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import postgres from "postgres";
 import { migrate } from "../../src/db/migrate.ts";
 import { type Database, openDatabase } from "../../src/db/open.ts";
+import { HookSender } from "../../src/hooks/sender.ts";
 import { addHook, claimHooks, type Hook, readStream, recordStream } from "../../src/hooks/store.ts";
+import { createLogger } from "../../src/log.ts";
 import { tempDir } from "../helpers/cli.ts";
 import { freshDatabaseUrl, havePostgres } from "../helpers/pg.ts";
+import { waitFor } from "../helpers/server.ts";
 
 const POLICY = { baseSeconds: 60, maxSeconds: 60, lifetimeSeconds: 86400 };
 
@@ -113,5 +117,68 @@ describe.skipIf(!havePostgres)("a hook's event stream", () => {
     ]);
     const c = await held("node-b");
     expect((await readStream(database.db, c, 100)).events).toEqual([]);
+  });
+
+  test("a node takes back a hook it holds but is not sending to (its record cut off by an outage)", async () => {
+    await sql`delete from hooks`;
+    await addHook(database.db, { url: new URL("http://127.0.0.1:9/"), events: undefined, domain: undefined });
+    const hook = await held("node-a");
+    expect(await claimHooks(database.db, "node-a", 60, [hook.id])).toEqual([]);
+    expect(await claimHooks(database.db, "node-b", 60)).toEqual([]);
+    expect((await claimHooks(database.db, "node-a", 60)).map((h) => h.id)).toEqual([hook.id]);
+  });
+
+  test("a hook whose receiver never answers holds back its own events only", async () => {
+    await sql`delete from hooks`;
+    const answered: string[] = [];
+    const receiver = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      async fetch(req) {
+        answered.push(((await req.json()) as { rcpt: string }).rcpt);
+        return new Response("ok");
+      },
+    });
+    const waiting = new Set<unknown>();
+    const hang = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: { data: (socket) => void waiting.add(socket) },
+    });
+    await addHook(database.db, {
+      url: new URL(`http://127.0.0.1:${hang.port}/`),
+      events: undefined,
+      domain: undefined,
+    });
+    await addHook(database.db, {
+      url: new URL(`http://127.0.0.1:${receiver.port}/`),
+      events: undefined,
+      domain: undefined,
+    });
+    const sender = new HookSender({
+      db: database.db,
+      owner: "node-a",
+      log: createLogger("error"),
+      policy: POLICY,
+      timeoutMs: 20_000,
+    });
+    try {
+      await insertEvent(sql, "first@remote.test");
+      sender.start();
+      await waitFor(
+        "the first event at both",
+        async () => (answered.length === 1 && waiting.size === 1) || undefined,
+      );
+      // the hanging receiver still holds the first event's POST; the second event goes anyway
+      await insertEvent(sql, "second@remote.test");
+      await waitFor("the second event", async () => answered.length === 2 || undefined, 10_000);
+      expect(answered).toEqual(["first@remote.test", "second@remote.test"]);
+      expect(waiting.size).toBe(1);
+    } finally {
+      // the hanging POST is cut off as the receiver goes, so stop returns
+      hang.stop(true);
+      await sender.stop();
+      receiver.stop(true);
+    }
   });
 });

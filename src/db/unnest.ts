@@ -13,6 +13,7 @@
 // on every commit.
 import { getTableColumns, getTableName, is, SQL, type SQLChunk, StringChunk } from "drizzle-orm";
 import type { PgColumn, PgTable } from "drizzle-orm/pg-core";
+import { bufferView } from "../bytes.ts";
 
 /** Text, or a parameter's value. */
 export type StatementPart = string | { value: unknown };
@@ -93,7 +94,7 @@ export function arrayLiteral(values: readonly unknown[]): string {
  * and the body is most of what a commit sends. Base64 needs no escaping inside the quotes.
  */
 function base64ArrayLiteral(values: readonly unknown[]): string {
-  return `{${values.map((v) => (v instanceof Uint8Array ? `"${Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString("base64")}"` : "NULL")).join(",")}}`;
+  return `{${values.map((v) => (v instanceof Uint8Array ? `"${bufferView(v).toString("base64")}"` : "NULL")).join(",")}}`;
 }
 
 function quoted(value: unknown): string {

@@ -4,6 +4,7 @@
 import { createHash } from "node:crypto";
 import type { DNSResolver } from "mailauth";
 import { authenticate } from "mailauth";
+import { bufferView } from "../bytes.ts";
 import { TtlCache } from "../dns/cache.ts";
 import { mailauthResolver, type Resolver } from "../dns/resolver.ts";
 import { splitFields } from "./headers.ts";
@@ -116,7 +117,7 @@ function verdictKey(ctx: AuthContext, fields: { key: string | null; line: Buffer
 }
 
 async function evaluate(message: Uint8Array, ctx: AuthContext, resolver: DNSResolver): Promise<AuthOutcome> {
-  const res = await authenticate(Buffer.from(message), {
+  const res = await authenticate(bufferView(message), {
     ip: ctx.ip,
     helo: ctx.helo,
     sender: ctx.mailFrom,
@@ -166,7 +167,7 @@ async function evaluate(message: Uint8Array, ctx: AuthContext, resolver: DNSReso
  * first empty line is where mailauth ends the header section too.
  */
 function headerSection(message: Uint8Array): Uint8Array {
-  const end = Buffer.from(message).indexOf("\r\n\r\n");
+  const end = bufferView(message).indexOf("\r\n\r\n");
   return end < 0 ? message : message.subarray(0, end + 4);
 }
 
@@ -175,7 +176,7 @@ function headerSection(message: Uint8Array): Uint8Array {
  * speak for this host, and a sender could otherwise forge a "pass" from us.
  */
 export function stripForgedAuthResults(message: Uint8Array, authservId: string): Uint8Array {
-  const section = Buffer.from(headerSection(message));
+  const section = bufferView(headerSection(message));
   // the common case, no such field, without splitting anything
   if (!/authentication-results/i.test(section.toString("latin1"))) return message;
   // read as mailauth reads it (a fold before the colon still makes the field), and as a mail

@@ -3,6 +3,7 @@
 // present, and we want From oversigned (listed once more than it occurs) so that nobody can add
 // a second From to a signed message: so signing is done here, in a few lines of RFC text.
 import { createHash, createPrivateKey, type KeyObject, sign } from "node:crypto";
+import { bufferView } from "../bytes.ts";
 import { type HeaderField, splitMessage } from "./headers.ts";
 
 /** Header fields signed when present (RFC 6376 5.4.1), From first. */
@@ -69,7 +70,7 @@ export function relaxedBody(body: string): string {
 
 /** The DKIM-Signature fields for `message`, one per key, to be prepended to it. */
 export function dkimSign(message: Uint8Array, keys: DkimKey[], now = new Date()): string {
-  const text = Buffer.from(message).toString("latin1");
+  const text = bufferView(message).toString("latin1");
   const { fields, body } = splitMessage(text);
   const bodyHash = createHash("sha256").update(relaxedBody(body), "latin1").digest("base64");
 

@@ -1,5 +1,7 @@
 // What an MSA does to a submitted message (RFC 6409 §8): it needs a From (and Sender) the user
 // may use, and gets the Date and Message-ID it lacks.
+
+import { bufferView } from "../bytes.ts";
 import { patternMatches } from "./address.ts";
 import { fieldAddresses, readHeaders } from "./headers.ts";
 import { newMessageIdField } from "./message-id.ts";
@@ -39,7 +41,7 @@ export function fixUpSubmission(
   }
   if (added.length === 0) return { ok: true, content };
   // Trace fields (Received) stay on top, as RFC 5321 4.4 wants them first.
-  const text = Buffer.from(content);
+  const text = bufferView(content);
   let offset = 0;
   const lineEnd = (from: number) => {
     const end = text.indexOf("\r\n", from);

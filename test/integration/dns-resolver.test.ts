@@ -2,6 +2,8 @@
 // resolver gets wrong (multi-string TXT, NXDOMAIN vs NODATA), truncation, failover and caching.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { generateKeyPairSync } from "node:crypto";
+import type { udp } from "bun";
+import * as packet from "dns-packet";
 import { authenticate, dkimSign } from "mailauth";
 import type { DnsError } from "../../src/dns/errors.ts";
 import { findMx } from "../../src/dns/mx.ts";
@@ -306,6 +308,41 @@ describe("UDP sockets", () => {
     );
     expect(answers).toEqual(Array.from({ length: 30 }, (_, i) => [`192.0.2.${100 + i}`]));
     expect(new Set(s.queries.map((q) => q.sourcePort)).size).toBeLessThan(30);
+  });
+});
+
+describe("forged answers", () => {
+  test("an answer with the query's id from another port or another address is ignored", async () => {
+    // the server answers late; first, forgers on another port of its address and on its port of
+    // another address answer at once, with the right id and question
+    const answer = (query: packet.DecodedPacket, address: string) =>
+      packet.encode({
+        type: "response",
+        id: query.id,
+        flags: packet.AUTHORITATIVE_ANSWER,
+        questions: query.questions,
+        answers: [{ type: "A", name: query.questions![0]!.name, ttl: 60, data: address }],
+      });
+    const otherPort = await Bun.udpSocket({ hostname: "127.0.0.1" });
+    let otherAddress: udp.Socket<"buffer"> | undefined;
+    const real = await Bun.udpSocket({
+      hostname: "127.0.0.1",
+      socket: {
+        data(socket, message, port, address) {
+          const query = packet.decode(message);
+          otherPort.send(answer(query, "198.51.100.1"), port, address);
+          otherAddress?.send(answer(query, "198.51.100.2"), port, address);
+          setTimeout(() => socket.send(answer(query, "192.0.2.10"), port, address), 50);
+        },
+      },
+    });
+    otherAddress = await Bun.udpSocket({ hostname: "127.0.0.2", port: real.port });
+    try {
+      const resolver = new Resolver({ servers: [parseServer(`127.0.0.1:${real.port}`)], timeoutMs: 2000 });
+      expect(await resolver.resolve("forged.example.test", "A")).toEqual(["192.0.2.10"]);
+    } finally {
+      for (const s of [real, otherPort, otherAddress]) s?.close();
+    }
   });
 });
 

@@ -227,4 +227,12 @@ describe("TTL cache", () => {
     expect(cache.get("c")).toBeUndefined();
     expect(cache.get("b")).toBe(10);
   });
+
+  test("a full cache drops its oldest tenth at once, and only that", () => {
+    const cache = new TtlCache<number>(20, () => 0);
+    for (let i = 0; i < 21; i++) cache.set(`k${i}`, i, 60);
+    expect(cache.size).toBe(19);
+    expect([cache.get("k0"), cache.get("k1")]).toEqual([undefined, undefined]);
+    for (let i = 2; i < 21; i++) expect(cache.get(`k${i}`)).toBe(i);
+  });
 });

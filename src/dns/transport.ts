@@ -44,8 +44,9 @@ class SharedUdpSocket {
           for (const w of this.waiting.get(message.readUInt16BE(0)) ?? [])
             w.message(message, { address, port });
         },
-        // a socket error ends every exchange on it, and the socket
-        error: (_socket, error) => this.fail(error),
+        // a socket error ends every exchange on it (theirs is asked again, on a new socket), and
+        // the socket. Bun passes no error for an ICMP port unreachable (the server is not there).
+        error: (_socket, error) => this.fail(error ?? unreachable()),
       },
     }).then((socket) => {
       // an idle socket kept for the next query must not keep the process alive
@@ -99,6 +100,10 @@ class SharedUdpSocket {
     if (this.socket instanceof Promise) this.socket.then(close, () => {});
     else close(this.socket);
   }
+}
+
+function unreachable(): NodeJS.ErrnoException {
+  return Object.assign(new Error("port unreachable"), { code: "ECONNREFUSED" });
 }
 
 const openSockets = new Map<4 | 6, SharedUdpSocket>();

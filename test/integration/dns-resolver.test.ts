@@ -156,6 +156,18 @@ describe("failover", () => {
     expect(silent.count("nomx.example.test", "A")).toBe(1);
   });
 
+  test("a server whose port is closed is ECONNREFUSED at once; the next one answers", async () => {
+    const gone = await Bun.udpSocket({ hostname: "127.0.0.1" });
+    const closed = parseServer(`127.0.0.1:${gone.port}`);
+    gone.close();
+    const alone = new Resolver({ servers: [closed], timeoutMs: 2000 });
+    const start = performance.now();
+    expect((await failure(alone.resolve("nomx.example.test", "A"))).code).toBe("ECONNREFUSED");
+    expect(performance.now() - start).toBeLessThan(1000);
+    const both = new Resolver({ servers: [closed, parseServer(primary.spec)], timeoutMs: 2000 });
+    expect(await both.resolve("nomx.example.test", "A")).toEqual(["192.0.2.13"]);
+  });
+
   test("SERVFAIL hands over to the next server", async () => {
     const broken = await server(ZONE, { servfail: true });
     const r = resolverFor([broken, primary]);

@@ -1,7 +1,9 @@
-// The one field of the one row of `COPY (select <bytea>) TO STDOUT (FORMAT binary)`: PostgreSQL's
-// binary copy format (https://www.postgresql.org/docs/15/sql-copy.html, "Binary Format"): a
-// signature, flags and an extension area, then per row a field count and each field as a length
-// and its bytes, then -1. Pure; the bytes are a view into the chunk they arrived in, not a copy.
+// PostgreSQL's binary copy format (https://www.postgresql.org/docs/15/sql-copy.html, "Binary
+// Format"): a signature, flags and an extension area, then per row a field count and each field as
+// a length and its bytes, then -1. Read: the one field of the one row of `COPY (select <bytea>) TO
+// STDOUT (FORMAT binary)`, as a view into the chunk it arrived in. Written: rows for `COPY table
+// FROM STDIN (FORMAT binary)`, bytea fields as their own bytes (no text form to make and parse).
+// Pure.
 
 const SIGNATURE = Buffer.from("PGCOPY\n\xff\r\n\0", "latin1");
 /** Signature, flags (int32), header extension length (int32). */
@@ -25,4 +27,66 @@ export function firstField(data: Buffer): CopiedField {
   const start = row + 6;
   if (data.length < start + length) return { kind: "short" };
   return { kind: "field", bytes: data.subarray(start, start + length) };
+}
+
+/** The column types rows can be written for, as drizzle's getSQLType() names them. */
+export type CopyType = "text" | "integer" | "bytea" | "jsonb" | "timestamp with time zone";
+
+const COPY_TYPES: readonly string[] = ["text", "integer", "bytea", "jsonb", "timestamp with time zone"];
+
+export function isCopyType(type: string): type is CopyType {
+  return COPY_TYPES.includes(type);
+}
+
+const PG_EPOCH_MS = Date.UTC(2000, 0, 1);
+const TRAILER = Buffer.from([0xff, 0xff]);
+
+/**
+ * The data of a binary COPY of `rows`, each a value per column of `types` (null: SQL NULL): text
+ * as UTF-8, integer as int4, bytea as its bytes, jsonb as version 1 and the JSON text (a string),
+ * timestamp with time zone as microseconds since 2000 (a Date). One buffer: postgres.js sends
+ * each write as a message of its own.
+ */
+export function copyRows(types: readonly CopyType[], rows: readonly (readonly unknown[])[]): Buffer {
+  const parts: Uint8Array[] = [SIGNATURE, Buffer.alloc(8)];
+  let size = HEADER_OCTETS + TRAILER.length;
+  for (const row of rows) {
+    if (row.length !== types.length)
+      throw new Error(`binary COPY: ${row.length} values for ${types.length} columns`);
+    const fixed = Buffer.alloc(2);
+    fixed.writeInt16BE(types.length);
+    parts.push(fixed);
+    size += 2;
+    row.forEach((value, i) => {
+      const field = value === null || value === undefined ? undefined : fieldBytes(types[i]!, value);
+      const length = Buffer.alloc(4);
+      length.writeInt32BE(field ? field.length : -1);
+      parts.push(length);
+      if (field) parts.push(field);
+      size += 4 + (field?.length ?? 0);
+    });
+  }
+  parts.push(TRAILER);
+  return Buffer.concat(parts, size);
+}
+
+function fieldBytes(type: CopyType, value: unknown): Uint8Array {
+  switch (type) {
+    case "text":
+      return Buffer.from(String(value));
+    case "integer": {
+      const b = Buffer.alloc(4);
+      b.writeInt32BE(value as number);
+      return b;
+    }
+    case "bytea":
+      return value as Uint8Array;
+    case "jsonb":
+      return Buffer.concat([Buffer.from([1]), Buffer.from(value as string)]);
+    case "timestamp with time zone": {
+      const b = Buffer.alloc(8);
+      b.writeBigInt64BE(BigInt((value as Date).getTime() - PG_EPOCH_MS) * 1000n);
+      return b;
+    }
+  }
 }

@@ -84,6 +84,15 @@ export function flatStatement(parts: readonly StatementPart[]): SQL {
   return new SQL(chunks);
 }
 
+/** The same statement as text with $n placeholders and its parameters, for postgres.js itself. */
+export function queryOf(parts: readonly StatementPart[]): { text: string; params: unknown[] } {
+  const params: unknown[] = [];
+  const text = parts
+    .map((part) => (typeof part === "string" ? part : `$${params.push(part.value)}`))
+    .join("");
+  return { text, params };
+}
+
 /** PostgreSQL's text form of a one-dimensional array (NULL, or each element quoted). */
 export function arrayLiteral(values: readonly unknown[]): string {
   return `{${values.map((v) => (v === null ? "NULL" : quoted(v))).join(",")}}`;

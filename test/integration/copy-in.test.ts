@@ -1,0 +1,136 @@
+// Accepted messages written by binary COPY (queue/enqueue.ts copyMessages, db/copy-in.ts) on real
+// PostgreSQL: the rows are those the accept statement writes, octet for octet; a COPY that
+// PostgreSQL refuses after its data (postgres.js never settles it: porsager/postgres#1173) is given
+// up within its guard, rolled back whole, and leaves no connection in a broken transaction.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import postgres from "postgres";
+import { CopyUnsettled, copyingClient } from "../../src/db/copy-in.ts";
+import { migrate } from "../../src/db/migrate.ts";
+import { type Database, openDatabase } from "../../src/db/open.ts";
+import { parseTarget } from "../../src/domains/targets.ts";
+import { createLogger } from "../../src/log.ts";
+import { copyMessages, Enqueuer, type NewMessage, writeMessages } from "../../src/queue/enqueue.ts";
+import { tempDir } from "../helpers/cli.ts";
+import { freshDatabaseUrl, havePostgres } from "../helpers/pg.ts";
+
+const EVERY_OCTET = Uint8Array.from({ length: 1024 }, (_, i) => (i * 7) % 256);
+
+/** `id` is prefix-n: the message's fields name n alone, so batches of two prefixes compare. */
+function message(id: string, o: Partial<NewMessage> = {}): NewMessage {
+  const n = id.slice(id.lastIndexOf("-") + 1);
+  return {
+    id,
+    direction: "inbound",
+    mailFrom: "sender@example.test",
+    helo: "client.example.test",
+    clientIp: "192.0.2.7",
+    raw: EVERY_OCTET,
+    authResults: {
+      spf: "pass",
+      dkim: [],
+      dmarc: { result: "none", policy: null, domain: null },
+      note: "é ✓",
+    },
+    messageIdHeader: `<${n}@example.test>`,
+    subject: 'Grüße, "quoted" \\ back\tslash',
+    deliveries: [{ rcpt: `rcpt-${n}@example.test`, target: parseTarget("relay:inner.test:25") }],
+    ...o,
+  };
+}
+
+describe.skipIf(!havePostgres)("accepted messages by COPY", () => {
+  let database: Database;
+  let sql: postgres.Sql;
+  const client = () => copyingClient(database.db)!;
+  /** Every column of the messages, their deliveries and events, ids and times of writing left out. */
+  const stored = async (prefix: string) =>
+    sql`select m.direction, m.mail_from, m.helo, m.client_ip, m.auth_user, m.size, m.raw, m.auth_results,
+          m.message_id_header, m.subject, m.envid, m.ret, d.rcpt, d.target, d.status, e.type, e.rcpt as event_rcpt
+        from messages m join deliveries d on d.message_id = m.id join events e on e.message_id = m.id
+        where m.id like ${`${prefix}%`} order by m.id`;
+
+  beforeAll(async () => {
+    const url = await freshDatabaseUrl();
+    database = await openDatabase({ databaseUrl: url, dataDir: tempDir() });
+    await migrate(database);
+    sql = postgres(url, { max: 2, onnotice: () => {} });
+  });
+  afterAll(async () => {
+    await sql?.end();
+    await database?.close();
+  });
+
+  test("a batch copied is stored as the accept statement stores it", async () => {
+    const variants = (prefix: string) => [
+      message(`${prefix}1`),
+      message(`${prefix}2`, {
+        helo: undefined,
+        clientIp: undefined,
+        authResults: undefined,
+        subject: undefined,
+      }),
+      message(`${prefix}3`, {
+        direction: "outbound",
+        authUser: "user@example.test",
+        envid: "ENV-1",
+        ret: "HDRS",
+      }),
+      message(`${prefix}4`, { raw: new Uint8Array(0) }),
+    ];
+    expect(copyingClient(database.db)).toBeDefined();
+    expect(await copyMessages(client(), variants("copied-"), "node-a")).toBe(true);
+    await writeMessages(database.db, variants("stated-"), "node-a");
+    const copied = await stored("copied-");
+    expect(copied).toHaveLength(4);
+    expect(copied).toEqual(await stored("stated-"));
+    expect(Buffer.from(copied[0]!.raw).equals(Buffer.from(EVERY_OCTET))).toBe(true);
+    const [times] =
+      await sql`select count(distinct received_at)::int as n from messages where id like 'copied-%'`;
+    expect(times!.n).toBe(1);
+  });
+
+  test("small batches, text with a NUL and big bodies are left to the statement", async () => {
+    expect(await copyMessages(client(), [message("small-1"), message("small-2")], "")).toBe(false);
+    const nul = [1, 2, 3, 4].map((i) => message(`nul-${i}`, { subject: i === 3 ? "a\0b" : "fine" }));
+    expect(await copyMessages(client(), nul, "")).toBe(false);
+    const big = [1, 2, 3, 4].map((i) => message(`big-${i}`, { raw: new Uint8Array(3 * 1024 * 1024) }));
+    expect(await copyMessages(client(), big, "")).toBe(false);
+    const [n] = await sql`select count(*)::int as n from messages where id ~ '^(small|nul|big)-'`;
+    expect(n!.n).toBe(0);
+  });
+
+  test("a COPY refused after its data is given up within the guard and rolled back whole", async () => {
+    await writeMessages(database.db, [message("taken-2")], "");
+    const batch = [1, 2, 3, 4].map((i) => message(`taken-${i}`));
+    const started = performance.now();
+    const failure = await copyMessages(client(), batch, "", 300).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    expect(failure).toBeInstanceOf(CopyUnsettled);
+    expect(performance.now() - started).toBeLessThan(5000);
+    const [n] = await sql`select count(*)::int as n from messages where id like 'taken-%'`;
+    expect(n!.n).toBe(1);
+    const stuck =
+      await sql`select count(*)::int as n from pg_stat_activity where state like 'idle in transaction%'`;
+    expect(stuck[0]!.n).toBe(0);
+    // the connections still serve: the same batch without the taken id goes in
+    expect(
+      await copyMessages(
+        client(),
+        [1, 3, 4, 5].map((i) => message(`taken-${i}`)),
+        "",
+      ),
+    ).toBe(true);
+  });
+
+  test("the enqueuer commits what waits behind a commit in flight by COPY, each caller told once", async () => {
+    const enqueuer = new Enqueuer(database.db, createLogger("error"), { origin: "node-a" });
+    await Promise.all(Array.from({ length: 12 }, (_, i) => enqueuer.enqueue(message(`queued-${i}`))));
+    const [n] = await sql`select count(*)::int as n, count(distinct received_at)::int as commits
+      from messages where id like 'queued-%'`;
+    expect(n!.n).toBe(12);
+    // the first alone, the rest gathered behind it: a batch of four or more went by COPY
+    expect(n!.commits).toBeLessThan(12);
+  });
+});

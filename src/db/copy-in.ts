@@ -6,9 +6,10 @@
 //
 // postgres.js never settles the stream of a COPY that PostgreSQL refuses after the data's end (a
 // constraint, a bad value) or whose connection drops then (porsager/postgres#1173, open): the
-// transaction would wait forever, and every commit behind it. So the end is awaited at most
-// `guardMs`; past it the transaction is given up (its ROLLBACK queued behind the COPY, if that
-// still runs) and the caller writes the rows another way.
+// transaction would wait forever, and every commit behind it. So once the data and its end are
+// sent (CopyDone: up to there postgres.js reports failures itself), the answer is awaited at most
+// `guardMs`; past it the transaction is given up, its ROLLBACK queued behind the COPY if that
+// still runs, and the caller writes the rows another way.
 import { getTableColumns, getTableName, is, SQL } from "drizzle-orm";
 import type { PgColumn, PgTable } from "drizzle-orm/pg-core";
 import type postgres from "postgres";
@@ -35,8 +36,8 @@ export class CopiedInsert<T extends PgTable> {
   }
 
   /**
-   * The COPY data of these rows, or undefined when a value cannot go this way: a NUL in text or
-   * JSON, which PostgreSQL refuses, and a refused COPY costs the guard's wait (see above).
+   * The COPY data of these rows, or undefined when a value cannot go this way: one PostgreSQL
+   * refuses (refusedText), as a refused COPY costs the guard's wait (see above).
    */
   data(rows: readonly T["$inferInsert"][]): Buffer | undefined {
     const values: unknown[][] = [];
@@ -50,7 +51,7 @@ export class CopiedInsert<T extends PgTable> {
           continue;
         }
         const driver = type === "jsonb" ? column.mapToDriverValue(value) : value;
-        if ((type === "text" || type === "jsonb") && /\0|\\u0000/.test(String(driver))) return undefined;
+        if ((type === "text" || type === "jsonb") && refusedText.test(String(driver))) return undefined;
         out.push(driver);
       }
       values.push(out);
@@ -61,6 +62,12 @@ export class CopiedInsert<T extends PgTable> {
     );
   }
 }
+
+/**
+ * What PostgreSQL refuses in text or jsonb (and the statement's way too): a NUL, as itself or as
+ * a JSON escape, and a lone surrogate, which JSON.stringify writes as an escape.
+ */
+const refusedText = /\0|\\u0000|\\ud[89a-f]/i;
 
 /** The client a COPY needs when `db` runs on postgres.js (drizzle keeps it as `$client`). */
 export function copyingClient(db: Db): postgres.Sql | undefined {
@@ -85,14 +92,20 @@ export async function copyThen(
   await client.begin(async (tx) => {
     const stream = await tx.unsafe(copy.statement).writable();
     await new Promise<void>((resolve, reject) => {
-      const guard = setTimeout(() => reject(new CopyUnsettled(guardMs)), guardMs);
+      let guard: ReturnType<typeof setTimeout> | undefined;
       const settle = (err?: Error | null) => {
         clearTimeout(guard);
         if (err) reject(err);
         else resolve();
       };
       stream.on("error", settle);
-      stream.end(copy.data, () => settle());
+      // Not before the data is handed over: a guard that fired while postgres.js still sends it
+      // would find its ROLLBACK refused (COPY_IN_PROGRESS) and the transaction left open.
+      stream.write(copy.data, (err) => {
+        if (err) return settle(err);
+        stream.end((err?: Error | null) => settle(err));
+        guard = setTimeout(() => settle(new CopyUnsettled(guardMs)), guardMs);
+      });
     });
     await tx.unsafe(then.text, then.params as postgres.ParameterOrJSON<never>[]);
   });

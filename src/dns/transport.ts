@@ -106,15 +106,20 @@ function unreachable(): NodeJS.ErrnoException {
   return Object.assign(new Error("port unreachable"), { code: "ECONNREFUSED" });
 }
 
-const openSockets = new Map<4 | 6, SharedUdpSocket>();
+/**
+ * By server: an ICMP error names no query, so it ends every exchange on its socket, and those
+ * should be this server's alone.
+ */
+const openSockets = new Map<string, SharedUdpSocket>();
 
-function sharedSocket(family: 4 | 6): SharedUdpSocket {
-  const open = openSockets.get(family);
+function sharedSocket(server: DnsServer): SharedUdpSocket {
+  const key = formatServer(server);
+  const open = openSockets.get(key);
   if (open !== undefined && !open.full) return open;
-  const fresh = new SharedUdpSocket(family, (s) => {
-    if (openSockets.get(family) === s) openSockets.delete(family);
+  const fresh = new SharedUdpSocket(server.family, (s) => {
+    if (openSockets.get(key) === s) openSockets.delete(key);
   });
-  openSockets.set(family, fresh);
+  openSockets.set(key, fresh);
   return fresh;
 }
 
@@ -138,7 +143,7 @@ export function exchangeUdp<T>(
       () => finish(new TransportError("ETIMEOUT", `no answer from ${formatServer(server)} over UDP`)),
       timeoutMs,
     );
-    const stop = sharedSocket(server.family).exchange(server, query, {
+    const stop = sharedSocket(server).exchange(server, query, {
       message: (message, from) => {
         if (from.port !== server.port || !sameAddress(from.address, server.host)) return;
         const value = accept(message);

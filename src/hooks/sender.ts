@@ -2,7 +2,9 @@
 // run of its own: it reads its next events past its cursor, POSTs them side by side and records
 // the batch (cursor moved, refused events kept as copies to retry), again while batches come full.
 // The copies due again are claimed and POSTed in a run of their own. So a receiver that hangs
-// holds back its own events only. At least once, the same webhook-id every time.
+// holds back its own stream only (and the retried copies, which share one run). A run that fails
+// gives its hook's lease back, and this node waits a while, growing, before taking it again. At
+// least once, the same webhook-id every time.
 import type { Db } from "../db/open.ts";
 import { httpReplyText } from "../delivery/webhook.ts";
 import { errorMessage, type Logger } from "../log.ts";
@@ -20,6 +22,7 @@ import {
   type PostResult,
   readStream,
   recordStream,
+  releaseHook,
   settleHookDeliveries,
   streamsWaiting,
 } from "./store.ts";
@@ -73,6 +76,8 @@ export class HookSender {
   private readonly poster: HttpPoster;
   /** The hooks this node is sending batches to now, by id. */
   private readonly streams = new Map<number, Promise<void>>();
+  /** Runs whose last try failed (a hook's by its id, the retried copies' as "retries"): how many in a row, and when to try again. */
+  private readonly failing = new Map<number | "retries", { runs: number; until: number }>();
   private retries: Promise<void> | undefined;
 
   constructor(private readonly o: HookSenderOptions) {
@@ -129,48 +134,85 @@ export class HookSender {
     this.failures = 0;
   }
 
-  /** A run for each hook with events waiting that no node holds and this one is not sending to. */
+  /**
+   * A run for each hook with events waiting that no node holds and this one is neither sending to
+   * nor waiting to try again.
+   */
   private async startStreams(batch: number): Promise<void> {
     if (!(await streamsWaiting(this.o.db))) return;
-    for (const hook of await claimHooks(this.o.db, this.o.owner, LEASE_SECONDS, [...this.streams.keys()])) {
+    const now = Date.now();
+    const skip = [...this.streams.keys()];
+    for (const [run, f] of this.failing) if (typeof run === "number" && f.until > now) skip.push(run);
+    for (const hook of await claimHooks(this.o.db, this.o.owner, LEASE_SECONDS, skip)) {
       const run = this.sendStream(hook, batch)
-        .catch((err) => this.failed(err))
+        .then(
+          () => this.runRecovered(hook.id),
+          (err) => this.runFailed(hook.id, err),
+        )
         .finally(() => this.streams.delete(hook.id));
       this.streams.set(hook.id, run);
     }
   }
 
-  /** Batches of the hook's stream while they come full; the last record gives the lease back. */
+  /** A run failed: one line, then it waits, longer each time it fails again. */
+  private runFailed(run: number | "retries", err: unknown): void {
+    const runs = (this.failing.get(run)?.runs ?? 0) + 1;
+    this.failing.set(run, { runs, until: Date.now() + Math.min(500 * 2 ** runs, 30_000) });
+    if (runs === 1)
+      this.o.log.error("an event webhook run failed: trying again later", { run, error: errorMessage(err) });
+  }
+
+  private runRecovered(run: number | "retries"): void {
+    const failed = this.failing.get(run);
+    if (!failed) return;
+    this.failing.delete(run);
+    this.o.log.info("an event webhook run went through again", { run, after: failed.runs });
+  }
+
+  /**
+   * Batches of the hook's stream while they come full. The last record gives the lease back; a
+   * run that ends without one (stopped, failed) gives it back itself, when the database lets it.
+   */
   private async sendStream(first: Hook, batch: number): Promise<void> {
     let hook = first;
+    let leased = true;
     const target = hookTarget(hook);
-    while (this.running) {
-      const { events, next } = await readStream(this.o.db, hook, batch);
-      const sent = await this.postAll(events, (event) => this.post(target, event));
-      const full = events.length === batch && this.running;
-      const counts = await recordStream(this.o.db, this.o.owner, hook, next, sent, this.o.policy, {
-        renewLeaseSeconds: full ? LEASE_SECONDS : undefined,
-      });
-      this.o.onSettled?.({ delivered: counts.delivered, retried: counts.retried, failed: 0 });
-      const refused = sent.filter((x) => !x.result.ok);
-      if (refused.length > 0)
-        this.o.log.info("event webhook refused: kept to retry", {
-          hook: hook.id,
-          count: refused.length,
-          reply: refused.at(-1)!.result.reply,
+    try {
+      while (this.running) {
+        const { events, next } = await readStream(this.o.db, hook, batch);
+        const sent = await this.postAll(events, (event) => this.post(target, event));
+        const full = events.length === batch && this.running;
+        const counts = await recordStream(this.o.db, this.o.owner, hook, next, sent, this.o.policy, {
+          renewLeaseSeconds: full ? LEASE_SECONDS : undefined,
         });
-      if (!full || !counts.held) return;
-      hook = { ...hook, cursorTx: next.tx, cursorId: next.id };
+        leased = full && counts.held;
+        this.o.onSettled?.({ delivered: counts.delivered, retried: counts.retried, failed: 0 });
+        const refused = sent.filter((x) => !x.result.ok);
+        if (refused.length > 0)
+          this.o.log.info("event webhook refused: kept to retry", {
+            hook: hook.id,
+            count: refused.length,
+            reply: refused.at(-1)!.result.reply,
+          });
+        if (!leased) return;
+        hook = { ...hook, cursorTx: next.tx, cursorId: next.id };
+      }
+    } finally {
+      // unreleased, the lease lapses on its own (LEASE_SECONDS)
+      if (leased) await releaseHook(this.o.db, this.o.owner, hook.id).catch(() => {});
     }
   }
 
   /** A run for the copies due again, when none is running. */
   private async startRetries(batch: number): Promise<void> {
-    if (this.retries) return;
+    if (this.retries || (this.failing.get("retries")?.until ?? 0) > Date.now()) return;
     const due = await nextHookDueAt(this.o.db);
     if (!due || due.getTime() > Date.now()) return;
     this.retries = this.sendRetries(batch)
-      .catch((err) => this.failed(err))
+      .then(
+        () => this.runRecovered("retries"),
+        (err) => this.runFailed("retries", err),
+      )
       .finally(() => {
         this.retries = undefined;
       });

@@ -101,6 +101,14 @@ export async function claimHooks(
     .returning();
 }
 
+/** Gives `owner`'s lease of the hook back: a run that ends without a last record (stopped, failed). */
+export async function releaseHook(db: Db, owner: string, id: number): Promise<void> {
+  await db
+    .update(hooks)
+    .set({ leaseOwner: null, leaseUntil: null })
+    .where(and(eq(hooks.id, id), eq(hooks.leaseOwner, owner)));
+}
+
 /** A position in the event stream: every event at or before it is done. */
 export interface StreamCursor {
   tx: string;

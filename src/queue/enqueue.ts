@@ -231,7 +231,7 @@ export async function writeMessages(db: Db | Tx, batch: NewMessage[], origin = "
 
 /**
  * The same rows with the messages copied in binary (copy-in.ts) and the rest by the statement
- * without its first CTE, in one transaction: three round trips more than the statement, so only
+ * without its first CTE, in one transaction: four round trips more than the statement, so only
  * for batches of COPY_MIN_BATCH or more, and not past COPY_MAX_OCTETS of bodies (the COPY's guard
  * would have to wait longer). False when the batch is not for COPY: write it with writeMessages.
  */

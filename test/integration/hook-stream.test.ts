@@ -7,7 +7,14 @@ import postgres from "postgres";
 import { migrate } from "../../src/db/migrate.ts";
 import { type Database, openDatabase } from "../../src/db/open.ts";
 import { HookSender } from "../../src/hooks/sender.ts";
-import { addHook, claimHooks, type Hook, readStream, recordStream } from "../../src/hooks/store.ts";
+import {
+  addHook,
+  claimHooks,
+  type Hook,
+  readStream,
+  recordStream,
+  releaseHook,
+} from "../../src/hooks/store.ts";
 import { createLogger } from "../../src/log.ts";
 import { tempDir } from "../helpers/cli.ts";
 import { freshDatabaseUrl, havePostgres } from "../helpers/pg.ts";
@@ -126,6 +133,19 @@ describe.skipIf(!havePostgres)("a hook's event stream", () => {
     expect(await claimHooks(database.db, "node-a", 60, [hook.id])).toEqual([]);
     expect(await claimHooks(database.db, "node-b", 60)).toEqual([]);
     expect((await claimHooks(database.db, "node-a", 60)).map((h) => h.id)).toEqual([hook.id]);
+    // a record that renews keeps the lease (more to send); releasing gives it back
+    const { next } = await readStream(database.db, hook, 100);
+    const kept = await recordStream(database.db, "node-a", hook, next, [], POLICY, {
+      renewLeaseSeconds: 600,
+    });
+    expect(kept.held).toBe(true);
+    const [row] =
+      await sql`select lease_owner, lease_until > now() + interval '500 seconds' as renewed from hooks`;
+    expect([row!.lease_owner, row!.renewed]).toEqual(["node-a", true]);
+    await releaseHook(database.db, "node-b", hook.id); // not node-b's to give
+    expect(await claimHooks(database.db, "node-b", 60)).toEqual([]);
+    await releaseHook(database.db, "node-a", hook.id);
+    expect((await claimHooks(database.db, "node-b", 60)).map((h) => h.id)).toEqual([hook.id]);
   });
 
   test("a hook whose receiver never answers holds back its own events only", async () => {

@@ -1,10 +1,10 @@
 // Sends events to the hooks. Every GATHER_MS the hooks no node holds are leased, and each gets a
 // run of its own: it reads its next events past its cursor, POSTs them side by side and records
 // the batch (cursor moved, refused events kept as copies to retry), again while batches come full.
-// The copies due again are claimed and POSTed in a run of their own. So a receiver that hangs
-// holds back its own stream only (and the retried copies, which share one run). A run that fails
-// gives its hook's lease back, and this node waits a while, growing, before taking it again. At
-// least once, the same webhook-id every time.
+// A hook's copies due again (refused before) are claimed and POSTed in a run of their own too. So
+// a receiver that hangs holds back its own events only. A run that fails gives its lease back,
+// and this node waits a while, growing, before starting it again. At least once, the same
+// webhook-id every time.
 import type { Db } from "../db/open.ts";
 import { httpReplyText } from "../delivery/webhook.ts";
 import { errorMessage, type Logger } from "../log.ts";
@@ -18,6 +18,7 @@ import {
   claimHooks,
   type Hook,
   type HookEvent,
+  hooksWithDueCopies,
   nextHookDueAt,
   type PostResult,
   readStream,
@@ -56,6 +57,9 @@ const GATHER_MS = 200;
  */
 const LEASE_SECONDS = 120;
 
+/** A hook's stream of events, or its copies due again: each is a run of its own. */
+type RunKind = "stream" | "retries";
+
 /** Where a hook's POSTs go and how they are signed: made once for a batch of its events. */
 interface HookTarget {
   /** Undefined for a URL that does not parse (a row edited by hand): that hook's failure alone. */
@@ -76,9 +80,10 @@ export class HookSender {
   private readonly poster: HttpPoster;
   /** The hooks this node is sending batches to now, by id. */
   private readonly streams = new Map<number, Promise<void>>();
-  /** Runs whose last try failed (a hook's by its id, the retried copies' as "retries"): how many in a row, and when to try again. */
-  private readonly failing = new Map<number | "retries", { runs: number; until: number }>();
-  private retries: Promise<void> | undefined;
+  /** The hooks whose due copies this node is POSTing again now, by id. */
+  private readonly retries = new Map<number, Promise<void>>();
+  /** Runs whose last try failed, by what they send ("stream 3", "retries 3"): how many in a row, and when to try again. */
+  private readonly failing = new Map<string, { kind: RunKind; hook: number; runs: number; until: number }>();
 
   constructor(private readonly o: HookSenderOptions) {
     this.poster = new HttpPoster({ extraRoots: o.extraRoots });
@@ -120,7 +125,7 @@ export class HookSender {
       }
       if (this.running) await this.nap.sleep(GATHER_MS);
     }
-    await Promise.all([...this.streams.values(), this.retries]);
+    await Promise.all([...this.streams.values(), ...this.retries.values()]);
   }
 
   /** The database is away: one line per outage, the health check says the rest. */
@@ -142,31 +147,44 @@ export class HookSender {
     if (!(await streamsWaiting(this.o.db))) return;
     const now = Date.now();
     const skip = [...this.streams.keys()];
-    for (const [run, f] of this.failing) if (typeof run === "number" && f.until > now) skip.push(run);
-    for (const hook of await claimHooks(this.o.db, this.o.owner, LEASE_SECONDS, skip)) {
-      const run = this.sendStream(hook, batch)
-        .then(
-          () => this.runRecovered(hook.id),
-          (err) => this.runFailed(hook.id, err),
-        )
-        .finally(() => this.streams.delete(hook.id));
-      this.streams.set(hook.id, run);
-    }
+    for (const f of this.failing.values()) if (f.kind === "stream" && f.until > now) skip.push(f.hook);
+    for (const hook of await claimHooks(this.o.db, this.o.owner, LEASE_SECONDS, skip))
+      this.run(this.streams, hook.id, "stream", () => this.sendStream(hook, batch));
   }
 
-  /** A run failed: one line, then it waits, longer each time it fails again. */
-  private runFailed(run: number | "retries", err: unknown): void {
-    const runs = (this.failing.get(run)?.runs ?? 0) + 1;
-    this.failing.set(run, { runs, until: Date.now() + Math.min(500 * 2 ** runs, 30_000) });
-    if (runs === 1)
-      this.o.log.error("an event webhook run failed: trying again later", { run, error: errorMessage(err) });
+  /** Starts `send` as the run of `kind` for hook `id`, kept in `runs` while it lasts. */
+  private run(
+    runs: Map<number, Promise<void>>,
+    hook: number,
+    kind: RunKind,
+    send: () => Promise<void>,
+  ): void {
+    const run = `${kind} ${hook}`;
+    const done = send()
+      .then(
+        () => {
+          const failed = this.failing.get(run);
+          if (!failed) return;
+          this.failing.delete(run);
+          this.o.log.info("an event webhook run went through again", { run, after: failed.runs });
+        },
+        (err) => {
+          // one line, then the run waits, longer each time it fails again
+          const runs = (this.failing.get(run)?.runs ?? 0) + 1;
+          this.failing.set(run, { kind, hook, runs, until: Date.now() + Math.min(500 * 2 ** runs, 30_000) });
+          if (runs === 1)
+            this.o.log.error("an event webhook run failed: trying again later", {
+              run,
+              error: errorMessage(err),
+            });
+        },
+      )
+      .finally(() => runs.delete(hook));
+    runs.set(hook, done);
   }
 
-  private runRecovered(run: number | "retries"): void {
-    const failed = this.failing.get(run);
-    if (!failed) return;
-    this.failing.delete(run);
-    this.o.log.info("an event webhook run went through again", { run, after: failed.runs });
+  private paused(kind: RunKind, hook: number): boolean {
+    return (this.failing.get(`${kind} ${hook}`)?.until ?? 0) > Date.now();
   }
 
   /**
@@ -203,25 +221,20 @@ export class HookSender {
     }
   }
 
-  /** A run for the copies due again, when none is running. */
+  /** A run for each hook with copies due again that this node is not POSTing again already. */
   private async startRetries(batch: number): Promise<void> {
-    if (this.retries || (this.failing.get("retries")?.until ?? 0) > Date.now()) return;
     const due = await nextHookDueAt(this.o.db);
     if (!due || due.getTime() > Date.now()) return;
-    this.retries = this.sendRetries(batch)
-      .then(
-        () => this.runRecovered("retries"),
-        (err) => this.runFailed("retries", err),
-      )
-      .finally(() => {
-        this.retries = undefined;
-      });
+    for (const id of await hooksWithDueCopies(this.o.db)) {
+      if (this.retries.has(id) || this.paused("retries", id)) continue;
+      this.run(this.retries, id, "retries", () => this.sendRetries(id, batch));
+    }
   }
 
-  /** Batches of the copies due while they come full. */
-  private async sendRetries(batch: number): Promise<void> {
+  /** Batches of the hook's due copies while they come full. */
+  private async sendRetries(hookId: number, batch: number): Promise<void> {
     while (this.running) {
-      const claimed = await claimHookDeliveries(this.o.db, this.o.owner, batch, LEASE_SECONDS);
+      const claimed = await claimHookDeliveries(this.o.db, this.o.owner, hookId, batch, LEASE_SECONDS);
       const results = (
         await this.postAll(claimed, (delivery) => this.post(hookTarget(delivery.hook), delivery.event))
       ).map(({ event: delivery, result }) => ({ delivery, ...result }));
@@ -230,7 +243,7 @@ export class HookSender {
       this.o.onSettled?.(counts);
       for (const r of results.filter((x) => !x.ok))
         this.o.log.info("event webhook refused again", {
-          hook: r.delivery.hook.id,
+          hook: hookId,
           event: r.delivery.event.id,
           attempt: r.delivery.attempts + 1,
           reply: r.reply,

@@ -225,23 +225,32 @@ export interface ClaimedHookDelivery {
   event: HookEvent;
 }
 
-/** Leases up to `limit` due copies (any node's lapsed lease included), oldest due first. */
+/** Copies waiting on a retry that are due and that no node holds (a lapsed lease included). */
+const dueCopy = () =>
+  and(
+    eq(hookDeliveries.status, "pending"),
+    lte(hookDeliveries.nextAttemptAt, sql`now()`),
+    or(isNull(hookDeliveries.leaseUntil), lt(hookDeliveries.leaseUntil, sql`now()`)),
+  );
+
+/** The hooks that have due copies no node holds. */
+export async function hooksWithDueCopies(db: Db): Promise<number[]> {
+  const rows = await db.selectDistinct({ id: hookDeliveries.hookId }).from(hookDeliveries).where(dueCopy());
+  return rows.map((r) => r.id);
+}
+
+/** Leases up to `limit` of the hook's due copies, oldest due first. */
 export async function claimHookDeliveries(
   db: Db,
   owner: string,
+  hookId: number,
   limit: number,
   leaseSeconds: number,
 ): Promise<ClaimedHookDelivery[]> {
   const due = db
     .select({ id: hookDeliveries.id })
     .from(hookDeliveries)
-    .where(
-      and(
-        eq(hookDeliveries.status, "pending"),
-        lte(hookDeliveries.nextAttemptAt, sql`now()`),
-        or(isNull(hookDeliveries.leaseUntil), lt(hookDeliveries.leaseUntil, sql`now()`)),
-      ),
-    )
+    .where(and(eq(hookDeliveries.hookId, hookId), dueCopy()))
     .orderBy(asc(hookDeliveries.nextAttemptAt))
     .limit(limit)
     .for("update", { skipLocked: true });

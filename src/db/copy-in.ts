@@ -10,11 +10,12 @@
 // sent (CopyDone: up to there postgres.js reports failures itself), the answer is awaited at most
 // `guardMs`; past it the transaction is given up, its ROLLBACK queued behind the COPY if that
 // still runs, and the caller writes the rows another way.
-import { getTableColumns, getTableName, is, SQL } from "drizzle-orm";
+import { getTableName } from "drizzle-orm";
 import type { PgColumn, PgTable } from "drizzle-orm/pg-core";
 import type postgres from "postgres";
 import { type CopyType, copyRows, isCopyType } from "./copy-binary.ts";
 import type { Db } from "./open.ts";
+import { insertValue, namedColumns } from "./unnest.ts";
 
 export class CopiedInsert<T extends PgTable> {
   /** `copy "table" (columns) from stdin (format binary)` */
@@ -22,10 +23,7 @@ export class CopiedInsert<T extends PgTable> {
   private readonly columns: { key: string; column: PgColumn; type: CopyType }[];
 
   constructor(table: T, keys: readonly (keyof T["$inferInsert"] & string)[]) {
-    const all = getTableColumns(table) as Record<string, PgColumn>;
-    this.columns = keys.map((key) => {
-      const column = all[key];
-      if (column === undefined) throw new Error(`${getTableName(table)}.${key}: no such column`);
+    this.columns = namedColumns(table, keys).map(({ key, column }) => {
       const type = column.getSQLType();
       if (!isCopyType(type))
         throw new Error(`${getTableName(table)}.${key}: ${type} is not written by COPY here`);
@@ -44,9 +42,8 @@ export class CopiedInsert<T extends PgTable> {
     for (const row of rows) {
       const out: unknown[] = [];
       for (const { key, column, type } of this.columns) {
-        const given = (row as Record<string, unknown>)[key];
-        const value = given ?? (is(column.default, SQL) ? undefined : column.default);
-        if (value === undefined || value === null) {
+        const value = insertValue(row, key, column);
+        if (value === null) {
           out.push(null);
           continue;
         }

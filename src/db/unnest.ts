@@ -33,10 +33,7 @@ export class UnnestedInsert<T extends PgTable> {
     keys: readonly (keyof T["$inferInsert"] & string)[],
     private readonly only?: { type: string; where: string },
   ) {
-    const all = getTableColumns(table) as Record<string, PgColumn>;
-    this.columns = keys.map((key, i) => {
-      const column = all[key];
-      if (column === undefined) throw new Error(`${getTableName(table)}.${key}: no such column`);
+    this.columns = namedColumns(table, keys).map(({ key, column }, i) => {
       const binary = column.getSQLType() === "bytea";
       const type = binary ? "text" : column.getSQLType();
       return { key, column, binary, cast: `::${type}[]${i < keys.length - 1 ? ", " : ")"}` };
@@ -56,16 +53,37 @@ export class UnnestedInsert<T extends PgTable> {
     if (this.only) parts.push({ value: arrayLiteral(keys) }, `::${this.only.type}[], `);
     for (const { key, column, binary, cast } of this.columns) {
       const values = rows.map((row) => {
-        // a default made by SQL (now(), a sequence) cannot travel in an array: the caller gives the value
-        const value =
-          (row as Record<string, unknown>)[key] ?? (is(column.default, SQL) ? undefined : column.default);
-        return value === undefined || value === null ? null : column.mapToDriverValue(value);
+        const value = insertValue(row, key, column);
+        return value === null ? null : column.mapToDriverValue(value);
       });
       parts.push({ value: binary ? base64ArrayLiteral(values) : arrayLiteral(values) }, cast);
     }
     parts.push(this.tail);
     return parts;
   }
+}
+
+/** The columns `keys` name in `table`, in that order; a key that names none is a programming error. */
+export function namedColumns<T extends PgTable>(
+  table: T,
+  keys: readonly (keyof T["$inferInsert"] & string)[],
+): { key: string; column: PgColumn }[] {
+  const all = getTableColumns(table) as Record<string, PgColumn>;
+  return keys.map((key) => {
+    const column = all[key];
+    if (column === undefined) throw new Error(`${getTableName(table)}.${key}: no such column`);
+    return { key, column };
+  });
+}
+
+/**
+ * What a row inserts in `column` (null: NULL). A default made by SQL (now(), a sequence) cannot
+ * travel in an array or a COPY: the caller gives the value.
+ */
+export function insertValue(row: object, key: string, column: PgColumn): unknown {
+  const value =
+    (row as Record<string, unknown>)[key] ?? (is(column.default, SQL) ? undefined : column.default);
+  return value ?? null;
 }
 
 /** One flat statement from its parts. */

@@ -19,7 +19,6 @@ import {
   type Hook,
   type HookEvent,
   hooksWithDueCopies,
-  nextHookDueAt,
   type PostResult,
   readStream,
   recordStream,
@@ -82,8 +81,11 @@ export class HookSender {
   private readonly streams = new Map<number, Promise<void>>();
   /** The hooks whose due copies this node is POSTing again now, by id. */
   private readonly retries = new Map<number, Promise<void>>();
-  /** Runs whose last try failed, by what they send ("stream 3", "retries 3"): how many in a row, and when to try again. */
-  private readonly failing = new Map<string, { kind: RunKind; hook: number; runs: number; until: number }>();
+  /** Runs whose last try failed, by kind and hook: how many in a row, and when to try again. */
+  private readonly failing: Record<RunKind, Map<number, { runs: number; until: number }>> = {
+    stream: new Map(),
+    retries: new Map(),
+  };
 
   constructor(private readonly o: HookSenderOptions) {
     this.poster = new HttpPoster({ extraRoots: o.extraRoots });
@@ -145,9 +147,9 @@ export class HookSender {
    */
   private async startStreams(batch: number): Promise<void> {
     if (!(await streamsWaiting(this.o.db))) return;
-    const now = Date.now();
-    const skip = [...this.streams.keys()];
-    for (const f of this.failing.values()) if (f.kind === "stream" && f.until > now) skip.push(f.hook);
+    const skip = [...this.streams.keys()].concat(
+      [...this.failing.stream.keys()].filter((id) => this.paused("stream", id)),
+    );
     for (const hook of await claimHooks(this.o.db, this.o.owner, LEASE_SECONDS, skip))
       this.run(this.streams, hook.id, "stream", () => this.sendStream(hook, batch));
   }
@@ -160,18 +162,19 @@ export class HookSender {
     send: () => Promise<void>,
   ): void {
     const run = `${kind} ${hook}`;
+    const failing = this.failing[kind];
     const done = send()
       .then(
         () => {
-          const failed = this.failing.get(run);
+          const failed = failing.get(hook);
           if (!failed) return;
-          this.failing.delete(run);
+          failing.delete(hook);
           this.o.log.info("an event webhook run went through again", { run, after: failed.runs });
         },
         (err) => {
           // one line, then the run waits, longer each time it fails again
-          const runs = (this.failing.get(run)?.runs ?? 0) + 1;
-          this.failing.set(run, { kind, hook, runs, until: Date.now() + Math.min(500 * 2 ** runs, 30_000) });
+          const runs = (failing.get(hook)?.runs ?? 0) + 1;
+          failing.set(hook, { runs, until: Date.now() + Math.min(500 * 2 ** runs, 30_000) });
           if (runs === 1)
             this.o.log.error("an event webhook run failed: trying again later", {
               run,
@@ -184,7 +187,7 @@ export class HookSender {
   }
 
   private paused(kind: RunKind, hook: number): boolean {
-    return (this.failing.get(`${kind} ${hook}`)?.until ?? 0) > Date.now();
+    return (this.failing[kind].get(hook)?.until ?? 0) > Date.now();
   }
 
   /**
@@ -223,8 +226,6 @@ export class HookSender {
 
   /** A run for each hook with copies due again that this node is not POSTing again already. */
   private async startRetries(batch: number): Promise<void> {
-    const due = await nextHookDueAt(this.o.db);
-    if (!due || due.getTime() > Date.now()) return;
     for (const id of await hooksWithDueCopies(this.o.db)) {
       if (this.retries.has(id) || this.paused("retries", id)) continue;
       this.run(this.retries, id, "retries", () => this.sendRetries(id, batch));
@@ -235,9 +236,12 @@ export class HookSender {
   private async sendRetries(hookId: number, batch: number): Promise<void> {
     while (this.running) {
       const claimed = await claimHookDeliveries(this.o.db, this.o.owner, hookId, batch, LEASE_SECONDS);
-      const results = (
-        await this.postAll(claimed, (delivery) => this.post(hookTarget(delivery.hook), delivery.event))
-      ).map(({ event: delivery, result }) => ({ delivery, ...result }));
+      if (claimed.length === 0) return;
+      // the one hook's: its URL and key are read once for the batch
+      const target = hookTarget(claimed[0]!.hook);
+      const results = (await this.postAll(claimed, (delivery) => this.post(target, delivery.event))).map(
+        ({ event: delivery, result }) => ({ delivery, ...result }),
+      );
       // Not recorded (the database went away): the lease lapses and the copies go again, same ids.
       const counts = await settleHookDeliveries(this.o.db, this.o.owner, results, this.o.policy);
       this.o.onSettled?.(counts);

@@ -340,15 +340,6 @@ export async function settleHookDeliveries(
   return counts;
 }
 
-/** When the next copy waiting on a retry is due, if any is. */
-export async function nextHookDueAt(db: Db): Promise<Date | undefined> {
-  const [row] = await db
-    .select({ at: sql<Date>`min(${hookDeliveries.nextAttemptAt})`.mapWith(hookDeliveries.nextAttemptAt) })
-    .from(hookDeliveries)
-    .where(eq(hookDeliveries.status, "pending"));
-  return row?.at ?? undefined;
-}
-
 /** The event copies a receiver refused (the ones it took leave no row), newest first. */
 export async function recentHookFailures(db: Db, limit: number) {
   return db.select().from(hookDeliveries).orderBy(desc(hookDeliveries.id)).limit(limit);

@@ -31,7 +31,12 @@ try {
       from generate_series(${i}::int, ${Math.min(i + 1000, N) - 1}::int) g`;
   await sql.end();
 
-  const received = async () => Number(await (await fetch(`${receiver}/count`)).text());
+  // bench/hook-receiver.ts answers a number; nginx's stub_status a page whose requests count
+  // (its own /count requests included) is the third number of its third line
+  const received = async () => {
+    const text = await (await fetch(`${receiver}/count`)).text();
+    return Number(text.split("\n")[2]?.trim().split(" ")[2] ?? text);
+  };
   const sender = new HookSender({
     db: database.db,
     owner: "bench",

@@ -31,8 +31,10 @@
 #   LIMITS=0                    1 = a send quota (POSTERN_SEND_LIMIT_PER_HOUR) and a shape for the
 #                               sink's domain, both far above the load: what having them costs
 #   HOOK=0                      1 = an event webhook subscribed to every event, POSTing to a local
-#                               receiver (bench/hook-receiver.ts, answers 200); each run then also
-#                               waits for every copy to be sent, inside its CPU count
+#                               receiver that answers 200; each run then also waits for every
+#                               copy to be sent, inside its CPU count
+#   HOOK_RECEIVER=nginx         the receiver: nginx (one process, `return 200`: to HTTP what
+#                               smtp-sink is to mail) or bun (bench/hook-receiver.ts, Bun.serve)
 # Needs root (PostgreSQL and Postfix run as their users), postfix (smtp-source, smtp-sink) and
 # postgresql-15 installed (bench/accept.sh or ../shared/bench/peers.sh install them).
 set -u
@@ -84,17 +86,48 @@ load_modes() {
 	done
 }
 
+# hook_receiver_start: the event webhooks' receiver on P_HOOK, its PID in HOOK_PID
+hook_receiver_start() {
+	if [ "${HOOK_RECEIVER:-nginx}" = bun ]; then
+		(cd "$SRC" && exec "$BUN" "$HERE/hook-receiver.ts" "$P_HOOK") &
+		HOOK_PID=$!
+		return
+	fi
+	command -v nginx >/dev/null || { echo "error: HOOK_RECEIVER=nginx needs nginx: apt-get install nginx-light" >&2; exit 1; }
+	mkdir -p "$WORK/nginx"
+	cat >"$WORK/nginx/nginx.conf" <<-EOF
+		worker_processes 1;
+		master_process off;
+		daemon off;
+		pid $WORK/nginx/nginx.pid;
+		error_log $WORK/nginx/error.log warn;
+		events { worker_connections 4096; }
+		http {
+		  access_log off;
+		  client_body_temp_path $WORK/nginx/body;
+		  keepalive_requests 100000000;
+		  server {
+		    listen 127.0.0.1:$P_HOOK;
+		    location = /count { stub_status; }
+		    location / { return 200 "ok"; }
+		  }
+		}
+	EOF
+	nginx -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" &
+	HOOK_PID=$!
+	wait_port "$P_HOOK" 10 || die "nginx did not start on $P_HOOK"
+}
+
 scenario_postern() {
 	log "Postern: PostgreSQL 15 on 127.0.0.1:$P_PG, SMTP on 127.0.0.1:$P_SMTP, route *@bench.test -> relay:127.0.0.1:$P_SINK"
 	pg_start
 	postern_cli domain add bench.test
 	postern_cli route add '*@bench.test' "relay:127.0.0.1:$P_SINK"
 	if [ "${HOOK:-0}" = 1 ]; then
-		(cd "$SRC" && exec "$BUN" "$HERE/hook-receiver.ts" "$P_HOOK") &
-		HOOK_PID=$!
+		hook_receiver_start
 		EXTRA_PIDS+=("$HOOK_PID")
 		postern_cli hook add "http://127.0.0.1:$P_HOOK/"
-		log "Postern: event webhook to 127.0.0.1:$P_HOOK (receiver PID $HOOK_PID)"
+		log "Postern: event webhook to 127.0.0.1:$P_HOOK (receiver ${HOOK_RECEIVER:-nginx}, PID $HOOK_PID)"
 	fi
 	export HOOK
 	postern_limits
@@ -107,7 +140,8 @@ scenario_postern() {
 	POSTERN_RSS_AFTER=$(mem_tree "$POSTERN_PID")
 	postern_stop
 	[ -n "${HOOK_PID:-}" ] && {
-		HOOK_POSTS=$(curl -s "http://127.0.0.1:$P_HOOK/count")
+		# nginx's stub_status: the third number of its third line counts every request
+		HOOK_POSTS=$(curl -s "http://127.0.0.1:$P_HOOK/count" | awk 'NR == 1 && /^[0-9]+$/ { print; exit } NR == 3 { print $3 }')
 		HOOK_CPU_MS=$(($(cpu_ticks "$HOOK_PID") * 1000 / $(getconf CLK_TCK)))
 		stop_extra "$HOOK_PID"
 	}

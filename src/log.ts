@@ -15,9 +15,48 @@ export interface Logger {
  * `redact` sees every line before it is written: the server passes one that hides the secrets of
  * its settings, so an error quoting a URL or a token cannot put them in the log.
  */
+/**
+ * Lines gathered over one turn of the event loop and written together: a busy MX logs a line per
+ * message, and a write per line was ~3% of its CPU (bench/RESULTS.md, issue 16). What is pending
+ * is written before the process exits, process.exit() included; a kill -9 loses at most a turn.
+ */
+class StdoutLines {
+  private pending = "";
+  private scheduled = false;
+
+  constructor() {
+    process.on("exit", () => this.flush());
+  }
+
+  readonly write = (line: string): void => {
+    this.pending += line;
+    if (this.pending.length >= FLUSH_AT) this.flush();
+    else if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.flush);
+    }
+  };
+
+  private readonly flush = (): void => {
+    this.scheduled = false;
+    if (this.pending === "") return;
+    process.stdout.write(this.pending);
+    this.pending = "";
+  };
+}
+
+const FLUSH_AT = 64 * 1024;
+let stdoutLines: StdoutLines | undefined;
+
+/** The process's stdout, written a turn of the event loop at a time. */
+export function stdoutLineWriter(): (line: string) => void {
+  stdoutLines ??= new StdoutLines();
+  return stdoutLines.write;
+}
+
 export function createLogger(
   level: LogLevel,
-  write: (line: string) => void = (l) => process.stdout.write(l),
+  write: (line: string) => void = stdoutLineWriter(),
   redact: (line: string) => string = (l) => l,
 ): Logger {
   const emit = (lvl: LogLevel) => (msg: string, fields?: Fields) => {

@@ -15,6 +15,11 @@ const backend: SessionBackend = {
   accept: async () => {},
 };
 
+/** A certificate of our own making for `hostname`, as serve makes when none is configured. */
+function selfSignedTls(hostname: string) {
+  return loadTlsMaterial({ dataDir: tempDir(), hostname, tlsCert: undefined, tlsKey: undefined });
+}
+
 function policyFor(kind: PortKind): SessionPolicy {
   return {
     port: kind,
@@ -33,12 +38,7 @@ describe("SMTP listener timeouts", () => {
   const listeners = {} as Record<PortKind, SmtpListener>;
 
   beforeAll(async () => {
-    const tls = await loadTlsMaterial({
-      dataDir: tempDir(),
-      hostname: "mx.example.test",
-      tlsCert: undefined,
-      tlsKey: undefined,
-    });
+    const tls = await selfSignedTls("mx.example.test");
     const serverTls = serverTlsOptions(tls);
     for (const kind of ["submission", "submissions"] as const) {
       const policy = policyFor(kind);
@@ -62,12 +62,7 @@ describe("SMTP listener timeouts", () => {
 
   test("a wait longer than Bun's longest timer is re-armed until its own deadline", async () => {
     // Timers capped at 1 s, handshake deadline 4 s: a capped timer alone would cut at about 1 s.
-    const tls = await loadTlsMaterial({
-      dataDir: tempDir(),
-      hostname: "h.test",
-      tlsCert: undefined,
-      tlsKey: undefined,
-    });
+    const tls = await selfSignedTls("h.test");
     const listener = listenSmtp({
       hostname: "127.0.0.1",
       port: 0,
@@ -110,4 +105,82 @@ describe("SMTP listener timeouts", () => {
     await Bun.sleep(100);
     expect(counter.open).toBe(0);
   }, 15000);
+});
+
+describe("bytes kept from the socket", () => {
+  // The session keeps the buffers of Bun's data callbacks as they are, unto the commit: this holds
+  // only while Bun hands every read a buffer of its own, which these messages would show if not.
+  const messages = [0, 1].map((n) =>
+    Buffer.from(
+      `Subject: ${n}\r\n\r\n${Array.from({ length: 3000 }, (_, i) => `line ${i} of message ${n} ${"x".repeat(90)}`).join("\r\n")}\r\n`,
+    ),
+  );
+
+  test.each([
+    ["plain", false],
+    ["after STARTTLS", true],
+  ] as const)(
+    "%s: messages read in many pieces while a commit waits are stored octet for octet",
+    async (_name, starttls) => {
+      let release!: () => void;
+      const gate = new Promise<void>((r) => {
+        release = r;
+      });
+      const stored: Buffer[] = [];
+      const tls = await selfSignedTls("mx.example.test");
+      const listener = listenSmtp({
+        hostname: "127.0.0.1",
+        port: 0,
+        kind: "smtp",
+        policy: policyFor("smtp"),
+        backend: {
+          ...backend,
+          accept: async (_id, _envelope, content) => {
+            await gate;
+            stored.push(Buffer.from(content));
+          },
+        },
+        clock: { now: () => Date.now(), sleep: (ms) => Bun.sleep(ms), newId: () => "id" },
+        tls: () => serverTlsOptions(tls),
+        counter: new ConnectionCounter({ total: 10, perIp: 10 }),
+        log: createLogger("error"),
+      });
+      try {
+        const { client } = await ehloClient(listener.port);
+        if (starttls) {
+          expect((await client.command("STARTTLS")).code).toBe(220);
+          await client.upgradeTls();
+          expect((await client.command("EHLO client.test")).code).toBe(250);
+        }
+        // Each message in 10 KiB writes with pauses between (a read each), kept unto its end;
+        // the second envelope waits in the session's input behind the first commit, which holds.
+        const send = async (message: Buffer) => {
+          const bytes = Buffer.concat([message, Buffer.from(".\r\n")]);
+          for (let at = 0; at < bytes.length; at += 10240) {
+            await client.write(bytes.subarray(at, at + 10240));
+            await Bun.sleep(2);
+          }
+        };
+        for (const line of ["MAIL FROM:<a@remote.test>", "RCPT TO:<b@example.test>", "DATA"])
+          expect((await client.command(line)).code).toBeLessThan(400);
+        await send(messages[0]!);
+        await client.write("MAIL FROM:<a@remote.test>\r\nRCPT TO:<b@example.test>\r\nDATA\r\n");
+        await Bun.sleep(50);
+        release();
+        expect((await client.readReplies(4)).map((r) => r.code)).toEqual([250, 250, 250, 354]);
+        await send(messages[1]!);
+        expect((await client.readReply()).code).toBe(250);
+        expect(stored).toHaveLength(2);
+        for (const [n, content] of stored.entries()) {
+          // after the Received field we add
+          const body = content.subarray(content.indexOf("Subject: "));
+          expect(body.equals(messages[n]!)).toBe(true);
+        }
+        await client.quit();
+      } finally {
+        await listener.stop(0);
+      }
+    },
+    20000,
+  );
 });

@@ -53,6 +53,11 @@ export class MessageDecoder {
   push(input: Uint8Array): number {
     let segmentStart = 0;
     let end = -1;
+    // Where the next CR and the next LF are, from i on (input.length: none): found by a native
+    // scan when i has passed them, so the text between line ends is skipped, not looked at
+    // byte by byte in JS.
+    let nextCr = -1;
+    let nextLf = -1;
     for (let i = 0; i < input.length; i++) {
       const b = input[i]!;
       switch (this.state) {
@@ -99,6 +104,16 @@ export class MessageDecoder {
           this.byte(b);
           break;
         case State.Middle:
+          if (b !== CR && b !== LF) {
+            if (nextCr < i) nextCr = indexOrEnd(input, CR, i);
+            if (nextLf < i) nextLf = indexOrEnd(input, LF, i);
+            const stop = Math.min(nextCr, nextLf);
+            // what byte() does for each octet of plain text: the line grows, the state stays
+            this.lineLength += stop - i;
+            if (this.lineLength > MAX_LINE_OCTETS) this.longLine = true;
+            i = stop - 1;
+            continue;
+          }
           this.byte(b);
           break;
       }
@@ -144,6 +159,11 @@ export class MessageDecoder {
       longLine: this.longLine,
     };
   }
+}
+
+function indexOrEnd(input: Uint8Array, octet: number, from: number): number {
+  const at = input.indexOf(octet, from);
+  return at < 0 ? input.length : at;
 }
 
 export function concat(chunks: Uint8Array[]): Uint8Array {

@@ -15,12 +15,16 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 [ $# -eq 2 ] || { echo "usage: bench/ab.sh COMMIT_A COMMIT_B" >&2; exit 2; }
 A=$(git -C "$HERE/.." rev-parse --short "$1")
 B=$(git -C "$HERE/.." rev-parse --short "$2")
+[ "$A" != "$B" ] || { echo "error: $1 and $2 are the same commit ($A)" >&2; exit 2; }
 : "${ROUNDS:=3}" "${BENCH:=inbound.sh}" "${OUT:=/tmp/ab-$(date +%s)}"
 export REPS="${REPS:-1}" SERVERS="${SERVERS:-postern}" LOADS="${LOADS:-same}" MODES="${MODES:-reuse}"
 mkdir -p "$OUT"
 for round in $(seq 1 "$ROUNDS"); do
 	for rev in "$A" "$B"; do
-		REV=$rev "$HERE/$BENCH" >"$OUT/$rev-$round.md" 2>"$OUT/$rev-$round.err"
-		echo "$rev $(grep -m1 -E "^\| (${LOADS%% *} \| )?${MODES%% *} \|" "$OUT/$rev-$round.md")"
+		if REV=$rev "$HERE/$BENCH" >"$OUT/$rev-$round.md" 2>"$OUT/$rev-$round.err"; then
+			echo "$rev $(grep -m1 -E "^\| (${LOADS%% *} \| )?${MODES%% *} \|" "$OUT/$rev-$round.md")"
+		else
+			echo "$rev round $round FAILED: see $OUT/$rev-$round.err"
+		fi
 	done
 done

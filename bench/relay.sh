@@ -140,8 +140,8 @@ scenario_postern() {
 	POSTERN_RSS_AFTER=$(mem_tree "$POSTERN_PID")
 	postern_stop
 	[ -n "${HOOK_PID:-}" ] && {
-		# nginx's stub_status: the third number of its third line counts every request
-		HOOK_POSTS=$(curl -s "http://127.0.0.1:$P_HOOK/count" | awk 'NR == 1 && /^[0-9]+$/ { print; exit } NR == 3 { print $3 }')
+		# nginx's stub_status: the third number of its third line counts every request, this one too
+		HOOK_POSTS=$(curl -s "http://127.0.0.1:$P_HOOK/count" | awk 'NR == 1 && /^[0-9]+$/ { print; exit } NR == 3 { print $3 - 1 }')
 		HOOK_CPU_MS=$(($(cpu_ticks "$HOOK_PID") * 1000 / $(getconf CLK_TCK)))
 		stop_extra "$HOOK_PID"
 	}

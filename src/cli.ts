@@ -9,7 +9,7 @@ import { LockHeldError } from "./db/lock.ts";
 import { migrate } from "./db/migrate.ts";
 import { openDatabase } from "./db/open.ts";
 import { guardProcess } from "./guard.ts";
-import { createLogger, errorMessage, oneLineError } from "./log.ts";
+import { createLogger, errorMessage, flushLog, oneLineError } from "./log.ts";
 import { startServer } from "./serve.ts";
 
 const USAGE = `usage: postern <verb>
@@ -31,22 +31,26 @@ const processIO: CommandIO = {
 };
 
 function fail(message: string, code: number): never {
+  flushLog();
   process.stderr.write(`postern: ${message}\n`);
   process.exit(code);
 }
 
 async function serve(config: Config): Promise<void> {
   guardProcess(createLogger(config.logLevel, undefined, secretRedactor(config)));
-  const server = await startServer(config);
+  let server: Awaited<ReturnType<typeof startServer>> | undefined;
   let stopping = false;
+  // Handled from the first moment: a signal during the start (migrations, binding) ends the
+  // process through process.exit, which writes the log lines still pending.
   const stop = async () => {
     if (stopping) return;
     stopping = true;
-    await server.stop();
+    await server?.stop();
     process.exit(0);
   };
   process.on("SIGINT", stop);
   process.on("SIGTERM", stop);
+  server = await startServer(config);
 }
 
 /** Runs a database verb here, or through the running server when it holds the embedded database. */

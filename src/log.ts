@@ -12,13 +12,10 @@ export interface Logger {
 }
 
 /**
- * `redact` sees every line before it is written: the server passes one that hides the secrets of
- * its settings, so an error quoting a URL or a token cannot put them in the log.
- */
-/**
  * Lines gathered over one turn of the event loop and written together: a busy MX logs a line per
  * message, and a write per line was ~3% of its CPU (bench/RESULTS.md, issue 16). What is pending
- * is written before the process exits, process.exit() included; a kill -9 loses at most a turn.
+ * is written before the process exits (process.exit() included) and before a fatal line goes to
+ * stderr (flushLog); a crash, or a signal the process has no handler for, loses at most a turn.
  */
 class StdoutLines {
   private pending = "";
@@ -37,23 +34,37 @@ class StdoutLines {
     }
   };
 
-  private readonly flush = (): void => {
+  readonly flush = (): void => {
     this.scheduled = false;
     if (this.pending === "") return;
-    process.stdout.write(this.pending);
+    // taken first: a write that throws (stdout closed) must not leave the text to throw again
+    const text = this.pending;
     this.pending = "";
+    try {
+      process.stdout.write(text);
+    } catch {
+      // nowhere left to say it
+    }
   };
 }
 
 const FLUSH_AT = 64 * 1024;
 let stdoutLines: StdoutLines | undefined;
 
-/** The process's stdout, written a turn of the event loop at a time. */
-export function stdoutLineWriter(): (line: string) => void {
+function stdoutLineWriter(): (line: string) => void {
   stdoutLines ??= new StdoutLines();
   return stdoutLines.write;
 }
 
+/** Writes the log lines still pending: before a line on stderr that should follow them. */
+export function flushLog(): void {
+  stdoutLines?.flush();
+}
+
+/**
+ * `redact` sees every line before it is written: the server passes one that hides the secrets of
+ * its settings, so an error quoting a URL or a token cannot put them in the log.
+ */
 export function createLogger(
   level: LogLevel,
   write: (line: string) => void = stdoutLineWriter(),

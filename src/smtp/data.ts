@@ -134,7 +134,7 @@ export class MessageDecoder {
     if (++this.lineLength > MAX_LINE_OCTETS) this.longLine = true;
   }
 
-  // The caller hands over `input` for good (the session copies socket buffers), so parts of it are kept as they are.
+  // The caller hands over `input` for good (the session's are Bun's read buffers), so parts of it are kept as they are.
   private keep(part: Uint8Array): void {
     if (part.length > 0) this.add(part);
   }

@@ -44,6 +44,24 @@ describe("log lines on stdout", () => {
     expect(r.lines.at(-1)!.msg).toBe("later");
   });
 
+  test("flushLog() writes the pending lines before a fatal line on stderr", async () => {
+    const script = `
+      import { createLogger, flushLog } from ${JSON.stringify(LOG)};
+      createLogger("info").info("what led to it");
+      flushLog();
+      process.stderr.write("postern: fatal\\n");
+      process.exit(1);
+    `;
+    // one pipe for both, as journald or docker logs would have them
+    const proc = Bun.spawn(["sh", "-c", '"$0" -e "$1" 2>&1', process.execPath, script], { stdout: "pipe" });
+    const [out, code] = await Promise.all([new Response(proc.stdout).text(), proc.exited]);
+    expect(code).toBe(1);
+    const lines = out.split("\n").filter(Boolean);
+    expect(lines).toHaveLength(2);
+    expect(JSON.parse(lines[0]!).msg).toBe("what led to it");
+    expect(lines[1]).toBe("postern: fatal");
+  });
+
   test("a line is written within a turn of the event loop, not held for more", async () => {
     const r = await logging(`
       log.info("first", { n: 0 });

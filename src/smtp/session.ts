@@ -360,6 +360,8 @@ export class SmtpSession {
       }
     } finally {
       this.running = false;
+      // an empty view of the last read would keep that whole buffer alive while the client idles
+      if (this.input.length === 0) this.input = new Uint8Array(0);
       if (this.closing) this.closeWith(this.closing.reply, this.closing.why);
     }
   }

@@ -45,29 +45,37 @@ const TRAILER = Buffer.from([0xff, 0xff]);
  * The data of a binary COPY of `rows`, each a value per column of `types` (null: SQL NULL): text
  * as UTF-8, integer as int4, bytea as its bytes, jsonb as version 1 and the JSON text (a string),
  * timestamp with time zone as microseconds since 2000 (a Date). One buffer: postgres.js sends
- * each write as a message of its own.
+ * each write as a message of its own. The fields are encoded first, for the size, then written
+ * into it in place: no buffer per length word on the path of every accepted message.
  */
 export function copyRows(types: readonly CopyType[], rows: readonly (readonly unknown[])[]): Buffer {
-  const parts: Uint8Array[] = [SIGNATURE, Buffer.alloc(8)];
   let size = HEADER_OCTETS + TRAILER.length;
-  for (const row of rows) {
+  const encoded = rows.map((row) => {
     if (row.length !== types.length)
       throw new Error(`binary COPY: ${row.length} values for ${types.length} columns`);
-    const fixed = Buffer.alloc(2);
-    fixed.writeInt16BE(types.length);
-    parts.push(fixed);
     size += 2;
-    row.forEach((value, i) => {
+    return row.map((value, i) => {
       const field = value === null || value === undefined ? undefined : fieldBytes(types[i]!, value);
-      const length = Buffer.alloc(4);
-      length.writeInt32BE(field ? field.length : -1);
-      parts.push(length);
-      if (field) parts.push(field);
       size += 4 + (field?.length ?? 0);
+      return field;
     });
+  });
+  const out = Buffer.allocUnsafe(size);
+  let at = SIGNATURE.copy(out, 0);
+  at = out.writeInt32BE(0, at); // flags
+  at = out.writeInt32BE(0, at); // header extension length
+  for (const fields of encoded) {
+    at = out.writeInt16BE(types.length, at);
+    for (const field of fields) {
+      at = out.writeInt32BE(field ? field.length : -1, at);
+      if (field) {
+        out.set(field, at);
+        at += field.length;
+      }
+    }
   }
-  parts.push(TRAILER);
-  return Buffer.concat(parts, size);
+  TRAILER.copy(out, at);
+  return out;
 }
 
 function fieldBytes(type: CopyType, value: unknown): Uint8Array {

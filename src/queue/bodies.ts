@@ -6,7 +6,9 @@
 // their size, so only a piece at a time is multiplied. bench/bigmail.sh: serve's peak growth for
 // eight 25 MiB messages in flight 3.3x -> 1.5x their size.
 import { eq, type SQL, sql } from "drizzle-orm";
+import type postgres from "postgres";
 import { firstField } from "../db/copy-binary.ts";
+import { copyingClient } from "../db/copy-in.ts";
 import type { Db } from "../db/open.ts";
 import { messages } from "../db/schema.ts";
 
@@ -19,16 +21,6 @@ export const smallBody: SQL<Uint8Array | null> = sql<Uint8Array | null>`case whe
 /** The body's stored length in octets. */
 export const bodyLength: SQL<number> = sql<number>`octet_length(${messages.raw})`;
 
-/** What of postgres.js a binary COPY needs (drizzle keeps its client as `$client`). */
-interface CopyingClient {
-  unsafe(query: string): { readable(): Promise<NodeJS.ReadableStream> };
-}
-
-function copyingClient(db: Db): CopyingClient | undefined {
-  const client = (db as { $client?: { unsafe?: unknown } }).$client;
-  return typeof client?.unsafe === "function" ? (client as CopyingClient) : undefined;
-}
-
 /**
  * The body of message `id`, `length` octets (a stored body never changes). Undefined when the
  * message is removed meanwhile.
@@ -38,7 +30,7 @@ export async function readBody(db: Db, id: string, length: number): Promise<Uint
   return client ? copyBody(client, id) : readPieces(db, id, length);
 }
 
-async function copyBody(client: CopyingClient, id: string): Promise<Uint8Array | undefined> {
+async function copyBody(client: postgres.Sql, id: string): Promise<Uint8Array | undefined> {
   // COPY takes no parameters: the id is a literal (quotes doubled, standard_conforming_strings)
   const literal = `'${id.replaceAll("'", "''")}'`;
   const stream = await client

@@ -5,6 +5,7 @@ import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import postgres from "postgres";
+import { migrate } from "../../src/db/migrate.ts";
 import { type Database, openDatabase } from "../../src/db/open.ts";
 import { tempDir } from "./cli.ts";
 import { freePort } from "./serve.ts";
@@ -112,6 +113,14 @@ export async function freshDatabaseUrl(server?: string): Promise<string> {
   }
   url.pathname = `/${name}`;
   return url.href;
+}
+
+/** A new database on the test server with Postern's schema: its URL, and Postern's handle on it. */
+export async function freshMigratedDatabase(): Promise<{ url: string; database: Database }> {
+  const url = await freshDatabaseUrl();
+  const database = await openDatabase({ databaseUrl: url, dataDir: tempDir() });
+  await migrate(database);
+  return { url, database };
 }
 
 /** Each database driver the suite can reach, as [name, open a fresh one]: PGlite always, PostgreSQL when there. */

@@ -7,13 +7,12 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createConnection, createServer, type Socket } from "node:net";
 import postgres from "postgres";
 import { CopyUnsettled, copyingClient } from "../../src/db/copy-in.ts";
-import { migrate } from "../../src/db/migrate.ts";
 import { type Database, openDatabase } from "../../src/db/open.ts";
 import { parseTarget } from "../../src/domains/targets.ts";
 import { createLogger } from "../../src/log.ts";
 import { copyMessages, Enqueuer, type NewMessage, writeMessages } from "../../src/queue/enqueue.ts";
 import { tempDir } from "../helpers/cli.ts";
-import { freshDatabaseUrl, havePostgres } from "../helpers/pg.ts";
+import { freshMigratedDatabase, havePostgres } from "../helpers/pg.ts";
 
 /**
  * A TCP relay to PostgreSQL that, while `cutting`, closes both sides as the client starts a
@@ -103,9 +102,7 @@ describe.skipIf(!havePostgres)("accepted messages by COPY", () => {
         where m.id like ${`${prefix}%`} order by m.id`;
 
   beforeAll(async () => {
-    databaseUrl = await freshDatabaseUrl();
-    database = await openDatabase({ databaseUrl, dataDir: tempDir() });
-    await migrate(database);
+    ({ url: databaseUrl, database } = await freshMigratedDatabase());
     sql = postgres(databaseUrl, { max: 2, onnotice: () => {} });
   });
   afterAll(async () => {

@@ -3,14 +3,11 @@
 import { describe, expect, test } from "bun:test";
 import { eq } from "drizzle-orm";
 import postgres from "postgres";
-import { migrate } from "../../src/db/migrate.ts";
-import { openDatabase } from "../../src/db/open.ts";
 import { messages } from "../../src/db/schema.ts";
 import { createLogger } from "../../src/log.ts";
 import { Enqueuer, EnqueueTimeout, type NewMessage } from "../../src/queue/enqueue.ts";
 import { newMessageId } from "../../src/queue/ids.ts";
-import { tempDir } from "../helpers/cli.ts";
-import { freshDatabaseUrl, havePostgres } from "../helpers/pg.ts";
+import { freshMigratedDatabase, havePostgres } from "../helpers/pg.ts";
 
 const message = (): NewMessage => ({
   id: newMessageId(),
@@ -28,9 +25,7 @@ const outcome = (p: Promise<void>) =>
 
 describe.skipIf(!havePostgres)("the enqueue deadline", () => {
   test("a hung commit gives up in time; a message still waiting is never written", async () => {
-    const url = await freshDatabaseUrl();
-    const database = await openDatabase({ databaseUrl: url, dataDir: tempDir() });
-    await migrate(database);
+    const { url, database } = await freshMigratedDatabase();
     const blocker = postgres(url, { max: 1, onnotice: () => {} });
     const locked = Promise.withResolvers<void>();
     const release = Promise.withResolvers<void>();

@@ -4,8 +4,7 @@
 // hook's events only.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import postgres from "postgres";
-import { migrate } from "../../src/db/migrate.ts";
-import { type Database, openDatabase } from "../../src/db/open.ts";
+import type { Database } from "../../src/db/open.ts";
 import { HookSender } from "../../src/hooks/sender.ts";
 import {
   addHook,
@@ -16,8 +15,7 @@ import {
   releaseHook,
 } from "../../src/hooks/store.ts";
 import { createLogger } from "../../src/log.ts";
-import { tempDir } from "../helpers/cli.ts";
-import { freshDatabaseUrl, havePostgres } from "../helpers/pg.ts";
+import { freshMigratedDatabase, havePostgres } from "../helpers/pg.ts";
 import { waitFor } from "../helpers/server.ts";
 
 const POLICY = { baseSeconds: 60, maxSeconds: 60, lifetimeSeconds: 86400 };
@@ -34,10 +32,9 @@ describe.skipIf(!havePostgres)("a hook's event stream", () => {
   };
 
   beforeAll(async () => {
-    const url = await freshDatabaseUrl();
-    database = await openDatabase({ databaseUrl: url, dataDir: tempDir() });
-    await migrate(database);
-    sql = postgres(url, { max: 3, onnotice: () => {} });
+    const fresh = await freshMigratedDatabase();
+    database = fresh.database;
+    sql = postgres(fresh.url, { max: 3, onnotice: () => {} });
   });
   afterAll(async () => {
     await sql?.end();

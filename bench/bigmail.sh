@@ -5,7 +5,8 @@
 # be in flight at once (all of them here: the scheduler's in-flight cap is 256 MiB), is the cost
 # per byte of body. The messages are written straight into the queue by SQL (as if accepted
 # earlier) so only the delivery side is measured: reading bodies back, DATA encoding, sending.
-# Bodies are lines of random base64, as attachments are (PostgreSQL cannot compress them).
+# Bodies are CRLF lines of random base64, as attachments are stored (PostgreSQL cannot compress
+# them; encode() breaks its base64 with bare LFs, made CRLF here as a received message has them).
 #
 #   sudo bench/bigmail.sh | tee /tmp/bigmail.md
 #   REV=HEAD~1 sudo bench/bigmail.sh    # an earlier commit, exported, for a before/after
@@ -43,7 +44,7 @@ queue_big() {
 		select 'BIG' || i, 'inbound', 'from@client.test', $SIZE, raw from generate_series(1, $1) i,
 		lateral (select convert_to('From: <from@client.test>' || E'\\r\\n' || 'To: <to@bench.test>' || E'\\r\\n'
 			|| 'Subject: big ' || i || E'\\r\\n\\r\\n'
-			|| string_agg(encode(sha512(convert_to(g || '.' || i, 'UTF8')) || sha512(convert_to(i || '.' || g, 'UTF8')), 'base64'), E'\\r\\n')
+			|| string_agg(replace(encode(sha512(convert_to(g || '.' || i, 'UTF8')) || sha512(convert_to(i || '.' || g, 'UTF8')), 'base64'), E'\\n', E'\\r\\n'), E'\\r\\n')
 			|| E'\\r\\n', 'UTF8') as raw from generate_series(1, $lines) g) b" \
 		-c "insert into deliveries (message_id, rcpt, target) select id, 'to@bench.test', 'relay:127.0.0.1:$P_SINK' from messages" \
 		-c "update messages set size = octet_length(raw)" -c "select pg_notify('postern_queue', '')" >/dev/null

@@ -1,7 +1,7 @@
 // PostgreSQL's binary copy format (https://www.postgresql.org/docs/15/sql-copy.html, "Binary
 // Format"): a signature, flags and an extension area, then per row a field count and each field as
-// a length and its bytes, then -1. Read: the one field of the one row of `COPY (select <bytea>) TO
-// STDOUT (FORMAT binary)`, as a view into the chunk it arrived in. Written: rows for `COPY table
+// a length and its bytes, then -1. Read: rows of `COPY (select ...) TO STDOUT (FORMAT binary)`,
+// their fields as views into the chunks they arrived in. Written: rows for `COPY table
 // FROM STDIN (FORMAT binary)`, bytea fields as their own bytes (no text form to make and parse).
 // Pure.
 
@@ -9,24 +9,87 @@ const SIGNATURE = Buffer.from("PGCOPY\n\xff\r\n\0", "latin1");
 /** Signature, flags (int32), header extension length (int32). */
 const HEADER_OCTETS = SIGNATURE.length + 8;
 
-/** What the data says: the field's bytes, no row at all, or more data needed to tell. */
-export type CopiedField = { kind: "field"; bytes: Uint8Array } | { kind: "no-row" } | { kind: "short" };
+/**
+ * The rows of `COPY ... TO STDOUT (FORMAT binary)` as its data arrives, in chunks cut anywhere:
+ * each row is its fields, as views into the data (a NULL field is an error: we read none). Bytes
+ * of a row cut across chunks are held and joined once there are enough of them to go on, not at
+ * every chunk.
+ */
+export class CopyRowReader {
+  private held: Buffer[] = [];
+  private heldOctets = 0;
+  /** Octets to hold before reading can go on. */
+  private need = HEADER_OCTETS;
+  private headerRead = false;
+  private trailerRead = false;
 
-export function firstField(data: Buffer): CopiedField {
-  if (data.length < HEADER_OCTETS) return { kind: "short" };
-  if (!data.subarray(0, SIGNATURE.length).equals(SIGNATURE))
-    throw new Error("not PostgreSQL's binary COPY format");
-  const row = HEADER_OCTETS + data.readUInt32BE(SIGNATURE.length + 4);
-  if (data.length < row + 2) return { kind: "short" };
-  const fields = data.readInt16BE(row);
-  if (fields === -1) return { kind: "no-row" };
-  if (fields !== 1) throw new Error(`binary COPY: ${fields} fields in a row, expected 1`);
-  if (data.length < row + 6) return { kind: "short" };
-  const length = data.readInt32BE(row + 2);
-  if (length < 0) throw new Error("binary COPY: the field is NULL");
-  const start = row + 6;
-  if (data.length < start + length) return { kind: "short" };
-  return { kind: "field", bytes: data.subarray(start, start + length) };
+  push(chunk: Buffer): Buffer[][] {
+    if (this.trailerRead && chunk.length > 0) throw new Error("binary COPY: data after the end of the rows");
+    this.held.push(chunk);
+    this.heldOctets += chunk.length;
+    if (this.heldOctets < this.need) return [];
+    const data = this.held.length === 1 ? this.held[0]! : Buffer.concat(this.held, this.heldOctets);
+    let at = 0;
+    if (!this.headerRead) {
+      if (!data.subarray(0, SIGNATURE.length).equals(SIGNATURE))
+        throw new Error("not PostgreSQL's binary COPY format");
+      const start = HEADER_OCTETS + data.readUInt32BE(SIGNATURE.length + 4);
+      if (data.length < start) {
+        this.hold(data, 0, start);
+        return [];
+      }
+      at = start;
+      this.headerRead = true;
+    }
+    const rows: Buffer[][] = [];
+    for (;;) {
+      const next = rowAt(data, at);
+      if ("fields" in next) {
+        rows.push(next.fields);
+        at = next.end;
+        continue;
+      }
+      if ("trailer" in next) {
+        if (next.trailer !== data.length) throw new Error("binary COPY: data after the end of the rows");
+        this.trailerRead = true;
+        this.hold(data, data.length, data.length);
+      } else this.hold(data, at, next.need);
+      return rows;
+    }
+  }
+
+  /** Keeps `data` from `at` on, to read on once there are `need` octets of it (counted from 0). */
+  private hold(data: Buffer, at: number, need: number): void {
+    this.held = at < data.length ? [data.subarray(at)] : [];
+    this.heldOctets = data.length - at;
+    this.need = need - at;
+  }
+
+  /** Says that the data has ended: throws when it ended before the last row did. */
+  end(): void {
+    if (!this.trailerRead) throw new Error("binary COPY: the data ended inside a row");
+  }
+}
+
+type RowRead = { fields: Buffer[]; end: number } | { need: number } | { trailer: number };
+
+function rowAt(data: Buffer, at: number): RowRead {
+  if (data.length < at + 2) return { need: at + 2 };
+  const count = data.readInt16BE(at);
+  if (count === -1) return { trailer: at + 2 };
+  if (count < 0) throw new Error(`binary COPY: a row of ${count} fields`);
+  const fields: Buffer[] = [];
+  let p = at + 2;
+  for (let i = 0; i < count; i++) {
+    if (data.length < p + 4) return { need: p + 4 };
+    const length = data.readInt32BE(p);
+    p += 4;
+    if (length < 0) throw new Error("binary COPY: a NULL field");
+    if (data.length < p + length) return { need: p + length };
+    fields.push(data.subarray(p, p + length));
+    p += length;
+  }
+  return { fields, end: p };
 }
 
 /** The column types rows can be written for, as drizzle's getSQLType() names them. */

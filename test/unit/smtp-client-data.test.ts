@@ -54,12 +54,31 @@ describe("encodeData: CRLF normalisation and dot-stuffing", () => {
     for (let size = 1; size <= 12; size++) {
       const pieces = [...encodeData(bytes(input), size)];
       expect(pieces.map(text).join("")).toBe(whole);
-      // Every piece but the last is about the chunk size (at most 2 octets over).
-      for (const p of pieces.slice(0, -1)) {
-        expect(p.length).toBeGreaterThanOrEqual(size);
-        expect(p.length).toBeLessThanOrEqual(size + 2);
-      }
+      for (const p of pieces) expect(p.length).toBeLessThanOrEqual(size);
+      expect(pieces.every((p) => p.length > 0)).toBe(true);
     }
+  });
+
+  test("a message that goes out as it is goes out as views into it, not copies", () => {
+    const line = bytes(`${"x".repeat(76)}\r\n`);
+    const input = new Uint8Array(200_000 * line.length);
+    for (let at = 0; at < input.length; at += line.length) input.set(line, at);
+    input[78] = 46; // a line starting with a dot: one octet stuffed, the rest still views
+    const pieces = [...encodeData(input)];
+    const views = pieces.filter((p) => p.buffer === input.buffer);
+    expect(views.reduce((n, p) => n + p.length, 0)).toBe(input.length - 78);
+    expect(pieces.length).toBeLessThanOrEqual(Math.ceil(input.length / (64 * 1024)) + 3);
+    expect(Buffer.concat(pieces).equals(Buffer.from(encodeDataAll(input)))).toBe(true);
+    expect(text(pieces.at(-1)!)).toBe(".\r\n");
+    expect(text(pieces[0]!)).toBe(`${"x".repeat(76)}\r\n.`); // a short run before a fix is copied
+  });
+
+  test("a message of short lines to fix goes out gathered, not a write per line", () => {
+    const input = bytes("line of a message with bare LFs\n".repeat(20_000));
+    const pieces = [...encodeData(input)];
+    const wire = Buffer.concat(pieces);
+    expect(wire.length).toBe(input.length + 20_000 + 3);
+    expect(pieces.length).toBe(Math.ceil(wire.length / (64 * 1024)));
   });
 
   test("a 3 MB message goes out in 64 KiB pieces", () => {

@@ -1,9 +1,9 @@
 // PostgreSQL's binary copy format (https://www.postgresql.org/docs/15/sql-copy.html, "Binary
 // Format"): a signature, flags and an extension area, then per row a field count and each field as
 // a length and its bytes, then -1. Read: rows of `COPY (select ...) TO STDOUT (FORMAT binary)`,
-// their fields as views into the chunks they arrived in. Written: rows for `COPY table
-// FROM STDIN (FORMAT binary)`, bytea fields as their own bytes (no text form to make and parse).
-// Pure.
+// their fields as views into the chunk they arrived in (or into the join of a row cut across
+// chunks). Written: rows for `COPY table FROM STDIN (FORMAT binary)`, bytea fields as their own
+// bytes (no text form to make and parse). Pure.
 
 const SIGNATURE = Buffer.from("PGCOPY\n\xff\r\n\0", "latin1");
 /** Signature, flags (int32), header extension length (int32). */

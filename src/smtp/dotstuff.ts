@@ -12,8 +12,11 @@ const DOT = 46;
 /** Largest piece the encoder hands out. */
 export const DATA_CHUNK_OCTETS = 64 * 1024;
 
-/** Runs kept as they are but shorter than this are copied, not written as a piece of their own. */
-const COPY_BELOW = 4096;
+/**
+ * Runs kept as they are from this length on are handed out as views; shorter ones are copied, so
+ * that a message with a fix every few KiB is not written a few KiB (and an octet) at a time.
+ */
+const VIEW_FROM = 16 * 1024;
 
 const CRLF = new Uint8Array([CR, LF]);
 const STUFFED_DOT = new Uint8Array([DOT]);
@@ -88,6 +91,7 @@ function endsInsideLine(data: Uint8Array): boolean {
  * no 25 MiB of garbage for the collector to find late. `data` must not change meanwhile.
  */
 export function* encodeData(data: Uint8Array, chunkSize = DATA_CHUNK_OCTETS): Generator<Uint8Array> {
+  if (!(chunkSize >= 1)) throw new RangeError(`encodeData: a chunk size of ${chunkSize}`);
   const out = new WirePieces(data, chunkSize);
   const fix = new FixFinder(data);
   let kept = 0;
@@ -116,33 +120,39 @@ class WirePieces {
 
   /** `data` from `start` to `end`, which goes out as it is. */
   keep(start: number, end: number): void {
-    if (end - start >= Math.min(COPY_BELOW, this.size)) {
-      this.end();
-      for (let at = start; at < end; at += this.size)
-        this.ready.push(this.data.subarray(at, Math.min(end, at + this.size)));
+    if (end - start < Math.min(VIEW_FROM, this.size)) {
+      // copied octet by octet: a view per line of a message of bare LFs costs more
+      for (let at = start; at < end; at++) this.append(this.data[at]!);
       return;
     }
-    // short: copied octet by octet, as a view per line of a message of bare LFs would cost more
-    for (let at = start; at < end; at++) {
-      this.gathered ??= new Uint8Array(this.size);
-      this.gathered[this.filled++] = this.data[at]!;
-      if (this.filled === this.size) this.end();
-    }
+    this.end();
+    for (let at = start; at < end; at += this.size)
+      this.ready.push(this.data.subarray(at, Math.min(end, at + this.size)));
   }
 
   copy(octets: Uint8Array): void {
-    for (const octet of octets) {
-      this.gathered ??= new Uint8Array(this.size);
-      this.gathered[this.filled++] = octet;
-      if (this.filled === this.size) this.end();
-    }
+    for (const octet of octets) this.append(octet);
   }
 
-  /** Hands out what is gathered so far. */
+  private append(octet: number): void {
+    this.gathered ??= new Uint8Array(this.size);
+    this.gathered[this.filled++] = octet;
+    if (this.filled === this.size) this.end();
+  }
+
+  /**
+   * Hands out what is gathered so far. A little of it (a stuffed dot between two views) goes as
+   * a copy of its size and the buffer is used again: a fix every few KiB would otherwise drop a
+   * zeroed buffer of `size` per fix.
+   */
   end(): void {
     if (!this.gathered || this.filled === 0) return;
-    this.ready.push(this.gathered.subarray(0, this.filled));
-    this.gathered = undefined;
+    if (this.filled < this.size / 4) {
+      this.ready.push(this.gathered.slice(0, this.filled));
+    } else {
+      this.ready.push(this.gathered.subarray(0, this.filled));
+      this.gathered = undefined;
+    }
     this.filled = 0;
   }
 

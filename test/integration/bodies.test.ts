@@ -73,6 +73,24 @@ describe.each(databaseDrivers())("message bodies on %s", (driver, open) => {
     expect(Buffer.from((await readBody(database.db, "text", text.length))!).equals(text)).toBe(true);
   });
 
+  test("a body of exactly two pieces, and one whose id has a quote, come back whole", async () => {
+    const two = octets(2 * BODY_PIECE_OCTETS);
+    await store("two", two);
+    await store("it's", octets(BODY_PIECE_OCTETS + 3));
+    expect(Buffer.from((await readBody(database.db, "two", two.length))!).equals(Buffer.from(two))).toBe(
+      true,
+    );
+    expect((await readBody(database.db, "it's", BODY_PIECE_OCTETS + 3))?.length).toBe(BODY_PIECE_OCTETS + 3);
+  });
+
+  test("a length that is not the body's: an error naming it, and the database answers on", async () => {
+    await store("sized", octets(BODY_PIECE_OCTETS + 100));
+    for (const wrong of [BODY_PIECE_OCTETS + 99, BODY_PIECE_OCTETS + 101, 5 * BODY_PIECE_OCTETS])
+      await expect(readBody(database.db, "sized", wrong)).rejects.toThrow(/message sized/);
+    const [row] = await database.db.select({ n: sql<number>`1 + 1` }).from(sql`(select 1) one`);
+    expect(Number(row!.n)).toBe(2);
+  });
+
   test("a big message removed before its pieces are read is not loaded; the others are", async () => {
     await store("gone", octets(2 * BODY_PIECE_OCTETS));
     await database.db.delete(messages).where(eq(messages.id, "gone"));

@@ -73,6 +73,30 @@ describe("encodeData: CRLF normalisation and dot-stuffing", () => {
     expect(text(pieces[0]!)).toBe(`${"x".repeat(76)}\r\n.`); // a short run before a fix is copied
   });
 
+  test("fixes a few KiB apart: copied with their runs; far apart: a piece of its own size each", () => {
+    const line = bytes(`${"x".repeat(98)}\r\n`);
+    const input = new Uint8Array(2 * 1024 * 1024 - ((2 * 1024 * 1024) % line.length));
+    const lines = input.length / line.length;
+    // a dot line every 4.2 KiB: all gathered into 64 KiB pieces, as the old encoder did; every
+    // 20 KiB: a view, a one-octet copy, a view...
+    for (const [every, maxPieces] of [
+      [42, Math.ceil(input.length / 65536) + 1],
+      [200, 2 * Math.floor(lines / 200) + Math.ceil(input.length / 65536) + 1],
+    ] as const) {
+      for (let at = 0, n = 0; at < input.length; at += line.length, n++) {
+        input.set(line, at);
+        if (n % every === every - 1) input[at] = 46;
+      }
+      const pieces = [...encodeData(input)];
+      expect(Buffer.concat(pieces).equals(Buffer.from(encodeDataAll(input)))).toBe(true);
+      expect(pieces.length).toBeLessThanOrEqual(maxPieces);
+      // no piece of a few octets keeps a 64 KiB buffer alive
+      for (const p of pieces)
+        if (p.buffer !== input.buffer)
+          expect(p.buffer.byteLength <= 4 * p.length || p.length >= 16384).toBe(true);
+    }
+  });
+
   test("a message of short lines to fix goes out gathered, not a write per line", () => {
     const input = bytes("line of a message with bare LFs\n".repeat(20_000));
     const pieces = [...encodeData(input)];

@@ -6,6 +6,8 @@
 // it is remembered so the message is refused, which closes the SMTP smuggling hole.
 // BDAT: the same checks, no dot handling; the caller feeds exactly the chunk's octets.
 
+import { indexOrEnd } from "../bytes.ts";
+
 const CR = 13;
 const LF = 10;
 const DOT = 46;
@@ -159,11 +161,6 @@ export class MessageDecoder {
       longLine: this.longLine,
     };
   }
-}
-
-function indexOrEnd(input: Uint8Array, octet: number, from: number): number {
-  const at = input.indexOf(octet, from);
-  return at < 0 ? input.length : at;
 }
 
 export function concat(chunks: Uint8Array[]): Uint8Array {

@@ -5,6 +5,8 @@
 // Line ends: CRLF stays; a bare LF and a bare CR each become CRLF. We never emit a bare LF or CR
 // (RFC 5321 2.3.8), so no receiver can read our message differently from another (smuggling).
 
+import { indexOrEnd } from "../bytes.ts";
+
 const CR = 13;
 const LF = 10;
 const DOT = 46;
@@ -51,8 +53,8 @@ class FixFinder {
         this.lineDotDone = true;
         return this.found(line, true);
       }
-      if (this.nextCr < line) this.nextCr = this.find(CR, line);
-      if (this.nextLf < line) this.nextLf = this.find(LF, line);
+      if (this.nextCr < line) this.nextCr = indexOrEnd(data, CR, line);
+      if (this.nextLf < line) this.nextLf = indexOrEnd(data, LF, line);
       const end = Math.min(this.nextCr, this.nextLf);
       this.lineDotDone = false;
       if (end === n) break;
@@ -71,11 +73,6 @@ class FixFinder {
     this.at = at;
     this.dot = dot;
     return true;
-  }
-
-  private find(octet: number, from: number): number {
-    const at = this.data.indexOf(octet, from);
-    return at < 0 ? this.data.length : at;
   }
 }
 
